@@ -1,0 +1,267 @@
+//! The causal rules: which earlier write caused a write or an Event.
+//!
+//! Each rule is a small function over the [`Graph`]; none of them mutates it.
+//! The engine applies them in timestamp order and then records the write.
+
+use super::actors::ReporterUsers;
+use super::graph::{Graph, Mark, Node, WriteMark};
+use super::ids::Uid;
+use super::record::{EventRecord, Verb, WriteRecord};
+use crate::model::time::Micros;
+
+/// The outcome of linking: the chosen cause and, when there was a choice, the
+/// runner-up (recorded as a span link, never dropped silently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Link {
+    pub parent: Option<Mark>,
+    pub runner_up: Option<Mark>,
+}
+
+/// Time bounds for candidate causes.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Candidates must be at or after this time...
+    pub from: Micros,
+    /// ...and at or before this one.
+    pub until: Micros,
+}
+
+impl Window {
+    pub fn before(until: Micros, length: Micros) -> Window {
+        Window { from: until.saturating_sub(length), until }
+    }
+
+    fn contains(&self, t: Micros) -> bool {
+        t >= self.from && t <= self.until
+    }
+}
+
+/// A write is a trigger when it can make a controller act: a successful create,
+/// a delete, a `scale` write, or a spec change (a new `metadata.generation`).
+/// Status writes, failed writes and dry runs never are.
+///
+/// Objects without a generation (pods, nodes, config maps) and objects first
+/// seen in this write leave the spec question open: a person's write is then
+/// taken as a trigger (people write to change things), a controller's is not.
+pub fn is_trigger(write: &WriteRecord, previous_generation: Option<i64>, by_controller: bool) -> bool {
+    if !write.succeeded() || write.dry_run || write.is_status_write() {
+        return false;
+    }
+    if matches!(write.verb, Verb::Create | Verb::Delete | Verb::DeleteCollection) {
+        return true;
+    }
+    match write.subresource.as_deref() {
+        Some("scale") => return true,
+        Some(_) => return !by_controller,
+        None => {}
+    }
+    match (write.generation, previous_generation.or(write.request_generation)) {
+        (Some(now), Some(before)) => now != before,
+        _ => !by_controller,
+    }
+}
+
+/// Keeps the two most recent marks seen so far.
+#[derive(Default)]
+struct TopTwo {
+    best: Option<Mark>,
+    second: Option<Mark>,
+}
+
+impl TopTwo {
+    fn offer(&mut self, mark: Mark) {
+        if self.best.is_some_and(|b| b.span == mark.span) || self.second.is_some_and(|s| s.span == mark.span) {
+            return;
+        }
+        // Later wins; equal times are broken by span ID so the choice is stable.
+        let newer = |a: &Mark, b: &Mark| (a.time, a.span.span_id) > (b.time, b.span.span_id);
+        match self.best {
+            Some(best) if !newer(&mark, &best) => {
+                if self.second.is_none_or(|s| newer(&mark, &s)) {
+                    self.second = Some(mark);
+                }
+            }
+            _ => {
+                self.second = self.best;
+                self.best = Some(mark);
+            }
+        }
+    }
+
+    fn offer_all<'a>(&mut self, marks: impl IntoIterator<Item = &'a Mark>, window: Window) {
+        for m in marks {
+            if window.contains(m.time) {
+                self.offer(*m);
+            }
+        }
+    }
+
+    /// A delete in progress is a candidate however old it is.
+    fn offer_deleting(&mut self, node: &Node, until: Micros, deleting_ttl: Micros) {
+        if let Some(d) = node.deleting {
+            if d.time <= until && d.time >= until.saturating_sub(deleting_ttl) {
+                self.offer(d);
+            }
+        }
+    }
+
+    fn into_link(self) -> Link {
+        Link { parent: self.best, runner_up: self.second }
+    }
+}
+
+/// The cause of a controller's write on object Y: the most recent trigger in the
+/// window among triggers on Y, triggers on Y's controller owner, and, for a
+/// create only, deletions of Y's siblings (a ReplicaSet replacing a pod).
+/// Applied to other verbs, the sibling rule would chain unrelated deletes.
+pub fn trigger_for_write(
+    graph: &Graph,
+    write: &WriteRecord,
+    object: Option<Uid>,
+    owner: Option<Uid>,
+    window: Window,
+) -> Link {
+    let deleting_ttl = graph.limits().deleting_ttl;
+    let mut top = TopTwo::default();
+    if let Some(node) = object.and_then(|uid| graph.node(&uid)) {
+        top.offer_all(&node.triggers, window);
+        top.offer_deleting(node, window.until, deleting_ttl);
+    }
+    if let Some(node) = owner.and_then(|uid| graph.node(&uid)) {
+        top.offer_all(&node.triggers, window);
+        top.offer_deleting(node, window.until, deleting_ttl);
+        if write.verb == Verb::Create {
+            top.offer_all(&node.child_deletes, window);
+        }
+    }
+    top.into_link()
+}
+
+/// Event messages that name the object the reporter acted on:
+/// `(reason, message prefix, resource of the named object)`.
+const NAMED_OBJECT_MESSAGES: &[(&str, &str, &str)] = &[
+    // Deployment: "Scaled up replica set web-5d894c86f5 to 3" (newer: "... from 2 to 3")
+    ("ScalingReplicaSet", "Scaled up replica set ", "replicasets"),
+    ("ScalingReplicaSet", "Scaled down replica set ", "replicasets"),
+    // ReplicaSet, Job, DaemonSet: "Created pod: web-5d894c86f5-2znrl"
+    ("SuccessfulCreate", "Created pod: ", "pods"),
+    ("SuccessfulDelete", "Deleted pod: ", "pods"),
+    // StatefulSet: "create Pod web-0 in StatefulSet web successful"
+    ("SuccessfulCreate", "create Pod ", "pods"),
+    ("SuccessfulDelete", "delete Pod ", "pods"),
+    ("SuccessfulCreate", "create Claim ", "persistentvolumeclaims"),
+    // CronJob: "Created job hello-1567197780", "Saw completed job: hello-1567197780, status: Complete"
+    ("SuccessfulCreate", "Created job ", "jobs"),
+    ("SuccessfulDelete", "Deleted job ", "jobs"),
+    ("SawCompletedJob", "Saw completed job: ", "jobs"),
+];
+
+/// The object an Event's message names, for the reasons whose messages do:
+/// returns `(resource, name)`.
+pub fn object_named_in_message<'m>(reason: &str, message: &'m str) -> Option<(&'static str, &'m str)> {
+    NAMED_OBJECT_MESSAGES.iter().filter(|(r, _, _)| *r == reason).find_map(|(_, prefix, resource)| {
+        let name = message.strip_prefix(prefix)?.split_whitespace().next()?;
+        let name = name.trim_end_matches([',', ':']);
+        (!name.is_empty()).then_some((*resource, name))
+    })
+}
+
+/// C's most recent successful, non-status write on `uid` within the window.
+fn reporter_write(graph: &Graph, uid: Uid, reporter: &ReporterUsers, window: Window) -> Option<WriteMark> {
+    let node = graph.node(&uid)?;
+    node.writes
+        .iter()
+        .rev()
+        .filter(|w| window.contains(w.time) && w.succeeded && !w.is_status)
+        .find(|w| reporter.matches(graph.actor(w.actor)))
+        .copied()
+}
+
+fn latest_trigger(graph: &Graph, uid: Uid, window: Window) -> Option<Mark> {
+    let node = graph.node(&uid)?;
+    let mut top = TopTwo::default();
+    top.offer_all(&node.triggers, window);
+    top.offer_deleting(node, window.until, graph.limits().deleting_ttl);
+    top.best
+}
+
+/// The cause of an Event reported by C about object Y, first that exists:
+/// 1. C's most recent write on the object the message names;
+/// 2. C's most recent non-status write on Y;
+/// 3. the latest trigger on Y.
+///
+/// Rule 2 yields to rule 3 when the trigger on Y is newer than C's write: C's
+/// write then predates the change the Event reports on (a node-controller
+/// "RemovingNode" belongs to the node's delete, not to its earlier patch). The
+/// loser is kept as the runner-up link.
+pub fn parent_for_event(
+    graph: &Graph,
+    event: &EventRecord,
+    regarding: Option<Uid>,
+    reporter: &ReporterUsers,
+    window: Window,
+) -> Link {
+    if let (Some(reason), Some(message)) = (event.reason.as_deref(), event.message.as_deref()) {
+        if let Some((resource, name)) = object_named_in_message(reason, message) {
+            let namespace = event.regarding.namespace.as_deref().unwrap_or(&event.namespace);
+            if let Some(uid) = graph.lookup_name(resource, namespace, name) {
+                if let Some(w) = reporter_write(graph, uid, reporter, window) {
+                    return Link { parent: Some(Mark { time: w.time, span: w.span }), runner_up: None };
+                }
+            }
+        }
+    }
+    let Some(uid) = regarding else { return Link::default() };
+    let own = reporter_write(graph, uid, reporter, window).map(|w| Mark { time: w.time, span: w.span });
+    let trigger = latest_trigger(graph, uid, window);
+    match (own, trigger) {
+        (Some(o), Some(t)) if t.time > o.time => Link { parent: Some(t), runner_up: Some(o) },
+        (Some(o), Some(t)) if t.span != o.span => Link { parent: Some(o), runner_up: Some(t) },
+        (Some(o), _) => Link { parent: Some(o), runner_up: None },
+        (None, t) => Link { parent: t, runner_up: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_object_acted_on() {
+        assert_eq!(
+            object_named_in_message("ScalingReplicaSet", "Scaled up replica set web-5d894c86f5 to 2"),
+            Some(("replicasets", "web-5d894c86f5"))
+        );
+        assert_eq!(
+            object_named_in_message("ScalingReplicaSet", "Scaled down replica set web-5d894c86f5 from 3 to 2"),
+            Some(("replicasets", "web-5d894c86f5"))
+        );
+        assert_eq!(
+            object_named_in_message("SuccessfulCreate", "Created pod: web-5d894c86f5-2znrl"),
+            Some(("pods", "web-5d894c86f5-2znrl"))
+        );
+        assert_eq!(
+            object_named_in_message("SuccessfulDelete", "Deleted pod: web-5d894c86f5-2znrl"),
+            Some(("pods", "web-5d894c86f5-2znrl"))
+        );
+        assert_eq!(
+            object_named_in_message("SuccessfulCreate", "create Pod web-0 in StatefulSet web successful"),
+            Some(("pods", "web-0"))
+        );
+        assert_eq!(
+            object_named_in_message("SuccessfulDelete", "delete Pod web-1 in StatefulSet web successful"),
+            Some(("pods", "web-1"))
+        );
+        assert_eq!(
+            object_named_in_message("SuccessfulCreate", "create Claim data-web-0 Pod web-0 in StatefulSet web success"),
+            Some(("persistentvolumeclaims", "data-web-0"))
+        );
+        assert_eq!(object_named_in_message("SuccessfulCreate", "Created job hello-1567197780"), Some(("jobs", "hello-1567197780")));
+        assert_eq!(
+            object_named_in_message("SawCompletedJob", "Saw completed job: hello-1567197780, status: Complete"),
+            Some(("jobs", "hello-1567197780"))
+        );
+        assert_eq!(object_named_in_message("Scheduled", "Successfully assigned default/p to n"), None);
+        assert_eq!(object_named_in_message("SuccessfulCreate", "Created pod: "), None);
+    }
+}

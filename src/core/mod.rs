@@ -1,0 +1,19 @@
+//! The causal core: pure, deterministic, and free of I/O, clocks and tokio.
+//!
+//! Sources hand it [`record::Record`]s; it orders them within a settle delay,
+//! keeps the object graph, decides each record's cause and yields
+//! [`span::Span`]s for the sinks. Time only moves when a caller says so
+//! ([`engine::Engine::advance`]), so a replay of recorded input is exact.
+
+pub mod actors;
+pub mod engine;
+pub mod graph;
+pub mod ids;
+pub mod kinds;
+pub mod linker;
+pub mod record;
+pub mod span;
+
+pub use engine::{CoreConfig, Engine, EngineStats};
+pub use record::Record;
+pub use span::Span;

@@ -1,0 +1,197 @@
+//! The core's input: owned, normalised records.
+//!
+//! Sources parse borrowed wire formats and convert each accepted record into one
+//! of these. They hold only the fields the linker and the span builder use, so
+//! the settle buffer stays small.
+
+use super::ids::Uid;
+use crate::model::time::Micros;
+
+/// A mutating verb. Reads never reach the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Create,
+    Update,
+    Patch,
+    Delete,
+    DeleteCollection,
+}
+
+impl Verb {
+    pub fn parse(verb: &str) -> Option<Verb> {
+        Some(match verb {
+            "create" => Verb::Create,
+            "update" => Verb::Update,
+            "patch" => Verb::Patch,
+            "delete" => Verb::Delete,
+            "deletecollection" => Verb::DeleteCollection,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
+        }
+    }
+
+    pub fn is_delete(self) -> bool {
+        matches!(self, Verb::Delete | Verb::DeleteCollection)
+    }
+}
+
+/// An owner reference, as far as linking needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: Box<str>,
+    pub name: Box<str>,
+    pub uid: Uid,
+    pub controller: bool,
+}
+
+/// What a write's response says about the object's deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Deletion {
+    /// No deletion involved, or nothing known.
+    #[default]
+    None,
+    /// `deletionTimestamp` is set and finalizers or a grace period are pending:
+    /// the object is still there and its delete stays an active trigger.
+    InProgress,
+    /// The delete removed the object.
+    Gone,
+}
+
+/// A completed mutating request from the audit log.
+#[derive(Debug, Clone)]
+pub struct WriteRecord {
+    pub audit_id: Box<str>,
+    pub verb: Verb,
+    pub api_group: Box<str>,
+    pub api_version: Box<str>,
+    pub resource: Box<str>,
+    pub subresource: Option<Box<str>>,
+    pub namespace: Option<Box<str>>,
+    pub name: Option<Box<str>>,
+    /// The object's UID as written in the input, when known.
+    pub uid: Option<Box<str>>,
+    /// The object's kind (`Deployment`), when the object says so.
+    pub kind: Option<Box<str>>,
+    /// The effective user (impersonated user, if any).
+    pub user: Box<str>,
+    pub user_agent: Option<Box<str>>,
+    pub status_code: u16,
+    pub status_message: Option<Box<str>>,
+    pub received: Micros,
+    pub completed: Micros,
+    /// `metadata.generation` after the write.
+    pub generation: Option<i64>,
+    /// `metadata.generation` sent in the request, for spec-change detection
+    /// when the graph has not seen the object before.
+    pub request_generation: Option<i64>,
+    pub deletion: Deletion,
+    pub owners: Vec<Owner>,
+    pub dry_run: bool,
+}
+
+impl WriteRecord {
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status_code)
+    }
+
+    pub fn is_status_write(&self) -> bool {
+        self.subresource.as_deref() == Some("status")
+    }
+
+    pub fn controller_owner(&self) -> Option<&Owner> {
+        self.owners.iter().find(|o| o.controller)
+    }
+}
+
+/// How an Event reached kausal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOrigin {
+    /// A create/update/patch of the `events` resource in the audit stream.
+    Audit { audit_id: Box<str>, verb: Verb },
+    /// A watch, list, or a file of Event objects.
+    Object,
+}
+
+/// The object an Event is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Regarding {
+    pub kind: Option<Box<str>>,
+    pub api_version: Option<Box<str>>,
+    pub namespace: Option<Box<str>>,
+    pub name: Option<Box<str>>,
+    pub uid: Option<Box<str>>,
+    pub field_path: Option<Box<str>>,
+}
+
+/// A Kubernetes Event, normalised over core/v1 and events.k8s.io/v1.
+///
+/// Fields other than the identity may be missing: a `patch` of an existing
+/// Event logged at `Request` level carries only what changed.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub uid: Option<Box<str>>,
+    pub namespace: Box<str>,
+    pub name: Box<str>,
+    pub reason: Option<Box<str>>,
+    pub message: Option<Box<str>>,
+    pub event_type: Option<Box<str>>,
+    pub action: Option<Box<str>>,
+    pub reporter: Option<Box<str>>,
+    pub reporter_host: Option<Box<str>>,
+    pub regarding: Regarding,
+    /// When the observation this record reports happened.
+    pub time: Micros,
+    /// `time` has whole-second precision: compare as `[time, time + 1 s)`.
+    pub coarse_time: bool,
+    pub count: i64,
+    pub origin: EventOrigin,
+}
+
+impl EventRecord {
+    /// The identity used for de-duplication and span IDs: the UID when known,
+    /// else namespace/name (unique per namespace while the Event exists).
+    pub fn key_by_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The latest instant the observation could have happened at.
+    pub fn time_upper_bound(&self) -> Micros {
+        if self.coarse_time { self.time + crate::model::time::MICROS_PER_SECOND - 1 } else { self.time }
+    }
+}
+
+/// One unit of input for the core.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Write(WriteRecord),
+    Event(EventRecord),
+}
+
+impl Record {
+    /// The time the record is ordered by: when a write took effect
+    /// (`stageTimestamp`), or the latest instant an Event could have happened.
+    pub fn order_time(&self) -> Micros {
+        match self {
+            Record::Write(w) => w.completed,
+            Record::Event(e) => e.time_upper_bound(),
+        }
+    }
+
+    /// A deterministic tie-breaker for records with the same order time, so any
+    /// arrival order yields the same processing order.
+    pub fn order_key(&self) -> (u8, &str, &str) {
+        match self {
+            Record::Write(w) => (0, &w.audit_id, ""),
+            Record::Event(e) => (1, &e.namespace, &e.name),
+        }
+    }
+}

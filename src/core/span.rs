@@ -1,0 +1,120 @@
+//! kausal's own span type: what the core produces and every sink consumes.
+//!
+//! It is deliberately plain (no OpenTelemetry types), so the core stays fast and
+//! testable and the sinks decide the encoding.
+
+use super::ids::{SpanId, TraceId};
+use crate::model::time::Micros;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+}
+
+impl From<&str> for AttrValue {
+    fn from(s: &str) -> Self {
+        AttrValue::Str(s.to_owned())
+    }
+}
+impl From<String> for AttrValue {
+    fn from(s: String) -> Self {
+        AttrValue::Str(s)
+    }
+}
+impl From<i64> for AttrValue {
+    fn from(v: i64) -> Self {
+        AttrValue::Int(v)
+    }
+}
+impl From<bool> for AttrValue {
+    fn from(v: bool) -> Self {
+        AttrValue::Bool(v)
+    }
+}
+
+pub type Attributes = Vec<(&'static str, AttrValue)>;
+
+/// Whether the span is a write or an Event (`kausal.span.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    Write,
+    Event,
+}
+
+/// Why a span has no parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootKind {
+    /// A write by a person or CI: the start of an intent.
+    Intent,
+    /// A controller's write with no trigger in the window (e.g. a CronJob firing,
+    /// or an object created before kausal started watching).
+    ControllerInitiated,
+    /// An Event with no write to attach to.
+    OrphanEvent,
+}
+
+impl RootKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RootKind::Intent => "intent",
+            RootKind::ControllerInitiated => "controller",
+            RootKind::OrphanEvent => "orphan-event",
+        }
+    }
+}
+
+/// A pointer to another span, with why it is there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanLink {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    /// `kausal.link.reason`, e.g. `runner-up` for the second-best candidate cause.
+    pub reason: &'static str,
+}
+
+/// A timestamped annotation on a span (used for Event repeats).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanEvent {
+    pub time: Micros,
+    pub name: String,
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpanStatus {
+    Unset,
+    Error(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    pub name: String,
+    pub kind: SpanKind,
+    /// Who acted: becomes the resource's `service.name`.
+    pub actor: String,
+    pub start: Micros,
+    pub end: Micros,
+    pub attributes: Attributes,
+    pub links: Vec<SpanLink>,
+    pub events: Vec<SpanEvent>,
+    pub status: SpanStatus,
+    pub root: Option<RootKind>,
+}
+
+impl Span {
+    pub fn attr(&self, key: &str) -> Option<&AttrValue> {
+        self.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    pub fn attr_str(&self, key: &str) -> Option<&str> {
+        match self.attr(key) {
+            Some(AttrValue::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+}

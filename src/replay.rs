@@ -1,0 +1,168 @@
+//! `kausal replay`: recorded files → decode → core → tree, OTLP/JSON or OTLP.
+//!
+//! A replay reads all its inputs before linking: audit logs and Event files are
+//! separate streams over the same time span, so only the whole input can be put
+//! in timestamp order. The core then runs exactly as it does behind the server.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use crate::core::{CoreConfig, Engine, EngineStats, Span};
+use crate::sinks::otel::SharedResource;
+use crate::sinks::tree::{self, TreeOptions};
+use crate::sinks::{otlp_export, otlp_json};
+use crate::sources::decode::{BadRecord, DecodeOptions, DecodeStats};
+use crate::sources::files::{self, Input};
+
+/// How many bad records are printed in full; the rest are only counted.
+pub const BAD_RECORDS_SHOWN: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Tree,
+    OtlpJson,
+}
+
+/// A bad record and the input it came from.
+#[derive(Debug, Clone)]
+pub struct LocatedBadRecord {
+    pub input: String,
+    pub record: BadRecord,
+}
+
+/// Everything a replay produced.
+pub struct ReplayResult {
+    pub spans: Vec<Span>,
+    pub inputs: usize,
+    pub bytes: u64,
+    pub decode: DecodeStats,
+    pub bad: Vec<LocatedBadRecord>,
+    pub engine: EngineStats,
+}
+
+/// Decodes every input and runs the core over the lot. Pure apart from reading
+/// the inputs: the same files give the same spans, byte for byte.
+pub fn run(inputs: &[Input], decode: DecodeOptions, core: CoreConfig, progress: bool) -> ReplayResult {
+    let bar = progress_bar(inputs, progress);
+    let mut engine = Engine::new(core);
+    let mut stats = DecodeStats::default();
+    let mut bad = Vec::new();
+    let mut bytes = 0u64;
+    for input in inputs {
+        let decoded = files::decode_input(input, decode);
+        stats.merge(&decoded.stats);
+        bad.extend(decoded.bad.into_iter().map(|record| LocatedBadRecord { input: input.display(), record }));
+        for record in decoded.records {
+            engine.ingest(record);
+        }
+        let size = input_size(input);
+        bytes += size;
+        if let Some(bar) = &bar {
+            bar.inc(size);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    engine.flush();
+    ReplayResult { spans: engine.drain_spans(), inputs: inputs.len(), bytes, decode: stats, bad, engine: engine.stats() }
+}
+
+fn input_size(input: &Input) -> u64 {
+    match input {
+        Input::File(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+        Input::Stdin => 0,
+    }
+}
+
+/// A progress bar over input bytes, only for large inputs on a terminal.
+fn progress_bar(inputs: &[Input], wanted: bool) -> Option<indicatif::ProgressBar> {
+    const LARGE: u64 = 16 << 20;
+    let total: u64 = inputs.iter().map(input_size).sum();
+    if !wanted || total < LARGE || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// Writes the spans in the chosen format: trees, or one OTLP/JSON request per
+/// trace (traces in order of their first span).
+pub fn write_output(out: &mut impl Write, spans: &[Span], format: OutputFormat, show_all: bool) -> std::io::Result<()> {
+    match format {
+        OutputFormat::Tree => out.write_all(tree::render(spans, TreeOptions { show_all }).as_bytes()),
+        OutputFormat::OtlpJson => {
+            let resource = SharedResource::from_env(None);
+            for trace in tree::group_traces(spans) {
+                let owned: Vec<Span> = trace.spans.into_iter().cloned().collect();
+                otlp_json::write_line(out, &owned, &resource)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sends the spans to an OTLP endpoint.
+pub async fn export(spans: &[Span], endpoint: Option<&str>, protocol: otlp_export::OtlpProtocol) -> anyhow::Result<()> {
+    let mut exporter = otlp_export::OtlpExporter::new(endpoint, protocol, SharedResource::from_env(None))?;
+    let result = exporter.export(spans).await;
+    exporter.shutdown();
+    result
+}
+
+/// The stderr summary: what was read, what came out, and what was wrong.
+pub fn summary(result: &ReplayResult, elapsed: std::time::Duration) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let e = &result.engine;
+    let traces = tree::group_traces(&result.spans).len();
+    let _ = writeln!(
+        s,
+        "kausal replay: {} input{} ({:.1} MB) in {:.2}s: {} audit events, {} Event objects → {} writes and {} Events linked",
+        result.inputs,
+        if result.inputs == 1 { "" } else { "s" },
+        result.bytes as f64 / 1e6,
+        elapsed.as_secs_f64(),
+        result.decode.audit_events,
+        result.decode.kube_events,
+        e.writes,
+        e.events,
+    );
+    let _ = writeln!(
+        s,
+        "  {} spans in {} traces: {} intents, {} controller-initiated roots, {} Events with no cause; {} runner-up links",
+        e.spans_out, traces, e.intent_roots, e.controller_roots, e.orphan_events, e.runner_up_links
+    );
+    let _ = writeln!(
+        s,
+        "  duplicates dropped: {} writes, {} Events; Event repeats: {}",
+        e.duplicate_writes, e.duplicate_events, e.event_repeats
+    );
+    if !result.decode.skipped.is_empty() {
+        let parts: Vec<String> = result.decode.skipped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(s, "  not traced (by design): {}", parts.join(", "));
+    }
+    let bad_total = result.decode.bad_total();
+    if bad_total > 0 {
+        let parts: Vec<String> = result.decode.bad.iter().map(|(k, v)| format!("{} {v}", k.as_str())).collect();
+        let _ = writeln!(s, "  bad records: {bad_total} ({})", parts.join(", "));
+        for bad in result.bad.iter().take(BAD_RECORDS_SHOWN) {
+            let _ = writeln!(s, "    {}:{}: {}: {}", bad.input, bad.record.line, bad.record.reason.as_str(), bad.record.detail);
+        }
+        if result.bad.len() > BAD_RECORDS_SHOWN {
+            let _ = writeln!(s, "    … and {} more", result.bad.len() - BAD_RECORDS_SHOWN);
+        }
+    }
+    s
+}
+
+/// Times a closure, for the summary line.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, std::time::Duration) {
+    let start = Instant::now();
+    let value = f();
+    (value, start.elapsed())
+}

@@ -1,0 +1,157 @@
+//! Export over OTLP (gRPC or HTTP/protobuf) with the opentelemetry-otlp crate,
+//! which also honours the standard `OTEL_EXPORTER_OTLP_*` variables (headers,
+//! timeout, compression, certificates, and the endpoint when none is given).
+
+use std::fmt;
+use std::str::FromStr;
+
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::trace::SpanExporter as _;
+
+use super::otel::{SharedResource, group_by_actor, scope, to_span_data};
+use crate::core::span::Span;
+
+/// The wire protocol of the exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+impl FromStr for OtlpProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "grpc" => Ok(OtlpProtocol::Grpc),
+            "http/protobuf" | "http" => Ok(OtlpProtocol::HttpProtobuf),
+            other => Err(format!("unknown OTLP protocol `{other}` (expected `grpc` or `http/protobuf`)")),
+        }
+    }
+}
+
+impl fmt::Display for OtlpProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+        })
+    }
+}
+
+impl OtlpProtocol {
+    /// The protocol to use: the explicit choice, else the standard environment
+    /// variables, else a guess from the URL (port 4318 or a `/v1/traces` path
+    /// means HTTP), else gRPC.
+    pub fn choose(explicit: Option<OtlpProtocol>, endpoint: Option<&str>) -> Result<OtlpProtocol, String> {
+        if let Some(p) = explicit {
+            return Ok(p);
+        }
+        for var in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+            if let Ok(value) = std::env::var(var) {
+                if !value.is_empty() {
+                    return value.parse().map_err(|e| format!("{var}: {e}"));
+                }
+            }
+        }
+        Ok(match endpoint {
+            Some(url) if url.contains(":4318") || url.trim_end_matches('/').ends_with("/v1/traces") => {
+                OtlpProtocol::HttpProtobuf
+            }
+            _ => OtlpProtocol::Grpc,
+        })
+    }
+}
+
+/// An OTLP span exporter that sends each actor's spans under its own resource.
+pub struct OtlpExporter {
+    exporter: opentelemetry_otlp::SpanExporter,
+    resource: SharedResource,
+    pub protocol: OtlpProtocol,
+}
+
+/// How many spans go into one export request at most.
+const MAX_BATCH: usize = 512;
+
+impl OtlpExporter {
+    /// Builds the exporter. `endpoint` of `None` leaves the endpoint to the
+    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` variables and the OTLP defaults. For HTTP,
+    /// an endpoint without a path gets `/v1/traces`.
+    pub fn new(endpoint: Option<&str>, protocol: OtlpProtocol, resource: SharedResource) -> anyhow::Result<Self> {
+        let exporter = match protocol {
+            OtlpProtocol::Grpc => {
+                let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+                if let Some(url) = endpoint {
+                    b = b.with_endpoint(url);
+                }
+                b.build()?
+            }
+            OtlpProtocol::HttpProtobuf => {
+                let mut b = opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(Protocol::HttpBinary);
+                if let Some(url) = endpoint {
+                    b = b.with_endpoint(http_traces_url(url));
+                }
+                b.build()?
+            }
+        };
+        Ok(OtlpExporter { exporter, resource, protocol })
+    }
+
+    /// Exports spans, one request per actor and at most [`MAX_BATCH`] spans each.
+    pub async fn export(&mut self, spans: &[Span]) -> anyhow::Result<()> {
+        let scope = scope();
+        for (actor, group) in group_by_actor(spans) {
+            self.exporter.set_resource(&self.resource.resource_for_actor(actor));
+            for chunk in group.chunks(MAX_BATCH) {
+                let batch = chunk.iter().map(|s| to_span_data(s, &scope)).collect();
+                self.exporter
+                    .export(batch)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("OTLP export of {} spans failed: {e}", chunk.len()))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn shutdown(&mut self) {
+        let _ = self.exporter.shutdown();
+    }
+}
+
+/// `http://host:4318` → `http://host:4318/v1/traces`; a URL with a path is kept.
+fn http_traces_url(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    if after_scheme.trim_end_matches('/').contains('/') {
+        url.to_owned()
+    } else {
+        format!("{}/v1/traces", url.trim_end_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_urls_get_the_traces_path() {
+        assert_eq!(http_traces_url("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(http_traces_url("http://127.0.0.1:4318/"), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(http_traces_url("https://otel.example/custom/traces"), "https://otel.example/custom/traces");
+    }
+
+    #[test]
+    fn protocol_guess_from_url() {
+        // Only meaningful when the environment does not choose; skip otherwise.
+        if std::env::var_os("OTEL_EXPORTER_OTLP_PROTOCOL").is_some()
+            || std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").is_some()
+        {
+            return;
+        }
+        assert_eq!(OtlpProtocol::choose(None, Some("http://h:4318")).unwrap(), OtlpProtocol::HttpProtobuf);
+        assert_eq!(OtlpProtocol::choose(None, Some("http://h:4317")).unwrap(), OtlpProtocol::Grpc);
+        assert_eq!(
+            OtlpProtocol::choose(Some(OtlpProtocol::Grpc), Some("http://h:4318")).unwrap(),
+            OtlpProtocol::Grpc
+        );
+        assert!("zipkin".parse::<OtlpProtocol>().is_err());
+    }
+}

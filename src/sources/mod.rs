@@ -1,0 +1,5 @@
+//! Sources: where records come from. They parse, bound and hand records to the
+//! core; they never link.
+
+pub mod decode;
+pub mod files;
