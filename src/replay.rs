@@ -154,7 +154,18 @@ pub fn summary(result: &ReplayResult, elapsed: std::time::Duration) -> String {
             let _ = writeln!(s, "    {}:{}: {}: {}", bad.input, bad.record.line, bad.record.reason.as_str(), bad.record.detail);
         }
         if result.bad.len() > BAD_RECORDS_SHOWN {
-            let _ = writeln!(s, "    … and {} more", result.bad.len() - BAD_RECORDS_SHOWN);
+            let _ = writeln!(s, "    … and {} more; bad records by input:", result.bad.len() - BAD_RECORDS_SHOWN);
+            let mut by_input: Vec<(&str, usize)> = Vec::new();
+            for bad in &result.bad {
+                match by_input.last_mut() {
+                    Some((input, n)) if *input == bad.input => *n += 1,
+                    _ => by_input.push((&bad.input, 1)),
+                }
+            }
+            by_input.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            for (input, n) in by_input.iter().take(BAD_RECORDS_SHOWN) {
+                let _ = writeln!(s, "    {n:>6}  {input}");
+            }
         }
     }
     s

@@ -411,10 +411,8 @@ impl Engine {
         }
         if e.count <= state.count {
             self.stats.duplicate_events += 1;
-            if let (Some(span), Some(uid)) = (self.open_event_spans.get_mut(&key), &e.uid) {
-                if span.attr("k8s.event.uid").is_none() {
-                    span.attributes.push(("k8s.event.uid", AttrValue::Str(uid.to_string())));
-                }
+            if let Some(span) = self.open_event_spans.get_mut(&key) {
+                merge_copy_into_open_span(span, &e);
             }
             return;
         }
@@ -471,6 +469,24 @@ impl Engine {
         let name = e.regarding.name.as_deref()?;
         let namespace = e.regarding.namespace.as_deref().unwrap_or("");
         self.graph.lookup_name(&kinds::resource_for_kind(kind), namespace, name)
+    }
+}
+
+/// A second copy of an Event whose span is still open fills in what the first
+/// copy lacked: the UID, and (Events that came through audit are timed by
+/// their audit record) the audit record's time and ID.
+fn merge_copy_into_open_span(span: &mut Span, copy: &EventRecord) {
+    if let Some(uid) = &copy.uid {
+        if span.attr("k8s.event.uid").is_none() {
+            set_attr(&mut span.attributes, "k8s.event.uid", AttrValue::Str(uid.to_string()));
+        }
+    }
+    if let EventOrigin::Audit { audit_id, .. } = &copy.origin {
+        if span.attr("k8s.audit.id").is_none() {
+            span.start = copy.time;
+            span.end = span.end.max(copy.time);
+            set_attr(&mut span.attributes, "k8s.audit.id", AttrValue::Str(audit_id.to_string()));
+        }
     }
 }
 

@@ -39,6 +39,10 @@ pub struct AuditEvent<'a> {
     pub request_received_timestamp: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub stage_timestamp: Option<Cow<'a, str>>,
+    /// `audit.k8s.io/v1beta1` before Kubernetes 1.8 had one `timestamp` instead
+    /// of `requestReceivedTimestamp`/`stageTimestamp`.
+    #[serde(borrow, default)]
+    pub timestamp: Option<Cow<'a, str>>,
 }
 
 impl AuditEvent<'_> {

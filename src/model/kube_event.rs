@@ -141,12 +141,14 @@ impl<'a> WireEvent<'a> {
     }
 
     /// The first-observed time as written: precise `eventTime` when set, else the
-    /// whole-second `firstTimestamp`.
+    /// whole-second `firstTimestamp`, else (some reporters leave every time
+    /// null) the apiserver's `metadata.creationTimestamp`.
     pub fn first_time_text(&self) -> Option<&str> {
         non_empty(&self.event_time)
             .or_else(|| non_empty(&self.first_timestamp))
             .or_else(|| non_empty(&self.deprecated_first_timestamp))
             .or_else(|| non_empty(&self.last_timestamp))
+            .or_else(|| non_empty(&self.metadata.creation_timestamp))
     }
 
     /// The most recent observation time, for repeats.

@@ -46,6 +46,8 @@ pub struct ObjectMeta<'a> {
     #[serde(default)]
     pub generation: Option<i64>,
     #[serde(borrow, default)]
+    pub creation_timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     pub deletion_timestamp: Option<Cow<'a, str>>,
     #[serde(default)]
     pub deletion_grace_period_seconds: Option<i64>,

@@ -158,7 +158,7 @@ pub fn decode_lines_into(text: &str, first_line: usize, options: DecodeOptions, 
                 None => break 'document,
                 Some(Ok(raw)) => {
                     let line = decoder.locate(raw, 1);
-                    decoder.value(raw, line, 0);
+                    decoder.value(raw, line, 0, None);
                 }
                 Some(Err(err)) => {
                     let error_line = decoder.lines.line_of(offset) + err.line().saturating_sub(1);
@@ -247,22 +247,26 @@ impl Decoder<'_, '_> {
         if at >= base && at < base + self.text.len() { self.lines.line_of(at - base) } else { fallback }
     }
 
-    fn value(&mut self, raw: &RawValue, line: usize, depth: usize) {
+    /// Decodes one JSON value. `item_kind` is the kind implied by an enclosing
+    /// typed list (`PodList` → `Pod`), since list items often omit `kind`.
+    fn value(&mut self, raw: &RawValue, line: usize, depth: usize, item_kind: Option<&str>) {
         if depth > MAX_WRAPPER_DEPTH {
             self.out.reject(BadReason::UnknownShape, line, format!("wrappers nested deeper than {MAX_WRAPPER_DEPTH}"));
             return;
         }
         match raw.get().as_bytes().first() {
-            Some(b'{') => self.object(raw, line, depth),
+            Some(b'{') => self.object(raw, line, depth, item_kind),
             Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
-                Ok(items) => items.into_iter().for_each(|item| self.value(item, self.locate(item, line), depth + 1)),
+                Ok(items) => {
+                    items.into_iter().for_each(|item| self.value(item, self.locate(item, line), depth + 1, item_kind))
+                }
                 Err(e) => self.out.reject(BadReason::InvalidJson, line, e.to_string()),
             },
             _ => self.out.reject(BadReason::NotAnObject, line, format!("expected a JSON object, found `{}`", preview(raw.get()))),
         }
     }
 
-    fn object(&mut self, raw: &RawValue, line: usize, depth: usize) {
+    fn object(&mut self, raw: &RawValue, line: usize, depth: usize, item_kind: Option<&str>) {
         let probe: Probe = match serde_json::from_str(raw.get()) {
             Ok(p) => p,
             Err(e) => {
@@ -275,29 +279,37 @@ impl Decoder<'_, '_> {
         } else if let Some(payload) = probe.proto_payload {
             self.gke_entry(raw, payload, line);
         } else if let Some(records) = probe.records {
-            records.into_iter().for_each(|r| self.value(r, self.locate(r, line), depth + 1));
+            records.into_iter().for_each(|r| self.value(r, self.locate(r, line), depth + 1, None));
         } else if let Some(properties) = probe.properties {
             self.aks_record(properties, line, depth);
         } else if let Some(items) = probe.items {
-            items.into_iter().for_each(|item| self.value(item, self.locate(item, line), depth + 1));
+            // `PodList` items are Pods; a generic `List` says nothing about its items.
+            let implied = probe.kind.as_deref().and_then(|k| k.strip_suffix("List")).filter(|k| !k.is_empty());
+            for item in items {
+                self.value(item, self.locate(item, line), depth + 1, implied);
+            }
         } else if let (Some(t), Some(object)) = (probe.type_, probe.object) {
             self.watch_line(t, object, line, depth);
-        } else if probe.kind.as_deref() == Some("Event") && (probe.involved_object.is_some() || probe.regarding.is_some()) {
-            self.kube_event(raw.get(), None, line);
-        } else if probe.kind.as_deref().is_some_and(|k| k.ends_with("List")) && probe.api_version.is_some() {
-            // An empty list (`items` null or absent): nothing to do.
-        } else if probe.kind.as_deref().is_some_and(|k| !k.is_empty()) {
-            // A Kubernetes object that is not an event (context in dumps), or a Status.
-            self.out.skip("not_an_event");
         } else {
-            let keys = top_level_keys(raw.get());
-            self.out.reject(BadReason::UnknownShape, line, format!("unknown record or wrapper with keys [{keys}]"));
+            let kind = probe.kind.as_deref().filter(|k| !k.is_empty()).or(item_kind);
+            let is_object = probe.api_version.is_some() || item_kind.is_some();
+            if matches!(kind, None | Some("Event")) && (probe.involved_object.is_some() || probe.regarding.is_some()) {
+                self.kube_event(raw.get(), None, line);
+            } else if kind.is_some_and(|k| k.ends_with("List")) && is_object {
+                // An empty list (`items` null or absent): nothing to do.
+            } else if kind.is_some() && is_object {
+                // A Kubernetes object that is not an Event (context in dumps), or a Status.
+                self.out.skip("not_an_event");
+            } else {
+                let keys = top_level_keys(raw.get());
+                self.out.reject(BadReason::UnknownShape, line, format!("unknown record or wrapper with keys [{keys}]"));
+            }
         }
     }
 
     fn watch_line(&mut self, watch_type: &RawValue, object: &RawValue, line: usize, depth: usize) {
         match watch_type.get() {
-            "\"ADDED\"" | "\"MODIFIED\"" => self.value(object, line, depth + 1),
+            "\"ADDED\"" | "\"MODIFIED\"" => self.value(object, line, depth + 1, None),
             "\"DELETED\"" => self.out.skip("event_deleted"),
             "\"BOOKMARK\"" => self.out.skip("watch_bookmark"),
             "\"ERROR\"" => self.out.skip("watch_error"),
@@ -327,13 +339,13 @@ impl Decoder<'_, '_> {
         if log.get().starts_with('"') {
             match serde_json::from_str::<Cow<str>>(log.get()) {
                 Ok(inner) => match serde_json::from_str::<&RawValue>(&inner) {
-                    Ok(raw) => self.value(raw, line, depth + 1),
+                    Ok(raw) => self.value(raw, line, depth + 1, None),
                     Err(e) => self.out.reject(BadReason::InvalidWrapper, line, format!("AKS properties.log is not JSON: {e}")),
                 },
                 Err(e) => self.out.reject(BadReason::InvalidWrapper, line, format!("AKS properties.log: {e}")),
             }
         } else {
-            self.value(log, line, depth + 1);
+            self.value(log, line, depth + 1, None);
         }
     }
 
@@ -362,11 +374,12 @@ impl Decoder<'_, '_> {
             self.out.skip("non_resource");
             return;
         };
-        let Some(completed) = event.stage_timestamp.as_deref().and_then(parse_rfc3339_micros) else {
+        let Some(completed) = event.stage_timestamp.as_deref().or(event.timestamp.as_deref()).and_then(parse_rfc3339_micros)
+        else {
             self.out.reject(
                 BadReason::InvalidTimestamp,
                 line,
-                format!("auditID {}: stageTimestamp missing or not RFC 3339", event.audit_id),
+                format!("auditID {}: stageTimestamp (or v1beta1 timestamp) missing or not RFC 3339", event.audit_id),
             );
             return;
         };
