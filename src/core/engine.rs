@@ -187,7 +187,7 @@ impl Engine {
         }
         let horizon = self.watermark.saturating_sub(self.config.settle);
         self.process_until(horizon);
-        self.close_events_until(horizon.saturating_sub(self.config.event_linger));
+        self.close_events_until(horizon);
         self.expire(horizon);
     }
 
@@ -205,6 +205,9 @@ impl Engine {
     fn process_until(&mut self, horizon: Micros) {
         while self.pending.peek().is_some_and(|Reverse(p)| p.time <= horizon) {
             let Reverse(p) = self.pending.pop().expect("peeked");
+            // Event spans whose linger ended before this record are closed
+            // first, so a later repeat gets a repeat span, whatever the batching.
+            self.close_events_until(p.time.saturating_sub(1));
             self.processed_until = self.processed_until.max(p.time);
             match p.record {
                 Record::Write(w) => self.process_write(w),

@@ -1,0 +1,224 @@
+//! The causal rules one at a time, on small synthetic inputs driven through the
+//! pure engine. Times are explicit: no clock, no I/O.
+
+use kausal::core::record::{Deletion, EventOrigin, EventRecord, Owner, Record, Regarding, Verb, WriteRecord};
+use kausal::core::span::{RootKind, Span};
+use kausal::core::{CoreConfig, Engine};
+use kausal::core::ids::Uid;
+use kausal::model::time::MICROS_PER_SECOND as S;
+
+const RS_UID: &str = "00000000-0000-0000-0000-0000000000aa";
+
+fn write(id: &str, user: &str, verb: Verb, resource: &str, name: &str, uid: &str, at: i64) -> WriteRecord {
+    WriteRecord {
+        audit_id: id.into(),
+        verb,
+        api_group: "".into(),
+        api_version: "v1".into(),
+        resource: resource.into(),
+        subresource: None,
+        namespace: Some("default".into()),
+        name: Some(name.into()),
+        uid: Some(uid.into()),
+        kind: None,
+        user: user.into(),
+        user_agent: None,
+        status_code: if verb == Verb::Create { 201 } else { 200 },
+        status_message: None,
+        received: at - 1000,
+        completed: at,
+        generation: None,
+        request_generation: None,
+        deletion: if verb.is_delete() { Deletion::Gone } else { Deletion::None },
+        owners: Vec::new(),
+        dry_run: false,
+    }
+}
+
+fn owned_by_rs(mut w: WriteRecord) -> WriteRecord {
+    w.owners = vec![Owner { kind: "ReplicaSet".into(), name: "rs".into(), uid: Uid::from_text(RS_UID), controller: true }];
+    w
+}
+
+const RS_CTRL: &str = "system:serviceaccount:kube-system:replicaset-controller";
+const GC: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
+
+fn run(records: Vec<Record>) -> Vec<Span> {
+    let mut engine = Engine::new(CoreConfig::default());
+    records.into_iter().for_each(|r| engine.ingest(r));
+    engine.flush();
+    engine.drain_spans()
+}
+
+fn by_id<'a>(spans: &'a [Span], audit_id: &str) -> &'a Span {
+    spans.iter().find(|s| s.attr_str("k8s.audit.id") == Some(audit_id)).unwrap_or_else(|| panic!("no span {audit_id}"))
+}
+
+fn parent_id<'a>(spans: &'a [Span], child: &Span) -> Option<&'a str> {
+    let p = child.parent_span_id?;
+    spans.iter().find(|s| s.span_id == p).and_then(|s| s.attr_str("k8s.audit.id"))
+}
+
+fn rs_create() -> Record {
+    Record::Write(write("rs-create", "admin", Verb::Create, "replicasets", "rs", RS_UID, 0))
+}
+
+#[test]
+fn a_replacement_pod_is_caused_by_the_sibling_delete_but_deletes_never_chain() {
+    let spans = run(vec![
+        rs_create(),
+        Record::Write(owned_by_rs(write("pod-a", RS_CTRL, Verb::Create, "pods", "a", "00000000-0000-0000-0000-00000000000a", S))),
+        Record::Write(owned_by_rs(write("pod-c", RS_CTRL, Verb::Create, "pods", "c", "00000000-0000-0000-0000-00000000000c", S + 10))),
+        Record::Write(owned_by_rs(write("delete-a", "alice", Verb::Delete, "pods", "a", "00000000-0000-0000-0000-00000000000a", 5 * S))),
+        Record::Write(owned_by_rs(write("pod-b", RS_CTRL, Verb::Create, "pods", "b", "00000000-0000-0000-0000-00000000000b", 5 * S + 100))),
+        Record::Write(owned_by_rs(write("delete-c", GC, Verb::Delete, "pods", "c", "00000000-0000-0000-0000-00000000000c", 6 * S))),
+    ]);
+    let pod_b = by_id(&spans, "pod-b");
+    assert_eq!(parent_id(&spans, pod_b), Some("delete-a"), "the replacement belongs to alice's delete");
+    let delete_c = by_id(&spans, "delete-c");
+    assert_ne!(parent_id(&spans, delete_c), Some("delete-a"), "a delete is never caused by a sibling's delete");
+    assert_eq!(parent_id(&spans, delete_c), Some("pod-c"), "the most recent trigger on the pod itself");
+}
+
+#[test]
+fn a_controller_write_outside_the_window_starts_its_own_trace() {
+    let spans = run(vec![
+        rs_create(),
+        Record::Write(owned_by_rs(write("late", RS_CTRL, Verb::Create, "pods", "x", "00000000-0000-0000-0000-000000000001", 31 * S))),
+    ]);
+    let late = by_id(&spans, "late");
+    assert_eq!(late.parent_span_id, None);
+    assert_eq!(late.root, Some(RootKind::ControllerInitiated));
+    assert_eq!(late.attr_str("kausal.root"), Some("controller"));
+}
+
+#[test]
+fn a_delete_in_progress_stays_a_trigger_until_the_object_is_gone() {
+    let pod = "00000000-0000-0000-0000-000000000002";
+    let mut graceful = write("graceful", "bob", Verb::Delete, "pods", "p", pod, S);
+    graceful.deletion = Deletion::InProgress;
+    let podgc = "system:serviceaccount:kube-system:pod-garbage-collector";
+    let spans = run(vec![
+        Record::Write(write("create", "bob", Verb::Create, "pods", "p", pod, 0)),
+        Record::Write(graceful),
+        Record::Write(write("force", podgc, Verb::Delete, "pods", "p", pod, 300 * S)),
+        Record::Write(write("after-gone", podgc, Verb::Delete, "pods", "p", pod, 340 * S)),
+    ]);
+    assert_eq!(parent_id(&spans, by_id(&spans, "force")), Some("graceful"), "5 minutes later, still the cause");
+    // The force delete made the pod gone: 40 s later (outside the window)
+    // nothing is active any more.
+    assert_eq!(by_id(&spans, "after-gone").root, Some(RootKind::ControllerInitiated), "gone objects keep no active delete");
+}
+
+#[test]
+fn failed_and_dry_run_writes_are_spans_but_never_triggers() {
+    let mut failed = write("failed", "admin", Verb::Create, "replicasets", "rs", RS_UID, 0);
+    failed.status_code = 409;
+    let mut dry = write("dry", "admin", Verb::Update, "replicasets", "rs", RS_UID, S);
+    dry.dry_run = true;
+    let spans = run(vec![
+        Record::Write(failed),
+        Record::Write(dry),
+        Record::Write(owned_by_rs(write("pod", RS_CTRL, Verb::Create, "pods", "x", "00000000-0000-0000-0000-000000000003", 2 * S))),
+    ]);
+    assert!(matches!(by_id(&spans, "failed").status, kausal::core::span::SpanStatus::Error(_)));
+    let dry = by_id(&spans, "dry");
+    assert_eq!(dry.attr("k8s.dry_run"), Some(&true.into()));
+    assert_eq!(by_id(&spans, "pod").root, Some(RootKind::ControllerInitiated), "neither write can cause the pod");
+}
+
+#[test]
+fn arrival_order_within_the_settle_delay_does_not_matter() {
+    let records = vec![
+        rs_create(),
+        Record::Write(owned_by_rs(write("p1", RS_CTRL, Verb::Create, "pods", "a", "00000000-0000-0000-0000-000000000004", S / 2))),
+        Record::Write(owned_by_rs(write("p2", RS_CTRL, Verb::Create, "pods", "b", "00000000-0000-0000-0000-000000000005", S))),
+    ];
+    let mut reversed = records.clone();
+    reversed.reverse();
+    let in_order = {
+        let mut e = Engine::new(CoreConfig::default());
+        for r in records {
+            e.ingest(r);
+            e.advance(None);
+        }
+        e.flush();
+        e.drain_spans()
+    };
+    let mut e = Engine::new(CoreConfig::default());
+    for r in reversed {
+        e.ingest(r);
+        e.advance(None);
+    }
+    e.flush();
+    assert_eq!(e.drain_spans(), in_order);
+    assert_eq!(parent_id(&in_order, by_id(&in_order, "p2")), Some("rs-create"));
+}
+
+#[test]
+fn a_resent_write_is_dropped_as_a_duplicate() {
+    let mut e = Engine::new(CoreConfig::default());
+    e.ingest(rs_create());
+    e.ingest(rs_create());
+    e.flush();
+    assert_eq!(e.drain_spans().len(), 1);
+    assert_eq!(e.stats().duplicate_writes, 1);
+}
+
+fn event(count: i64, at: i64, coarse: bool) -> EventRecord {
+    EventRecord {
+        uid: Some("00000000-0000-0000-0000-0000000000ee".into()),
+        namespace: "default".into(),
+        name: "rs.1".into(),
+        reason: Some("SuccessfulCreate".into()),
+        message: Some("Created pod: a".into()),
+        event_type: Some("Normal".into()),
+        action: None,
+        reporter: Some("replicaset-controller".into()),
+        reporter_host: None,
+        regarding: Regarding {
+            kind: Some("ReplicaSet".into()),
+            namespace: Some("default".into()),
+            name: Some("rs".into()),
+            uid: Some(RS_UID.into()),
+            ..Regarding::default()
+        },
+        time: at,
+        coarse_time: coarse,
+        count,
+        origin: EventOrigin::Object,
+    }
+}
+
+#[test]
+fn a_whole_second_event_matches_a_write_later_in_the_same_second() {
+    let spans = run(vec![
+        rs_create(),
+        Record::Write(owned_by_rs(write("pod-a", RS_CTRL, Verb::Create, "pods", "a", "00000000-0000-0000-0000-00000000000a", 10 * S + 700_000))),
+        Record::Event(event(1, 10 * S, true)),
+    ]);
+    let ev = spans.iter().find(|s| s.attr_str("k8s.event.reason") == Some("SuccessfulCreate")).unwrap();
+    assert_eq!(parent_id(&spans, ev), Some("pod-a"), "firstTimestamp 10s covers [10s, 11s)");
+}
+
+#[test]
+fn event_repeats_become_span_events_then_repeat_spans() {
+    let mut e = Engine::new(CoreConfig::default());
+    e.ingest(rs_create());
+    e.ingest(Record::Event(event(1, S, false)));
+    e.ingest(Record::Event(event(2, 20 * S, false)));
+    e.advance(None);
+    e.ingest(Record::Event(event(3, 200 * S, false)));
+    e.advance(Some(400 * S));
+    e.flush();
+    let spans = e.drain_spans();
+    let events: Vec<&Span> = spans.iter().filter(|s| s.attr_str("k8s.event.reason").is_some()).collect();
+    assert_eq!(events.len(), 2, "the original span and one repeat span");
+    let original = events.iter().find(|s| s.links.is_empty()).unwrap();
+    assert_eq!(original.events.len(), 1, "the count-2 repeat is a span event");
+    assert_eq!(original.attr("k8s.event.count"), Some(&2i64.into()));
+    let repeat = events.iter().find(|s| !s.links.is_empty()).unwrap();
+    assert_eq!(repeat.links[0].span_id, original.span_id);
+    assert_eq!(repeat.parent_span_id, original.parent_span_id);
+    assert_eq!(e.stats().event_repeats, 2);
+}
