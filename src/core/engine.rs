@@ -515,10 +515,12 @@ fn push_opt(attrs: &mut Attributes, key: &'static str, value: Option<&str>) {
     }
 }
 
-fn push_link(span_links: &mut Vec<SpanLink>, link: &Link) {
-    if let Some(r) = link.runner_up {
-        span_links.push(SpanLink { trace_id: r.span.trace_id, span_id: r.span.span_id, reason: "runner-up" });
-    }
+/// The runner-up cause, when there was one, as a span link.
+fn runner_up_links(link: &Link) -> Vec<SpanLink> {
+    link.runner_up
+        .map(|r| SpanLink { trace_id: r.span.trace_id, span_id: r.span.span_id, reason: "runner-up" })
+        .into_iter()
+        .collect()
 }
 
 /// `"<verb> <resource>[/<subresource>] <namespace>/<name>"`.
@@ -598,8 +600,6 @@ fn build_write_span(
             w.status_message.as_deref().map_or_else(|| format!("HTTP {}", w.status_code), |m| m.to_owned()),
         )
     };
-    let mut links = Vec::new();
-    push_link(&mut links, link);
     Span {
         trace_id: span.trace_id,
         span_id: span.span_id,
@@ -610,7 +610,7 @@ fn build_write_span(
         start: w.received.min(w.completed),
         end: w.completed,
         attributes: attrs,
-        links,
+        links: runner_up_links(link),
         events: Vec::new(),
         status,
         root,
@@ -657,8 +657,6 @@ fn build_event_span(
     } else {
         SpanStatus::Unset
     };
-    let mut links = Vec::new();
-    push_link(&mut links, link);
     Span {
         trace_id: span.trace_id,
         span_id: span.span_id,
@@ -669,7 +667,7 @@ fn build_event_span(
         start: e.time,
         end: e.time,
         attributes: attrs,
-        links,
+        links: runner_up_links(link),
         events: Vec::new(),
         status,
         root,

@@ -84,15 +84,20 @@ fn attribute_values(attrs: &Attributes) -> Vec<KeyValue> {
         .collect()
 }
 
-/// One kausal span as SDK `SpanData`, with its own IDs and times.
-pub fn to_span_data(span: &Span, scope: &InstrumentationScope) -> SpanData {
-    let context = SpanContext::new(
-        TraceId::from_bytes(span.trace_id),
-        SpanId::from_bytes(span.span_id),
+/// A sampled, local span context with kausal's own IDs.
+fn span_context(trace_id: [u8; 16], span_id: [u8; 8]) -> SpanContext {
+    SpanContext::new(
+        TraceId::from_bytes(trace_id),
+        SpanId::from_bytes(span_id),
         TraceFlags::SAMPLED,
         false,
         TraceState::default(),
-    );
+    )
+}
+
+/// One kausal span as SDK `SpanData`, with its own IDs and times.
+pub fn to_span_data(span: &Span, scope: &InstrumentationScope) -> SpanData {
+    let context = span_context(span.trace_id, span.span_id);
     let mut events = SpanEvents::default();
     events.events = span
         .events
@@ -104,14 +109,8 @@ pub fn to_span_data(span: &Span, scope: &InstrumentationScope) -> SpanData {
         .links
         .iter()
         .map(|l| {
-            let linked = SpanContext::new(
-                TraceId::from_bytes(l.trace_id),
-                SpanId::from_bytes(l.span_id),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            );
-            opentelemetry::trace::Link::new(linked, vec![KeyValue::new("kausal.link.reason", l.reason)], 0)
+            let reason = vec![KeyValue::new("kausal.link.reason", l.reason)];
+            opentelemetry::trace::Link::new(span_context(l.trace_id, l.span_id), reason, 0)
         })
         .collect();
     SpanData {
