@@ -227,11 +227,10 @@ impl Engine {
             let expired = self.events.get(&key).is_some_and(|s| s.seen_at == seen_at && !s.open);
             if expired {
                 let state = self.events.remove(&key).expect("checked");
-                if let Some(uid) = state.uid {
-                    if self.event_uid_keys.get(&uid).is_some_and(|k| *k == key) {
+                if let Some(uid) = state.uid
+                    && self.event_uid_keys.get(&uid).is_some_and(|k| *k == key) {
                         self.event_uid_keys.remove(&uid);
                     }
-                }
             }
         }
         self.graph.evict(horizon);
@@ -308,22 +307,20 @@ impl Engine {
         let mark = Mark { time: w.completed, span };
         let actor = self.graph.intern_actor(&w.user);
         let node = self.graph.upsert(uid, &w.resource, namespace, w.name.as_deref().unwrap_or(""), w.completed);
-        if w.subresource.is_none() {
-            if let Some(kind) = &w.kind {
+        if w.subresource.is_none()
+            && let Some(kind) = &w.kind {
                 node.kind = Some(kind.clone());
             }
-        }
         if node.kind.is_none() {
             node.kind = kinds::kind_for_resource(&w.resource).map(Into::into);
         }
         if !w.owners.is_empty() {
             node.controller_owner = w.controller_owner().map(|o| o.uid);
         }
-        if w.succeeded() {
-            if let Some(g) = w.generation {
+        if w.succeeded()
+            && let Some(g) = w.generation {
                 node.generation = Some(g);
             }
-        }
         node.push_write(WriteMark {
             time: w.completed,
             span,
@@ -340,11 +337,10 @@ impl Engine {
         if w.succeeded() && w.deletion == Deletion::Gone {
             self.graph.mark_gone(uid, w.completed);
         }
-        if w.succeeded() && w.verb.is_delete() {
-            if let Some(owner_node) = owner.and_then(|o| self.graph.node_mut(&o)) {
+        if w.succeeded() && w.verb.is_delete()
+            && let Some(owner_node) = owner.and_then(|o| self.graph.node_mut(&o)) {
                 owner_node.push_child_delete(mark);
             }
-        }
     }
 
     // ---- Events -------------------------------------------------------------
@@ -479,18 +475,16 @@ impl Engine {
 /// copy lacked: the UID, and (Events that came through audit are timed by
 /// their audit record) the audit record's time and ID.
 fn merge_copy_into_open_span(span: &mut Span, copy: &EventRecord) {
-    if let Some(uid) = &copy.uid {
-        if span.attr("k8s.event.uid").is_none() {
+    if let Some(uid) = &copy.uid
+        && span.attr("k8s.event.uid").is_none() {
             set_attr(&mut span.attributes, "k8s.event.uid", AttrValue::Str(uid.to_string()));
         }
-    }
-    if let EventOrigin::Audit { audit_id, .. } = &copy.origin {
-        if span.attr("k8s.audit.id").is_none() {
+    if let EventOrigin::Audit { audit_id, .. } = &copy.origin
+        && span.attr("k8s.audit.id").is_none() {
             span.start = copy.time;
             span.end = span.end.max(copy.time);
             set_attr(&mut span.attributes, "k8s.audit.id", AttrValue::Str(audit_id.to_string()));
         }
-    }
 }
 
 /// The audit users that count as the Event's reporter; an Event without one

@@ -98,11 +98,10 @@ impl TopTwo {
 
     /// A delete in progress is a candidate however old it is.
     fn offer_deleting(&mut self, node: &Node, until: Micros, deleting_ttl: Micros) {
-        if let Some(d) = node.deleting {
-            if d.time <= until && d.time >= until.saturating_sub(deleting_ttl) {
+        if let Some(d) = node.deleting
+            && d.time <= until && d.time >= until.saturating_sub(deleting_ttl) {
                 self.offer(d);
             }
-        }
     }
 
     fn into_link(self) -> Link {
@@ -201,16 +200,14 @@ pub fn parent_for_event(
     reporter: &ReporterUsers,
     window: Window,
 ) -> Link {
-    if let (Some(reason), Some(message)) = (event.reason.as_deref(), event.message.as_deref()) {
-        if let Some((resource, name)) = object_named_in_message(reason, message) {
+    if let (Some(reason), Some(message)) = (event.reason.as_deref(), event.message.as_deref())
+        && let Some((resource, name)) = object_named_in_message(reason, message) {
             let namespace = event.regarding.namespace.as_deref().unwrap_or(&event.namespace);
-            if let Some(uid) = graph.lookup_name(resource, namespace, name) {
-                if let Some(w) = reporter_write(graph, uid, reporter, window) {
+            if let Some(uid) = graph.lookup_name(resource, namespace, name)
+                && let Some(w) = reporter_write(graph, uid, reporter, window) {
                     return Link { parent: Some(Mark { time: w.time, span: w.span }), runner_up: None };
                 }
-            }
         }
-    }
     let Some(uid) = regarding else { return Link::default() };
     let own = reporter_write(graph, uid, reporter, window).map(|w| Mark { time: w.time, span: w.span });
     let trigger = latest_trigger(graph, uid, window);

@@ -47,11 +47,10 @@ impl OtlpProtocol {
             return Ok(p);
         }
         for var in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
-            if let Ok(value) = std::env::var(var) {
-                if !value.is_empty() {
+            if let Ok(value) = std::env::var(var)
+                && !value.is_empty() {
                     return value.parse().map_err(|e| format!("{var}: {e}"));
                 }
-            }
         }
         Ok(match endpoint {
             Some(url) if url.contains(":4318") || url.trim_end_matches('/').ends_with("/v1/traces") => {
