@@ -142,6 +142,11 @@ pub fn summary(result: &ReplayResult, elapsed: std::time::Duration) -> String {
         "  duplicates dropped: {} writes, {} Events; Event repeats: {}",
         e.duplicate_writes, e.duplicate_events, e.event_repeats
     );
+    let _ = writeln!(
+        s,
+        "  graph: {} objects tracked, {} forgotten after their TTL, {} evicted by the cap; {} late records",
+        e.graph.objects, e.graph.evicted_ttl, e.graph.evicted_cap, e.late_records
+    );
     if !result.decode.skipped.is_empty() {
         let parts: Vec<String> = result.decode.skipped.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(s, "  not traced (by design): {}", parts.join(", "));
