@@ -131,7 +131,11 @@ pub struct Engine {
     open_event_close: BTreeMap<(Micros, Box<str>), ()>,
     out: Vec<Span>,
     stats: EngineStats,
+    since_expiry: u32,
 }
+
+/// How many records are processed between two expiry passes.
+const EXPIRY_EVERY: u32 = 1024;
 
 impl Engine {
     pub fn new(config: CoreConfig) -> Engine {
@@ -151,6 +155,7 @@ impl Engine {
             open_event_close: BTreeMap::new(),
             out: Vec::new(),
             stats: EngineStats::default(),
+            since_expiry: 0,
         }
     }
 
@@ -209,6 +214,13 @@ impl Engine {
             // first, so a later repeat gets a repeat span, whatever the batching.
             self.close_events_until(p.time.saturating_sub(1));
             self.processed_until = self.processed_until.max(p.time);
+            // Keep memory bounded during one long flush (a replay) too: forget
+            // what is past its TTL as processing time moves on.
+            self.since_expiry += 1;
+            if self.since_expiry >= EXPIRY_EVERY {
+                self.since_expiry = 0;
+                self.expire(p.time);
+            }
             match p.record {
                 Record::Write(w) => self.process_write(w),
                 Record::Event(e) => self.process_event(e),
