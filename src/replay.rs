@@ -43,19 +43,19 @@ pub struct ReplayResult {
 /// Decodes every input and runs the core over the lot. Pure apart from reading
 /// the inputs: the same files give the same spans, byte for byte.
 pub fn run(inputs: &[Input], decode: DecodeOptions, core: CoreConfig, progress: bool) -> ReplayResult {
-    let bar = progress_bar(inputs, progress);
+    let sizes: Vec<u64> = inputs.iter().map(input_size).collect();
+    let bar = progress_bar(sizes.iter().sum(), progress);
     let mut engine = Engine::new(core);
     let mut stats = DecodeStats::default();
     let mut bad = Vec::new();
     let mut bytes = 0u64;
-    for input in inputs {
+    for (input, size) in inputs.iter().zip(sizes) {
         let decoded = files::decode_input(input, decode);
         stats.merge(&decoded.stats);
         bad.extend(decoded.bad.into_iter().map(|record| LocatedBadRecord { input: input.display(), record }));
         for record in decoded.records {
             engine.ingest(record);
         }
-        let size = input_size(input);
         bytes += size;
         if let Some(bar) = &bar {
             bar.inc(size);
@@ -76,9 +76,8 @@ fn input_size(input: &Input) -> u64 {
 }
 
 /// A progress bar over input bytes, only for large inputs on a terminal.
-fn progress_bar(inputs: &[Input], wanted: bool) -> Option<indicatif::ProgressBar> {
+fn progress_bar(total: u64, wanted: bool) -> Option<indicatif::ProgressBar> {
     const LARGE: u64 = 16 << 20;
-    let total: u64 = inputs.iter().map(input_size).sum();
     if !wanted || total < LARGE || !std::io::stderr().is_terminal() {
         return None;
     }

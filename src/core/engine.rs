@@ -104,7 +104,6 @@ impl Ord for Pending {
 
 /// What the engine remembers about an Event it has seen.
 struct EventState {
-    key: Box<str>,
     uid: Option<Box<str>>,
     span: SpanRef,
     parent: Option<ids::SpanId>,
@@ -390,7 +389,6 @@ impl Engine {
         let span = build_event_span(&e, span_ref, parent, root, &link, reporter.actor());
 
         let state = EventState {
-            key: key.clone(),
             uid: e.uid.clone(),
             span: span_ref,
             parent,
@@ -429,7 +427,7 @@ impl Engine {
         }
         self.stats.event_repeats += 1;
         state.count = e.count;
-        let (state_key, original, parent, open) = (state.key.clone(), state.span, state.parent, state.open);
+        let (original, parent, open) = (state.span, state.parent, state.open);
         let repeat = SpanEvent {
             time: e.time,
             name: "repeat".to_owned(),
@@ -439,7 +437,7 @@ impl Engine {
             ],
         };
         if open {
-            if let Some(span) = self.open_event_spans.get_mut(&state_key) {
+            if let Some(span) = self.open_event_spans.get_mut(&key) {
                 span.end = span.end.max(e.time);
                 span.events.push(repeat);
                 set_attr(&mut span.attributes, "k8s.event.count", AttrValue::Int(e.count));
@@ -448,7 +446,7 @@ impl Engine {
         }
         // The original span is already out: the repeat gets a span of its own,
         // under the same parent and linked to the original.
-        let identity = e.uid.as_deref().map_or_else(|| state_key.to_string(), |u| u.to_owned());
+        let identity = e.uid.as_deref().map_or_else(|| key.to_string(), |u| u.to_owned());
         let span_ref = SpanRef { trace_id: original.trace_id, span_id: ids::span_id_for_event_repeat(&identity, e.count) };
         let mut span = build_event_span(&e, span_ref, parent, None, &Link::default(), event_reporter(&e).actor());
         span.name = format!("{} (repeat)", span.name);
