@@ -3,16 +3,24 @@
 //! The crate is laid out by pipeline stage, so the data flow reads off the file tree:
 //!
 //! ```text
-//! sources/ (files, later webhook + watch) ─► model/ (borrowed, typed input)
+//! sources/ (files, webhook over TLS, Event watch) ─► model/ (borrowed, typed input)
+//!        ─► pipeline (bounded queue ─► core worker, live server only)
 //!        ─► core/ (pure: reorder ─► graph ─► linker ─► Span)
-//!        ─► sinks/ (tree, OTLP/JSON, OTLP export)
+//!        ─► sinks/ (tree, OTLP/JSON, OTLP export with retries)
 //! ```
 //!
 //! `core` performs no I/O, reads no clock and never touches tokio: it is driven
 //! by explicit timestamps, which is what makes replays deterministic.
+//! `replay` and `serve` are the two ways of running the pipeline; `cert` makes
+//! development certificates for `serve`.
 
+pub mod cert;
+pub mod config_file;
 pub mod core;
 pub mod model;
+pub mod pipeline;
 pub mod replay;
+pub mod serve;
 pub mod sinks;
 pub mod sources;
+pub mod telemetry;

@@ -5,12 +5,15 @@ use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
+use kausal::cert::{self, CertArgs};
+use kausal::config_file::{self, Settable};
 use kausal::core::CoreConfig;
 use kausal::core::actors::ControllerPatterns;
 use kausal::model::time::Micros;
 use kausal::replay::{self, OutputFormat};
+use kausal::serve::{self, ServeArgs};
 use kausal::sinks::otlp_export::OtlpProtocol;
 use kausal::sources::decode::DecodeOptions;
 use kausal::sources::files;
@@ -26,6 +29,10 @@ struct Cli {
 enum Command {
     /// Replay recorded audit logs and Events and print or export the traces.
     Replay(ReplayArgs),
+    /// Receive audit batches over HTTPS (and watch Events) and export traces over OTLP.
+    Serve(Box<ServeArgs>),
+    /// Write development certificates (CA, server, apiserver client) and a webhook kubeconfig.
+    Cert(CertArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -76,8 +83,32 @@ fn micros(d: Duration) -> Micros {
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = apply_config_file() {
+        eprintln!("kausal: {e:#}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => match serve::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                eprintln!("kausal serve: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Cert(args) => match cert::run(&args) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kausal cert: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Replay(args) => match run_replay(args) {
             Ok(code) => code,
             Err(e) => {
@@ -86,6 +117,33 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Turns `serve --config FILE` entries into environment defaults before clap
+/// parses the command line (see `config_file`).
+fn apply_config_file() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("serve") {
+        return Ok(());
+    }
+    let Some(path) = config_file::path_from(&args) else {
+        return Ok(());
+    };
+    let command = Cli::command();
+    let serve = command.find_subcommand("serve").expect("serve subcommand");
+    let settable: Vec<Settable> = serve
+        .get_arguments()
+        .filter_map(|a| {
+            let long = a.get_long()?;
+            let env = a.get_env()?.to_str()?;
+            (long != "config").then(|| Settable { long: long.to_owned(), env: env.to_owned() })
+        })
+        .collect();
+    for (name, value) in config_file::env_defaults(std::path::Path::new(&path), &settable)? {
+        // SAFETY: single-threaded here; nothing else reads the environment yet.
+        unsafe { std::env::set_var(name, value) };
+    }
+    Ok(())
 }
 
 fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {

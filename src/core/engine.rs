@@ -14,7 +14,7 @@ use super::graph::{Graph, GraphLimits, GraphStats, Mark, SpanRef, WriteMark};
 use super::ids::{self, Uid};
 use super::kinds;
 use super::linker::{self, Link, Window};
-use super::record::{Deletion, EventOrigin, EventRecord, Record, WriteRecord};
+use super::record::{Deletion, EventOrigin, EventRecord, ObservedObject, Record, UnknownObject, WriteRecord};
 use super::span::{Attributes, AttrValue, RootKind, Span, SpanEvent, SpanKind, SpanLink, SpanStatus};
 use crate::model::time::{MICROS_PER_SECOND, Micros};
 
@@ -32,6 +32,10 @@ pub struct CoreConfig {
     /// resent batch or a second copy of an Event produces no duplicate spans.
     pub dedup_ttl: Micros,
     pub limits: GraphLimits,
+    /// Collect the objects Events are about that the graph has never seen, for
+    /// [`Engine::drain_unknown_objects`]. A live server looks them up; a
+    /// replay has nobody to ask.
+    pub report_unknown_objects: bool,
 }
 
 impl Default for CoreConfig {
@@ -47,6 +51,7 @@ impl Default for CoreConfig {
                 deleting_ttl: 60 * 60 * MICROS_PER_SECOND,
                 max_objects: 1_000_000,
             },
+            report_unknown_objects: false,
         }
     }
 }
@@ -67,6 +72,8 @@ pub struct EngineStats {
     pub controller_roots: u64,
     pub orphan_events: u64,
     pub runner_up_links: u64,
+    /// Objects added from metadata lookups rather than writes.
+    pub observed_objects: u64,
     pub pending: usize,
     pub graph: GraphStats,
 }
@@ -129,6 +136,7 @@ pub struct Engine {
     open_event_spans: HashMap<Box<str>, Span>,
     open_event_close: BTreeMap<(Micros, Box<str>), ()>,
     out: Vec<Span>,
+    unknown_objects: Vec<UnknownObject>,
     stats: EngineStats,
     since_expiry: u32,
 }
@@ -153,6 +161,7 @@ impl Engine {
             open_event_spans: HashMap::new(),
             open_event_close: BTreeMap::new(),
             out: Vec::new(),
+            unknown_objects: Vec::new(),
             stats: EngineStats::default(),
             since_expiry: 0,
         }
@@ -180,6 +189,39 @@ impl Engine {
             Record::Event(e) => (1, format!("{}/{}#{:020}", e.namespace, e.name, e.count).into_boxed_str()),
         };
         self.pending.push(Reverse(Pending { time, class, key, record }));
+    }
+
+    /// The newest order time seen in input or passed to [`advance`](Self::advance).
+    pub fn watermark(&self) -> Micros {
+        self.watermark
+    }
+
+    /// Takes the objects Events were about that the graph did not know (only
+    /// collected with [`CoreConfig::report_unknown_objects`]).
+    pub fn drain_unknown_objects(&mut self) -> Vec<UnknownObject> {
+        std::mem::take(&mut self.unknown_objects)
+    }
+
+    /// Whether the graph tracks the object with this UID (as written in input).
+    pub fn knows_object(&self, uid: &str) -> bool {
+        self.graph.node(&Uid::from_text(uid)).is_some()
+    }
+
+    /// Adds what a metadata lookup found about an object the graph has not
+    /// seen. Known objects are left alone: their writes are fresher than any
+    /// lookup. Takes effect at once, outside the settle buffer, because it is
+    /// state rather than an occurrence in time.
+    pub fn observe(&mut self, object: ObservedObject) {
+        let uid = Uid::from_text(&object.uid);
+        if self.graph.node(&uid).is_some() {
+            return;
+        }
+        let touched = self.processed_until.max(0);
+        let node = self.graph.upsert(uid, &object.resource, &object.namespace, &object.name, touched);
+        node.kind = object.kind.or_else(|| kinds::kind_for_resource(&object.resource).map(Into::into));
+        node.generation = object.generation;
+        node.controller_owner = object.controller_owner.map(|o| o.uid);
+        self.stats.observed_objects += 1;
     }
 
     /// Processes every record older than the watermark minus the settle delay.
@@ -379,6 +421,9 @@ impl Engine {
 
         let reporter = event_reporter(&e);
         let regarding = self.regarding_uid(&e);
+        if self.config.report_unknown_objects {
+            self.note_if_unknown(&e, regarding);
+        }
         let window = Window::before(e.time_upper_bound(), self.config.window);
         let link = linker::parent_for_event(&self.graph, &e, regarding, &reporter, window);
         let (trace_id, parent, root) = match link.parent {
@@ -468,6 +513,23 @@ impl Engine {
                 self.emit(span);
             }
         }
+    }
+
+    fn note_if_unknown(&mut self, e: &EventRecord, regarding: Option<Uid>) {
+        let r = &e.regarding;
+        let (Some(uid), Some(kind), Some(name)) = (r.uid.as_deref(), r.kind.as_deref(), r.name.as_deref()) else {
+            return;
+        };
+        if uid.is_empty() || regarding.is_some_and(|u| self.graph.node(&u).is_some()) {
+            return;
+        }
+        self.unknown_objects.push(UnknownObject {
+            uid: uid.into(),
+            api_version: r.api_version.clone(),
+            kind: kind.into(),
+            namespace: r.namespace.clone().unwrap_or_default(),
+            name: name.into(),
+        });
     }
 
     fn regarding_uid(&self, e: &EventRecord) -> Option<Uid> {

@@ -169,6 +169,31 @@ impl EventRecord {
     }
 }
 
+/// An object's metadata as read from the apiserver, not from a write: what a
+/// live source learns about objects created before kausal started. It fills
+/// the graph (name, kind, controller owner) but is not a cause of anything.
+#[derive(Debug, Clone)]
+pub struct ObservedObject {
+    pub uid: Box<str>,
+    pub resource: Box<str>,
+    pub kind: Option<Box<str>>,
+    pub namespace: Box<str>,
+    pub name: Box<str>,
+    pub generation: Option<i64>,
+    pub controller_owner: Option<Owner>,
+}
+
+/// An object that an Event was about but the graph had never seen: a live
+/// source may look up its metadata and hand it back as an [`ObservedObject`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownObject {
+    pub uid: Box<str>,
+    pub api_version: Option<Box<str>>,
+    pub kind: Box<str>,
+    pub namespace: Box<str>,
+    pub name: Box<str>,
+}
+
 /// One unit of input for the core.
 #[derive(Debug, Clone)]
 pub enum Record {

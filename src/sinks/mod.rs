@@ -4,3 +4,4 @@ pub mod otel;
 pub mod otlp_export;
 pub mod otlp_json;
 pub mod tree;
+pub mod export_task;

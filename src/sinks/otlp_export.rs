@@ -97,9 +97,16 @@ impl OtlpExporter {
 
     /// Exports spans, one request per actor and at most [`MAX_BATCH`] spans each.
     pub async fn export(&mut self, spans: &[Span]) -> anyhow::Result<()> {
+        let resource = self.resource.clone();
+        self.export_with(&resource, spans).await
+    }
+
+    /// Like [`export`](Self::export), under another shared resource (a
+    /// server's per-cluster resource).
+    pub async fn export_with(&mut self, resource: &SharedResource, spans: &[Span]) -> anyhow::Result<()> {
         let scope = scope();
         for (actor, group) in group_by_actor(spans) {
-            self.exporter.set_resource(&self.resource.resource_for_actor(actor));
+            self.exporter.set_resource(&resource.resource_for_actor(actor));
             for chunk in group.chunks(MAX_BATCH) {
                 let batch = chunk.iter().map(|s| to_span_data(s, &scope)).collect();
                 self.exporter

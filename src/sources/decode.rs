@@ -89,6 +89,9 @@ pub struct DecodeStats {
     /// (`read`, `stage_request_received`, `lease`, ...).
     pub skipped: BTreeMap<&'static str, u64>,
     pub bad: BTreeMap<BadReason, u64>,
+    /// Well-formed audit events by `(verb, stage)`; unusual values are `other`,
+    /// so the label set stays small whatever the input.
+    pub audit_by_verb_stage: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 impl DecodeStats {
@@ -101,6 +104,18 @@ impl DecodeStats {
         for (k, v) in &other.bad {
             *self.bad.entry(*k).or_default() += v;
         }
+        for (k, v) in &other.audit_by_verb_stage {
+            *self.audit_by_verb_stage.entry(*k).or_default() += v;
+        }
+    }
+
+    fn count_verb_stage(&mut self, verb: &str, stage: &str) {
+        const VERBS: &[&str] =
+            &["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy"];
+        const STAGES: &[&str] = &["RequestReceived", "ResponseStarted", "ResponseComplete", "Panic"];
+        let verb = VERBS.iter().find(|v| **v == verb).copied().unwrap_or("other");
+        let stage = STAGES.iter().find(|s| **s == stage).copied().unwrap_or("other");
+        *self.audit_by_verb_stage.entry((verb, stage)).or_default() += 1;
     }
 
     pub fn bad_total(&self) -> u64 {
@@ -358,6 +373,7 @@ impl Decoder<'_, '_> {
                 return;
             }
         };
+        self.out.stats.count_verb_stage(&event.verb, &event.stage);
         if !matches!(&*event.stage, "ResponseComplete" | "Panic") {
             self.out.skip(match &*event.stage {
                 "RequestReceived" => "stage_request_received",

@@ -3,3 +3,6 @@
 
 pub mod decode;
 pub mod files;
+pub mod listener;
+pub mod watcher;
+pub mod webhook;

@@ -2,6 +2,9 @@
 //! spans and their parents by what a person would look for.
 #![allow(dead_code)]
 
+pub mod otlp_receiver;
+pub mod server;
+
 use std::path::{Path, PathBuf};
 
 use kausal::core::span::{RootKind, Span, SpanKind};

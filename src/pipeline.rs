@@ -1,0 +1,333 @@
+//! The live pipeline behind `kausal serve`:
+//! sources → [`IngestQueue`] → core worker (one [`Engine`] per cluster) → span channel → exporter.
+//!
+//! The queue is bounded in *records*, not requests, so a full queue means a
+//! known amount of memory; a source that cannot enqueue answers 429 and the
+//! apiserver retries. The worker is a plain thread because the core is
+//! synchronous CPU work; it is the only place that reads the clock on the
+//! core's behalf (see [`EventClock`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::core::record::{ObservedObject, UnknownObject};
+use crate::core::{CoreConfig, Engine, EngineStats, Record, Span};
+use crate::model::time::Micros;
+use crate::telemetry as m;
+
+/// Records from one request or watch delivery, for one cluster.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub cluster: Arc<str>,
+    pub records: Vec<Record>,
+    pub observed: Vec<ObservedObject>,
+}
+
+impl Batch {
+    fn weight(&self) -> usize {
+        (self.records.len() + self.observed.len()).max(1)
+    }
+}
+
+enum Message {
+    Batch(Batch, OwnedSemaphorePermit),
+    Shutdown,
+}
+
+/// Why a batch was not enqueued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnqueueError {
+    /// The queue is full now; retry later (429).
+    Full,
+    /// The batch alone is larger than the whole queue (413).
+    TooLarge { records: usize, capacity: usize },
+    /// The server is shutting down (503).
+    Closed,
+}
+
+/// The bounded queue between sources and the core worker.
+#[derive(Clone)]
+pub struct IngestQueue {
+    sender: mpsc::Sender<Message>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+    closed: Arc<AtomicBool>,
+}
+
+/// The receiving end, owned by the worker.
+pub struct QueueReceiver {
+    receiver: mpsc::Receiver<Message>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl IngestQueue {
+    pub fn new(capacity: usize) -> (IngestQueue, QueueReceiver) {
+        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+        let (sender, receiver) = mpsc::channel();
+        metrics::gauge!(m::QUEUE_CAPACITY).set(capacity as f64);
+        let permits = Arc::new(Semaphore::new(capacity));
+        let queue = IngestQueue { sender, permits: permits.clone(), capacity, closed: Arc::new(AtomicBool::new(false)) };
+        (queue, QueueReceiver { receiver, permits, capacity })
+    }
+
+    /// Enqueues without waiting: the webhook's path.
+    pub fn try_enqueue(&self, batch: Batch) -> Result<(), EnqueueError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EnqueueError::Closed);
+        }
+        let weight = batch.weight();
+        if weight > self.capacity {
+            return Err(EnqueueError::TooLarge { records: weight, capacity: self.capacity });
+        }
+        let permit = self.permits.clone().try_acquire_many_owned(weight as u32).map_err(|_| EnqueueError::Full)?;
+        self.send(batch, permit)
+    }
+
+    /// Enqueues, waiting for room: the watcher's path (a watch can simply
+    /// pause; the apiserver keeps its place).
+    pub async fn enqueue(&self, batch: Batch) -> Result<(), EnqueueError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EnqueueError::Closed);
+        }
+        let weight = batch.weight().min(self.capacity);
+        let permit = self.permits.clone().acquire_many_owned(weight as u32).await.map_err(|_| EnqueueError::Closed)?;
+        self.send(batch, permit)
+    }
+
+    fn send(&self, batch: Batch, permit: OwnedSemaphorePermit) -> Result<(), EnqueueError> {
+        self.sender.send(Message::Batch(batch, permit)).map_err(|_| EnqueueError::Closed)?;
+        metrics::gauge!(m::QUEUE_DEPTH).set(self.depth() as f64);
+        Ok(())
+    }
+
+    /// Records accepted and not yet taken by the worker.
+    pub fn depth(&self) -> usize {
+        self.capacity - self.permits.available_permits()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// At least 90% full: the readiness probe fails so that load balancers
+    /// send elsewhere before requests start getting 429.
+    pub fn saturated(&self) -> bool {
+        self.depth() * 10 >= self.capacity * 9
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting; the worker processes what is queued, flushes and exits.
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.sender.send(Message::Shutdown);
+        }
+    }
+}
+
+/// Spans of one cluster, on their way to the exporter.
+#[derive(Debug)]
+pub struct SpanBatch {
+    pub cluster: Arc<str>,
+    pub spans: Vec<Span>,
+}
+
+/// The core's notion of "now" for a live stream, in record time.
+///
+/// The apiserver's clock, not ours, stamps the records, and a recorded stream
+/// may be POSTed long after it happened. So "now" is the newest record time
+/// plus the wall time elapsed since that record arrived: idle input still
+/// flushes after the settle delay, and clock skew does not matter.
+#[derive(Debug, Default)]
+pub struct EventClock {
+    newest: Option<(Micros, Instant)>,
+}
+
+impl EventClock {
+    pub fn saw(&mut self, record_time: Micros, at: Instant) {
+        match self.newest {
+            Some((t, _)) if t >= record_time => {}
+            _ => self.newest = Some((record_time, at)),
+        }
+    }
+
+    pub fn now(&self, at: Instant) -> Option<Micros> {
+        self.newest.map(|(t, seen)| {
+            let elapsed = at.saturating_duration_since(seen).as_micros();
+            t.saturating_add(Micros::try_from(elapsed).unwrap_or(Micros::MAX))
+        })
+    }
+}
+
+/// A request to look up an object's metadata, for one cluster.
+#[derive(Debug, Clone)]
+pub struct LookupRequest {
+    pub cluster: Arc<str>,
+    pub object: UnknownObject,
+}
+
+pub struct WorkerConfig {
+    pub core: CoreConfig,
+    /// How often the settle horizon is moved forward when input is idle.
+    pub tick: Duration,
+}
+
+struct ClusterCore {
+    engine: Engine,
+    clock: EventClock,
+    reported: EngineStats,
+}
+
+/// Runs the core over everything the queue delivers until shutdown, then
+/// flushes every cluster's open spans. Blocks; run it on its own thread.
+///
+/// When the span channel is full (the exporter is behind) the worker waits,
+/// the queue fills, and sources answer 429: backpressure, not loss.
+pub fn run_worker(
+    receiver: QueueReceiver,
+    config: WorkerConfig,
+    spans: tokio::sync::mpsc::Sender<SpanBatch>,
+    lookups: Option<tokio::sync::mpsc::Sender<LookupRequest>>,
+) {
+    let mut clusters: BTreeMap<Arc<str>, ClusterCore> = BTreeMap::new();
+    let mut last_tick = Instant::now();
+    loop {
+        match receiver.receiver.recv_timeout(config.tick) {
+            Ok(Message::Batch(batch, permit)) => {
+                let core = clusters.entry(batch.cluster.clone()).or_insert_with(|| ClusterCore {
+                    engine: Engine::new(config.core.clone()),
+                    clock: EventClock::default(),
+                    reported: EngineStats::default(),
+                });
+                for object in batch.observed {
+                    core.engine.observe(object);
+                }
+                let now = Instant::now();
+                for record in batch.records {
+                    core.clock.saw(record.order_time(), now);
+                    core.engine.ingest(record);
+                }
+                drop(permit);
+                let depth = receiver.capacity - receiver.permits.available_permits();
+                metrics::gauge!(m::QUEUE_DEPTH).set(depth as f64);
+            }
+            Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if last_tick.elapsed() >= config.tick {
+            last_tick = Instant::now();
+            for (cluster, core) in &mut clusters {
+                let now = core.clock.now(last_tick);
+                core.engine.advance(now);
+                if !hand_over(cluster, core, &spans, lookups.as_ref()) {
+                    return;
+                }
+            }
+        }
+    }
+    for (cluster, core) in &mut clusters {
+        core.engine.flush();
+        hand_over(cluster, core, &spans, lookups.as_ref());
+    }
+}
+
+/// Sends a cluster's finished spans and lookup requests on, and reports its
+/// stats. Returns false when the exporter is gone.
+fn hand_over(
+    cluster: &Arc<str>,
+    core: &mut ClusterCore,
+    spans: &tokio::sync::mpsc::Sender<SpanBatch>,
+    lookups: Option<&tokio::sync::mpsc::Sender<LookupRequest>>,
+) -> bool {
+    let unknown = core.engine.drain_unknown_objects();
+    if let Some(lookups) = lookups {
+        for object in unknown {
+            // Lookups are an optimisation: when their queue is full, skip.
+            if lookups.try_send(LookupRequest { cluster: cluster.clone(), object }).is_err() {
+                metrics::counter!(m::LOOKUPS, "result" => "skipped_busy").increment(1);
+            }
+        }
+    }
+    report_stats(cluster, core);
+    let out = core.engine.drain_spans();
+    if out.is_empty() {
+        return true;
+    }
+    spans.blocking_send(SpanBatch { cluster: cluster.clone(), spans: out }).is_ok()
+}
+
+fn report_stats(cluster: &Arc<str>, core: &mut ClusterCore) {
+    let stats = core.engine.stats();
+    let label = cluster_label(cluster);
+    metrics::gauge!(m::GRAPH_OBJECTS, "cluster" => label.clone()).set(stats.graph.objects as f64);
+    metrics::gauge!(m::PENDING_RECORDS, "cluster" => label.clone()).set(stats.pending as f64);
+    let before = &core.reported;
+    for (kind, now, then) in [
+        ("intent", stats.intent_roots, before.intent_roots),
+        ("controller_initiated", stats.controller_roots, before.controller_roots),
+        ("orphan_event", stats.orphan_events, before.orphan_events),
+    ] {
+        metrics::counter!(m::ROOTS, "cluster" => label.clone(), "kind" => kind).increment(now - then);
+    }
+    metrics::counter!(m::LATE_RECORDS, "cluster" => label).increment(stats.late_records - before.late_records);
+    core.reported = stats;
+}
+
+/// The metrics label for a cluster; the unnamed default cluster is `default`.
+pub fn cluster_label(cluster: &str) -> String {
+    if cluster.is_empty() { "default".to_owned() } else { cluster.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_clock_moves_with_wall_time_from_the_newest_record() {
+        let start = Instant::now();
+        let mut clock = EventClock::default();
+        assert_eq!(clock.now(start), None);
+        clock.saw(1_000_000, start);
+        clock.saw(500_000, start + Duration::from_secs(5)); // older record: no effect
+        assert_eq!(clock.now(start + Duration::from_millis(1500)), Some(2_500_000));
+    }
+
+    #[test]
+    fn queue_is_bounded_in_records_and_frees_room_when_taken() {
+        let (queue, receiver) = IngestQueue::new(10);
+        let batch = |n: usize| Batch {
+            cluster: "".into(),
+            observed: (0..n)
+                .map(|i| ObservedObject {
+                    uid: format!("u{i}").into(),
+                    resource: "pods".into(),
+                    kind: None,
+                    namespace: "".into(),
+                    name: "".into(),
+                    generation: None,
+                    controller_owner: None,
+                })
+                .collect(),
+            records: Vec::new(),
+        };
+        assert_eq!(queue.try_enqueue(batch(11)), Err(EnqueueError::TooLarge { records: 11, capacity: 10 }));
+        queue.try_enqueue(batch(6)).unwrap();
+        assert!(!queue.saturated());
+        assert_eq!(queue.try_enqueue(batch(5)), Err(EnqueueError::Full));
+        queue.try_enqueue(batch(3)).unwrap();
+        assert!(queue.saturated());
+        assert_eq!(queue.depth(), 9);
+        drop(receiver.receiver.recv().unwrap()); // the worker takes a batch: its permits return
+        assert_eq!(queue.depth(), 3);
+        queue.close();
+        assert_eq!(queue.try_enqueue(batch(1)), Err(EnqueueError::Closed));
+    }
+}

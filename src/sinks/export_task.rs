@@ -1,0 +1,109 @@
+//! The server's export loop: drains the worker's span channel into OTLP, with
+//! retries and backoff, and reports what it did.
+//!
+//! While an export is being retried the channel fills up, the worker waits, the
+//! ingest queue fills and the webhook answers 429: the apiserver holds the data
+//! instead of kausal dropping it. Only after `give_up_after` of failures are a
+//! batch's spans abandoned, counted under `reason="retries_exhausted"` and logged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::otel::SharedResource;
+use super::otlp_export::OtlpExporter;
+use crate::pipeline::{SpanBatch, cluster_label};
+use crate::telemetry as m;
+
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    /// How long one batch is retried before its spans are given up.
+    pub give_up_after: Duration,
+    /// The cluster name for spans of the unnamed cluster (`/audit`), if any.
+    pub default_cluster: Option<String>,
+}
+
+/// Shared with `/readyz`: false while exports are failing.
+#[derive(Debug)]
+pub struct ExportHealth(AtomicBool);
+
+impl Default for ExportHealth {
+    fn default() -> Self {
+        ExportHealth(AtomicBool::new(true))
+    }
+}
+
+impl ExportHealth {
+    pub fn healthy(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn set(&self, healthy: bool) {
+        self.0.store(healthy, Ordering::Relaxed);
+    }
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Exports every batch the channel delivers until it closes, then shuts the
+/// exporter down (which flushes its connection).
+pub async fn run(
+    mut batches: mpsc::Receiver<SpanBatch>,
+    mut exporter: OtlpExporter,
+    settings: ExportSettings,
+    health: Arc<ExportHealth>,
+) {
+    let mut resources: HashMap<Arc<str>, SharedResource> = HashMap::new();
+    while let Some(batch) = batches.recv().await {
+        let resource = resources.entry(batch.cluster.clone()).or_insert_with(|| {
+            let name = if batch.cluster.is_empty() { settings.default_cluster.as_deref() } else { Some(&*batch.cluster) };
+            SharedResource::from_env(name)
+        });
+        let started = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match exporter.export_with(resource, &batch.spans).await {
+                Ok(()) => {
+                    health.set(true);
+                    metrics::counter!(m::SPANS_EXPORTED).increment(batch.spans.len() as u64);
+                    record_lag(&batch);
+                    break;
+                }
+                Err(e) if started.elapsed() >= settings.give_up_after => {
+                    health.set(false);
+                    metrics::counter!(m::SPANS_EXPORT_FAILED, "reason" => "retries_exhausted")
+                        .increment(batch.spans.len() as u64);
+                    tracing::error!(
+                        cluster = %cluster_label(&batch.cluster),
+                        spans = batch.spans.len(),
+                        error = %e,
+                        "giving up on exporting spans after {:?} of retries",
+                        settings.give_up_after
+                    );
+                    break;
+                }
+                Err(e) => {
+                    health.set(false);
+                    metrics::counter!(m::EXPORT_RETRIES).increment(1);
+                    tracing::warn!(spans = batch.spans.len(), error = %e, retry_in = ?backoff, "OTLP export failed; will retry");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+    exporter.shutdown();
+}
+
+/// Wall time from each span's end (the write's `stageTimestamp`, or the
+/// Event's time) to its export.
+fn record_lag(batch: &SpanBatch) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    let histogram = metrics::histogram!(m::EXPORT_LAG);
+    for span in &batch.spans {
+        histogram.record((now - span.end).max(0) as f64 / 1e6);
+    }
+}

@@ -1,0 +1,157 @@
+//! The HTTPS (or, explicitly, plain HTTP) listener in front of the webhook.
+//!
+//! An own accept loop rather than a ready-made server, for three reasons: the
+//! handler must know whether *this connection* presented a verified client
+//! certificate (mTLS and tokens may both be allowed); slow clients need a TLS
+//! handshake timeout and a header-read timeout; and shutdown must stop
+//! accepting and then wait, within a deadline, for requests in flight.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// What the handler may know about the connection a request came on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectionInfo {
+    /// The client presented a certificate that chains to `--client-ca`.
+    pub client_cert_verified: bool,
+}
+
+/// Where the server's certificate and the trusted client CA are.
+pub struct TlsFiles<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub client_ca: Option<&'a Path>,
+    /// Allow connections without a client certificate (a token may
+    /// authenticate them instead). A certificate that *is* presented must
+    /// still verify, or the handshake fails.
+    pub client_cert_optional: bool,
+}
+
+/// Builds the rustls server configuration (HTTP/2 and HTTP/1.1 via ALPN).
+pub fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(files.cert)
+        .with_context(|| format!("reading TLS certificate {}", files.cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing TLS certificate {}", files.cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", files.cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(files.key)
+        .with_context(|| format!("reading TLS private key {}", files.key.display()))?;
+    let builder = rustls::ServerConfig::builder();
+    let builder = match files.client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading client CA {}", ca.display()))? {
+                roots
+                    .add(cert.with_context(|| format!("parsing client CA {}", ca.display()))?)
+                    .with_context(|| format!("client CA {}", ca.display()))?;
+            }
+            if roots.is_empty() {
+                anyhow::bail!("{} holds no PEM certificate", ca.display());
+            }
+            let verifier = WebPkiClientVerifier::builder(Arc::new(roots));
+            let verifier = if files.client_cert_optional { verifier.allow_unauthenticated() } else { verifier };
+            builder.with_client_cert_verifier(verifier.build().context("building the client certificate verifier")?)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key).context("TLS certificate and key do not match")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Timeouts against slow or stuck clients.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// TLS handshake, and then the request line and headers, must each arrive within this.
+    pub header_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting
+/// and waits up to `drain_timeout` for connections in flight.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tls.map(TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            match acceptor {
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let info = ConnectionInfo { client_cert_verified: tls.get_ref().1.peer_certificates().is_some() };
+                    let service = TowerToHyperService::new(app.layer(axum::Extension(info)));
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                None => {
+                    let service = TowerToHyperService::new(app.layer(axum::Extension(ConnectionInfo::default())));
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still in flight after {:?}; closing them", limits.drain_timeout);
+    }
+}

@@ -1,0 +1,375 @@
+//! The audit webhook: `POST /audit[/{cluster}]` and `POST /events[/{cluster}]`,
+//! plus `/healthz`, `/readyz` and `/metrics`.
+//!
+//! The order of checks is the order of cost: authenticate (no body read),
+//! refuse an oversize `Content-Length`, read the body (decompressed, bounded),
+//! decode it, and enqueue. A 200 means every good record is in the queue; bad
+//! records in the same batch are counted and logged, never a reason to fail the
+//! batch (the apiserver would only resend it).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use dashmap::DashMap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use super::decode::{DecodeOptions, Decoded};
+use super::files;
+use super::listener::ConnectionInfo;
+use crate::pipeline::{Batch, EnqueueError, IngestQueue, cluster_label};
+use crate::sinks::export_task::ExportHealth;
+use crate::telemetry as m;
+
+/// Who may POST.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// A verified client certificate is enough (`--client-ca`).
+    pub mtls: bool,
+    /// Accepted bearer tokens (`--token-file`, one per line, for rotation).
+    pub tokens: Vec<Vec<u8>>,
+    /// `--insecure-no-auth`: anyone who can connect may POST.
+    pub insecure_no_auth: bool,
+}
+
+impl Auth {
+    fn allows(&self, connection: ConnectionInfo, headers: &HeaderMap) -> Result<(), &'static str> {
+        if self.insecure_no_auth || (self.mtls && connection.client_cert_verified) {
+            return Ok(());
+        }
+        if self.tokens.is_empty() {
+            return Err("a client certificate signed by the configured client CA is required");
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err("missing Authorization: Bearer token");
+        };
+        let Some(token) = value.as_bytes().strip_prefix(b"Bearer ") else {
+            return Err("Authorization header is not a Bearer token");
+        };
+        // Compare against every token in constant time, so timing reveals nothing.
+        let matched = self.tokens.iter().fold(0u8, |acc, t| acc | t.as_slice().ct_eq(token).unwrap_u8());
+        if matched == 1 { Ok(()) } else { Err("invalid bearer token") }
+    }
+}
+
+/// Everything the handlers share.
+pub struct WebhookState {
+    pub queue: IngestQueue,
+    pub auth: Auth,
+    pub decode: DecodeOptions,
+    /// The largest body accepted, after decompression.
+    pub max_body_bytes: usize,
+    /// Requests must be complete within this (a body trickled slower is cut off with 408).
+    pub request_timeout: Duration,
+    /// Distinct cluster names accepted; each one costs a graph.
+    pub max_clusters: usize,
+    pub clusters: DashMap<Arc<str>, ()>,
+    /// How many bad records per batch are logged in full (the rest are counted).
+    pub bad_records_logged_per_batch: usize,
+    pub metrics: Option<PrometheusHandle>,
+    pub export_health: Arc<ExportHealth>,
+    pub batches_accepted: AtomicU64,
+}
+
+/// The webhook's routes. Ingest routes are authenticated; health and metrics
+/// are not (the TLS handshake still applies on an mTLS-only listener).
+pub fn router(state: Arc<WebhookState>) -> Router {
+    let ingest = Router::new()
+        .route("/audit", post(audit))
+        .route("/audit/{cluster}", post(audit))
+        .route("/events", post(events))
+        .route("/events/{cluster}", post(events))
+        .layer(RequestDecompressionLayer::new())
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.request_timeout))
+        .layer(middleware::from_fn(observe));
+    Router::new().merge(ingest).merge(ops_router()).with_state(state)
+}
+
+/// `/healthz`, `/readyz` and `/metrics`, also served alone on the plain-HTTP
+/// ops port, where kubelet probes and Prometheus can reach them without a
+/// client certificate.
+pub fn ops_router() -> Router<Arc<WebhookState>> {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_text))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<WebhookState>>) -> Response {
+    let mut problems = Vec::new();
+    if state.queue.is_closed() {
+        problems.push("shutting down".to_owned());
+    }
+    if state.queue.saturated() {
+        problems.push(format!("ingest queue {}/{} records", state.queue.depth(), state.queue.capacity()));
+    }
+    if !state.export_health.healthy() {
+        problems.push("OTLP exports are failing".to_owned());
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", problems.join("; "))).into_response()
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<WebhookState>>) -> Response {
+    match &state.metrics {
+        Some(handle) => {
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
+    }
+}
+
+/// Latency of every ingest request, and a count of every error answer.
+async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!(m::REQUEST_DURATION).record(started.elapsed().as_secs_f64());
+    let status = response.status();
+    if !status.is_success() {
+        metrics::counter!(m::REJECTED_REQUESTS, "status" => status.as_u16().to_string()).increment(1);
+    }
+    response
+}
+
+async fn authenticate(
+    State(state): State<Arc<WebhookState>>,
+    connection: Option<Extension<ConnectionInfo>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let connection = connection.map(|Extension(c)| c).unwrap_or_default();
+    match state.auth.allows(connection, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(why) => {
+            let mut response = error(StatusCode::UNAUTHORIZED, "unauthenticated", why);
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+/// `POST /audit` and `POST /audit/{cluster}`.
+async fn audit(state: State<Arc<WebhookState>>, cluster: Option<Path<String>>, headers: HeaderMap, body: Body) -> Response {
+    ingest(&state, cluster.as_deref().map_or("", String::as_str), "audit", &headers, body).await
+}
+
+/// `POST /events` and `POST /events/{cluster}`: the same decoder, counted apart.
+async fn events(state: State<Arc<WebhookState>>, cluster: Option<Path<String>>, headers: HeaderMap, body: Body) -> Response {
+    ingest(&state, cluster.as_deref().map_or("", String::as_str), "events", &headers, body).await
+}
+
+fn error(status: StatusCode, reason: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into(), "reason": reason }))).into_response()
+}
+
+/// A cluster name is a path segment and a metrics label: keep it short and plain.
+fn valid_cluster_name(name: &str) -> bool {
+    (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+async fn ingest(state: &WebhookState, cluster: &str, endpoint: &'static str, headers: &HeaderMap, body: Body) -> Response {
+    if !cluster.is_empty() && !valid_cluster_name(cluster) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_cluster_name",
+            "cluster names are 1-63 characters of letters, digits, '-', '_' and '.'",
+        );
+    }
+    let cluster = match state.cluster_key(cluster) {
+        Some(c) => c,
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "too_many_clusters",
+                format!("already receiving from {} clusters (--max-clusters)", state.max_clusters),
+            );
+        }
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+        return too_large(state.max_body_bytes);
+    }
+    let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) if is_length_limit(&e) => return too_large(state.max_body_bytes),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "unreadable_body", format!("could not read the request body: {}", full_chain(&e))),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return error(StatusCode::BAD_REQUEST, "empty_body", "the request body is empty");
+    }
+
+    let mut decoded = Decoded::default();
+    files::decode_bytes(&bytes, state.decode, &mut decoded);
+    drop(bytes);
+    let recognised = decoded.stats.audit_events + decoded.stats.kube_events + decoded.stats.skipped.values().sum::<u64>();
+    if recognised == 0 && decoded.records.is_empty() {
+        let first = decoded.bad.first();
+        let reason = first.map_or("unknown_shape", |b| b.reason.as_str());
+        let detail = first.map_or_else(|| "no audit events or Kubernetes Events found".to_owned(), |b| b.detail.clone());
+        return error(
+            StatusCode::BAD_REQUEST,
+            reason,
+            format!("the body is not an audit EventList, an Event, or a list or stream of them: {detail}"),
+        );
+    }
+
+    let label = cluster_label(&cluster);
+    count_decoded(&decoded, &label, endpoint);
+    log_bad_records(&decoded, &label, endpoint, state.bad_records_logged_per_batch);
+
+    let accepted = decoded.records.len();
+    let bad = decoded.stats.bad_total();
+    let batch = Batch { cluster, records: decoded.records, observed: Vec::new() };
+    match state.queue.try_enqueue(batch) {
+        Ok(()) => {
+            metrics::counter!(m::BATCHES_RECEIVED, "cluster" => label, "endpoint" => endpoint).increment(1);
+            state.batches_accepted.fetch_add(1, Ordering::Relaxed);
+            (StatusCode::OK, Json(json!({ "accepted": accepted, "bad": bad }))).into_response()
+        }
+        Err(EnqueueError::Full) => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                format!("the ingest queue is full ({} records); retry", state.queue.capacity()),
+            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        Err(EnqueueError::TooLarge { records, capacity }) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("the batch has {records} records; the queue holds {capacity} (--queue-capacity)"),
+        ),
+        Err(EnqueueError::Closed) => {
+            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "kausal is shutting down; retry");
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+impl WebhookState {
+    /// The interned cluster name, or `None` when accepting it would exceed the limit.
+    fn cluster_key(&self, name: &str) -> Option<Arc<str>> {
+        if let Some(entry) = self.clusters.get(name) {
+            return Some(entry.key().clone());
+        }
+        if self.clusters.len() >= self.max_clusters {
+            return None;
+        }
+        let key: Arc<str> = name.into();
+        self.clusters.insert(key.clone(), ());
+        Some(key)
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the body is larger than {limit} bytes (--max-body-bytes)"),
+    )
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+fn full_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}
+
+fn count_decoded(decoded: &Decoded, cluster: &str, endpoint: &'static str) {
+    for ((verb, stage), n) in &decoded.stats.audit_by_verb_stage {
+        metrics::counter!(m::AUDIT_EVENTS_RECEIVED, "cluster" => cluster.to_owned(), "verb" => *verb, "stage" => *stage)
+            .increment(*n);
+    }
+    if decoded.stats.kube_events > 0 {
+        metrics::counter!(m::KUBE_EVENTS_RECEIVED, "cluster" => cluster.to_owned(), "source" => endpoint)
+            .increment(decoded.stats.kube_events);
+    }
+    for (reason, n) in &decoded.stats.bad {
+        metrics::counter!(m::BAD_RECORDS, "reason" => reason.as_str()).increment(*n);
+    }
+    for (reason, n) in &decoded.stats.skipped {
+        metrics::counter!(m::SKIPPED_RECORDS, "reason" => *reason).increment(*n);
+    }
+}
+
+fn log_bad_records(decoded: &Decoded, cluster: &str, endpoint: &str, shown: usize) {
+    for bad in decoded.bad.iter().take(shown) {
+        tracing::warn!(cluster, endpoint, reason = bad.reason.as_str(), line = bad.line, detail = %bad.detail, "bad record skipped");
+    }
+    if decoded.bad.len() > shown {
+        tracing::warn!(cluster, endpoint, more = decoded.bad.len() - shown, "more bad records skipped in this batch");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn auth_accepts_a_verified_certificate_or_a_listed_token() {
+        let verified = ConnectionInfo { client_cert_verified: true };
+        let anonymous = ConnectionInfo::default();
+        let both = Auth { mtls: true, tokens: vec![b"s3cret".to_vec(), b"next".to_vec()], insecure_no_auth: false };
+        assert!(both.allows(verified, &headers(None)).is_ok());
+        assert!(both.allows(anonymous, &headers(Some("Bearer next"))).is_ok());
+        assert!(both.allows(anonymous, &headers(Some("Bearer s3cre"))).is_err());
+        assert!(both.allows(anonymous, &headers(Some("Basic s3cret"))).is_err());
+        assert!(both.allows(anonymous, &headers(None)).is_err());
+        let mtls_only = Auth { mtls: true, ..Auth::default() };
+        assert!(mtls_only.allows(anonymous, &headers(Some("Bearer s3cret"))).is_err());
+        let open = Auth { insecure_no_auth: true, ..Auth::default() };
+        assert!(open.allows(anonymous, &headers(None)).is_ok());
+    }
+
+    #[test]
+    fn cluster_names_are_plain() {
+        assert!(valid_cluster_name("prod-eu-1.a_b"));
+        assert!(!valid_cluster_name(""));
+        assert!(!valid_cluster_name("a/b"));
+        assert!(!valid_cluster_name("späť"));
+        assert!(!valid_cluster_name(&"x".repeat(64)));
+    }
+}

@@ -1,0 +1,84 @@
+//! kausal's own telemetry: structured logs and Prometheus metrics.
+//!
+//! Metric names live here, in one place, so the README's table, the `/metrics`
+//! output and the code cannot drift apart. Every metric is described at start
+//! so `/metrics` lists it (with `# HELP`) even before it has a value.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const BATCHES_RECEIVED: &str = "kausal_webhook_batches_total";
+pub const AUDIT_EVENTS_RECEIVED: &str = "kausal_audit_events_received_total";
+pub const KUBE_EVENTS_RECEIVED: &str = "kausal_kube_events_received_total";
+pub const BAD_RECORDS: &str = "kausal_bad_records_total";
+pub const SKIPPED_RECORDS: &str = "kausal_skipped_records_total";
+pub const REJECTED_REQUESTS: &str = "kausal_rejected_requests_total";
+pub const REQUEST_DURATION: &str = "kausal_webhook_request_duration_seconds";
+pub const QUEUE_DEPTH: &str = "kausal_queue_depth_records";
+pub const QUEUE_CAPACITY: &str = "kausal_queue_capacity_records";
+pub const SPANS_EXPORTED: &str = "kausal_spans_exported_total";
+pub const SPANS_EXPORT_FAILED: &str = "kausal_spans_export_failed_total";
+pub const EXPORT_RETRIES: &str = "kausal_export_retries_total";
+pub const EXPORT_LAG: &str = "kausal_export_lag_seconds";
+pub const GRAPH_OBJECTS: &str = "kausal_graph_objects";
+pub const PENDING_RECORDS: &str = "kausal_pending_records";
+pub const ROOTS: &str = "kausal_trace_roots_total";
+pub const LATE_RECORDS: &str = "kausal_late_records_total";
+pub const WATCH_EVENTS: &str = "kausal_watch_events_total";
+pub const WATCH_RESTARTS: &str = "kausal_watch_restarts_total";
+pub const LOOKUPS: &str = "kausal_object_lookups_total";
+
+/// Installs the global Prometheus recorder and describes every metric.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(REQUEST_DURATION.to_owned()),
+            &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(EXPORT_LAG.to_owned()),
+            &[0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0],
+        )?
+        .install_recorder()?;
+    describe_counter!(BATCHES_RECEIVED, "Accepted webhook POSTs, by cluster and endpoint.");
+    describe_counter!(AUDIT_EVENTS_RECEIVED, "Well-formed audit events received, by cluster, verb and stage.");
+    describe_counter!(KUBE_EVENTS_RECEIVED, "Kubernetes Event objects received, by cluster and source.");
+    describe_counter!(BAD_RECORDS, "Malformed records rejected (the rest of their batch is kept), by reason.");
+    describe_counter!(SKIPPED_RECORDS, "Well-formed records that are not turned into spans (reads, leases...), by reason.");
+    describe_counter!(REJECTED_REQUESTS, "Webhook requests answered with an error, by status code.");
+    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Webhook request latency, from headers to answer.");
+    describe_gauge!(QUEUE_DEPTH, "Records accepted but not yet handed to the causal core.");
+    describe_gauge!(QUEUE_CAPACITY, "Records the ingest queue holds before answering 429.");
+    describe_counter!(SPANS_EXPORTED, "Spans acknowledged by the OTLP endpoint.");
+    describe_counter!(SPANS_EXPORT_FAILED, "Spans given up after every export retry failed, by reason.");
+    describe_counter!(EXPORT_RETRIES, "OTLP export attempts that failed and were retried.");
+    describe_histogram!(EXPORT_LAG, Unit::Seconds, "Time from a record's stageTimestamp (or Event time) to the export of its span.");
+    describe_gauge!(GRAPH_OBJECTS, "Objects tracked in the relation graph, by cluster.");
+    describe_gauge!(PENDING_RECORDS, "Records in the settle buffer, waiting to be put in timestamp order, by cluster.");
+    describe_counter!(ROOTS, "Trace roots, by cluster and kind (intent, controller_initiated, orphan_event).");
+    describe_counter!(LATE_RECORDS, "Records that arrived after newer ones had been linked, by cluster.");
+    describe_counter!(WATCH_EVENTS, "Events received from the Kubernetes watch, by type.");
+    describe_counter!(WATCH_RESTARTS, "Event watch errors after which the watch restarted or relisted.");
+    describe_counter!(LOOKUPS, "Metadata lookups of objects the graph had not seen, by result.");
+    Ok(handle)
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the global log subscriber. `RUST_LOG` overrides `level`.
+pub fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,190 @@
+//! A real OTLP/gRPC receiver for tests, built from the official
+//! opentelemetry-proto service definition. It can be *gated*: exports then
+//! wait until the test opens the gate, which is how a test makes the exporter
+//! fall behind without any timing.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+
+pub type Received = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
+
+#[derive(Clone)]
+struct Service {
+    received: Received,
+    open: tokio::sync::watch::Receiver<bool>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut open = self.open.clone();
+        let _ = open.wait_for(|o| *o).await;
+        self.received.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub received: Received,
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl Receiver {
+    /// Starts a receiver on loopback; `open: false` holds every export until [`Receiver::open`].
+    pub async fn start(open: bool) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received: Received = Arc::default();
+        let (gate, open_rx) = tokio::sync::watch::channel(open);
+        let service = TraceServiceServer::new(Service { received: received.clone(), open: open_rx });
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        Receiver { addr, received, gate }
+    }
+
+    /// An OTLP/HTTP (protobuf) receiver on loopback, always open.
+    pub async fn start_http() -> Receiver {
+        use prost::Message as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received: Received = Arc::default();
+        let sink = received.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    let request = ExportTraceServiceRequest::decode(body).expect("valid OTLP protobuf");
+                    sink.lock().unwrap().push(request);
+                    ExportTraceServiceResponse { partial_success: None }.encode_to_vec()
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let (gate, _) = tokio::sync::watch::channel(true);
+        Receiver { addr, received, gate }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn open(&self) {
+        let _ = self.gate.send(true);
+    }
+}
+
+pub fn string_attr(attributes: &[KeyValue], key: &str) -> Option<String> {
+    attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| match &v.value {
+        Some(Value::StringValue(s)) => Some(s.clone()),
+        _ => None,
+    })
+}
+
+/// What identifies a span's place in a trace.
+pub type SpanKey = (Vec<u8>, Vec<u8>);
+/// Parent span ID, span name, and the resource's `service.name`.
+pub type SpanShape = (Vec<u8>, String, String);
+
+/// (trace, span) → (parent, name, service.name) of everything received. A span
+/// received twice (same IDs) is kept once: re-sends are harmless by design.
+pub fn spans_by_id(received: &Received) -> BTreeMap<SpanKey, SpanShape> {
+    let mut out = BTreeMap::new();
+    for request in received.lock().unwrap().iter() {
+        for rs in &request.resource_spans {
+            let attrs = rs.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
+            let service = string_attr(attrs, "service.name").expect("every resource has service.name");
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    out.insert((s.trace_id.clone(), s.span_id.clone()), (s.parent_span_id.clone(), s.name.clone(), service.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The same view of kausal's own spans, for comparison with what arrived.
+pub fn shape_of(spans: &[kausal::core::Span]) -> BTreeMap<SpanKey, SpanShape> {
+    spans
+        .iter()
+        .map(|s| {
+            let parent = s.parent_span_id.map(|p| p.to_vec()).unwrap_or_default();
+            ((s.trace_id.to_vec(), s.span_id.to_vec()), (parent, s.name.clone(), s.actor.clone()))
+        })
+        .collect()
+}
+
+/// How many span records arrived in total, duplicates included.
+pub fn span_count(received: &Received) -> usize {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum()
+}
+
+/// Every resource's value of `key`.
+pub fn resource_values(received: &Received, key: &str) -> Vec<String> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .filter_map(|rs| rs.resource.as_ref().and_then(|r| string_attr(&r.attributes, key)))
+        .collect()
+}
+
+/// A readable difference between two span maps: what is missing, extra, or shaped differently.
+pub fn describe_difference(expected: &BTreeMap<SpanKey, SpanShape>, got: &BTreeMap<SpanKey, SpanShape>) -> String {
+    let mut lines = Vec::new();
+    for (key, shape) in expected {
+        match got.get(key) {
+            None => lines.push(format!("missing: {} ({})", shape.1, shape.2)),
+            Some(other) if other != shape => lines.push(format!(
+                "different: {} ({}): parent {} expected, {} received",
+                shape.1,
+                shape.2,
+                hex(&shape.0),
+                hex(&other.0)
+            )),
+            Some(_) => {}
+        }
+    }
+    for (key, shape) in got {
+        if !expected.contains_key(key) {
+            lines.push(format!("unexpected: {} ({})", shape.1, shape.2));
+        }
+    }
+    let total = lines.len();
+    lines.truncate(20);
+    format!("{total} differences (first 20):\n  {}", lines.join("\n  "))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    if bytes.is_empty() { "none".to_owned() } else { bytes.iter().map(|b| format!("{b:02x}")).collect() }
+}
+
+/// The span IDs of a map, which do not depend on how spans were linked.
+pub fn span_ids(spans: &BTreeMap<SpanKey, SpanShape>) -> std::collections::BTreeSet<Vec<u8>> {
+    spans.keys().map(|(_, span)| span.clone()).collect()
+}

@@ -1,0 +1,155 @@
+//! Runs the real `kausal` binary: development certificates from `kausal cert`,
+//! and `kausal serve` as a child process on loopback ports.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KAUSAL: &str = env!("CARGO_BIN_EXE_kausal");
+
+/// A directory of certificates written by `kausal cert`.
+pub struct Certs {
+    dir: tempfile::TempDir,
+}
+
+impl Certs {
+    pub fn generate() -> Certs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new(KAUSAL)
+            .args(["cert", "--out"])
+            .arg(dir.path())
+            .args(["--san", "localhost,127.0.0.1", "--server-url", "https://127.0.0.1:8443/audit"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kausal cert failed");
+        Certs { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap()
+    }
+
+    /// An HTTPS client that trusts this CA and, if given, presents `identity`'s client certificate.
+    pub fn client(&self, identity: Option<&Certs>) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&self.read("ca.crt")).unwrap()])
+            .timeout(Duration::from_secs(60));
+        if let Some(who) = identity {
+            let mut pem = who.read("client.crt");
+            pem.extend(who.read("client.key"));
+            builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        builder.build().unwrap()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `kausal serve`.
+pub struct Kausal {
+    child: Option<Child>,
+    pub port: u16,
+    pub ops_port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl Kausal {
+    /// Starts `kausal serve` with `args` plus loopback listeners, no Event
+    /// watch, and JSON logs captured for [`Kausal::log`].
+    pub fn start(args: &[&str]) -> Kausal {
+        Kausal::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Kausal {
+        let (port, ops_port) = (free_port(), free_port());
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(KAUSAL)
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--ops-listen", &format!("127.0.0.1:{ops_port}")])
+            .args(["--watch-events", "off", "--log-format", "json"])
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        Kausal { child: Some(child), port, ops_port, log }
+    }
+
+    pub fn url(&self, scheme: &str, path: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ops_port)
+    }
+
+    /// Waits until `/healthz` answers; fails with the server's log if it exits first.
+    pub async fn wait_healthy(&mut self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(self.ops_url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("kausal serve exited with {status} before becoming healthy:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "kausal serve not healthy after 60s:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.ops_url("/metrics")).await.unwrap().text().await.unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        child.wait().unwrap()
+    }
+
+    /// Waits for a process that is expected to exit on its own.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        self.child.take().expect("running").wait().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Kausal {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The value of a Prometheus sample line `name{labels} value`, summed over
+/// every line whose name and labels contain all of `parts`.
+pub fn metric_sum(text: &str, name: &str, parts: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
