@@ -213,6 +213,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) -> anyhow::Result<()> {
+    if let Some(name) = &args.cluster_name
+        && !webhook::valid_cluster_name(name)
+    {
+        anyhow::bail!("--cluster-name `{name}`: use 1-63 letters, digits, '-', '_' or '.'");
+    }
     let (auth, tls) = auth_and_tls(&args)?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let ops_listener = match args.ops_listen.as_str() {
@@ -243,7 +248,7 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
     let exporting = tokio::spawn(export_task::run(span_receiver, exporter, export_settings, health.clone()));
 
     let (queue, receiver) = IngestQueue::new(args.queue_capacity);
-    let default_cluster: Arc<str> = "".into();
+    let default_cluster: Arc<str> = args.cluster_name.as_deref().unwrap_or("").into();
     let watch = watcher::start(
         args.watch_events,
         WatchSettings { namespaces: args.watch_namespaces.clone(), lookup_rate: args.lookup_rate, decode },
@@ -261,6 +266,7 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
         queue: queue.clone(),
         auth,
         decode,
+        default_cluster,
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,
         max_clusters: args.max_clusters,

@@ -24,6 +24,8 @@ const KINDS: &[(&str, &str, Option<(&str, &str)>)] = &[
     ("controllerrevisions", "ControllerRevision", None),
     ("poddisruptionbudgets", "PodDisruptionBudget", None),
     ("ingresses", "Ingress", None),
+    ("networkpolicies", "NetworkPolicy", None),
+    ("replicationcontrollers", "ReplicationController", None),
     ("events", "Event", None),
     ("leases", "Lease", None),
     ("roles", "Role", None),

@@ -72,6 +72,10 @@ pub struct WebhookState {
     pub max_body_bytes: usize,
     /// Requests must be complete within this (a body trickled slower is cut off with 408).
     pub request_timeout: Duration,
+    /// The graph (and `k8s.cluster.name`) for `/audit` and `/events` without a
+    /// cluster in the path: `--cluster-name`, shared with the Event watcher so
+    /// watched Events meet the audit writes of the same cluster.
+    pub default_cluster: Arc<str>,
     /// Distinct cluster names accepted; each one costs a graph.
     pub max_clusters: usize,
     pub clusters: DashMap<Arc<str>, ()>,
@@ -180,7 +184,7 @@ fn error(status: StatusCode, reason: &str, message: impl Into<String>) -> Respon
 }
 
 /// A cluster name is a path segment and a metrics label: keep it short and plain.
-fn valid_cluster_name(name: &str) -> bool {
+pub fn valid_cluster_name(name: &str) -> bool {
     (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
@@ -192,6 +196,7 @@ async fn ingest(state: &WebhookState, cluster: &str, endpoint: &'static str, hea
             "cluster names are 1-63 characters of letters, digits, '-', '_' and '.'",
         );
     }
+    let cluster = if cluster.is_empty() { &*state.default_cluster } else { cluster };
     let cluster = match state.cluster_key(cluster) {
         Some(c) => c,
         None => {
