@@ -66,6 +66,20 @@ pub struct QueueReceiver {
     capacity: usize,
 }
 
+impl QueueReceiver {
+    /// Takes the next batch, waiting up to `timeout` (for sources' tests; the
+    /// worker has its own loop).
+    pub fn recv_batch_timeout(&self, timeout: Duration) -> Option<Batch> {
+        loop {
+            match self.receiver.recv_timeout(timeout) {
+                Ok(Message::Batch(batch, _permit)) => return Some(batch),
+                Ok(Message::Shutdown) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
 impl IngestQueue {
     pub fn new(capacity: usize) -> (IngestQueue, QueueReceiver) {
         let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);

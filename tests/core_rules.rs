@@ -222,3 +222,59 @@ fn event_repeats_become_span_events_then_repeat_spans() {
     assert_eq!(repeat.parent_span_id, original.parent_span_id);
     assert_eq!(e.stats().event_repeats, 2);
 }
+
+#[test]
+fn an_object_known_only_from_an_event_is_reported_and_a_lookup_teaches_the_graph_its_owner() {
+    use kausal::core::record::ObservedObject;
+    const POD_UID: &str = "00000000-0000-0000-0000-0000000000p1";
+    let mut engine = Engine::new(CoreConfig { report_unknown_objects: true, ..CoreConfig::default() });
+    let pulled = EventRecord {
+        uid: Some("e1".into()),
+        namespace: "default".into(),
+        name: "old.pulled".into(),
+        reason: Some("Pulled".into()),
+        message: Some("Container image pulled".into()),
+        event_type: Some("Normal".into()),
+        action: None,
+        reporter: Some("kubelet".into()),
+        reporter_host: Some("node-1".into()),
+        regarding: Regarding {
+            kind: Some("Pod".into()),
+            api_version: Some("v1".into()),
+            namespace: Some("default".into()),
+            name: Some("old".into()),
+            uid: Some(POD_UID.into()),
+            field_path: None,
+        },
+        time: S,
+        coarse_time: false,
+        count: 1,
+        origin: EventOrigin::Object,
+    };
+    engine.ingest(Record::Event(pulled));
+    engine.flush();
+    let unknown = engine.drain_unknown_objects();
+    assert_eq!(unknown.len(), 1);
+    assert_eq!((&*unknown[0].kind, &*unknown[0].name, &*unknown[0].uid), ("Pod", "old", POD_UID));
+    assert!(!engine.knows_object(POD_UID));
+
+    // The lookup says the pod belongs to the ReplicaSet; a person then deletes
+    // that ReplicaSet, and the garbage collector's delete of the pod (logged
+    // without owners) must land in the person's trace through that owner.
+    engine.observe(ObservedObject {
+        uid: POD_UID.into(),
+        resource: "pods".into(),
+        kind: Some("Pod".into()),
+        namespace: "default".into(),
+        name: "old".into(),
+        generation: None,
+        controller_owner: Some(Owner { kind: "ReplicaSet".into(), name: "rs".into(), uid: Uid::from_text(RS_UID), controller: true }),
+    });
+    assert!(engine.knows_object(POD_UID));
+    engine.ingest(Record::Write(write("rs-delete", "alice", Verb::Delete, "replicasets", "rs", RS_UID, 10 * S)));
+    engine.ingest(Record::Write(write("pod-gc", GC, Verb::Delete, "pods", "old", POD_UID, 11 * S)));
+    engine.flush();
+    let spans = engine.drain_spans();
+    assert_eq!(parent_id(&spans, by_id(&spans, "pod-gc")), Some("rs-delete"));
+    assert!(engine.drain_unknown_objects().is_empty(), "writes do not report unknown objects");
+}

@@ -76,6 +76,11 @@ pub async fn start(
         Err(e) => return Err(anyhow::anyhow!("--watch-events=on, but no Kubernetes credentials: {e}")),
     };
     let client = kube::Client::try_from(config)?;
+    Ok(Some(spawn(client, settings, queue, cluster)))
+}
+
+/// Starts the watch and lookup tasks on an existing client.
+pub fn spawn(client: kube::Client, settings: WatchSettings, queue: IngestQueue, cluster: Arc<str>) -> Watch {
     let (lookups, lookup_requests) = mpsc::channel(1024);
     let mut tasks = Vec::new();
     let scopes: Vec<Option<String>> =
@@ -89,7 +94,7 @@ pub async fn start(
         tasks.push(tokio::spawn(watch_events(api, settings.decode, queue.clone(), cluster.clone())));
     }
     tasks.push(tokio::spawn(look_up_objects(client, lookup_requests, settings.lookup_rate.max(1), queue)));
-    Ok(Some(Watch { lookups, tasks }))
+    Watch { lookups, tasks }
 }
 
 async fn watch_events(api: Api<CoreEvent>, decode: DecodeOptions, queue: IngestQueue, cluster: Arc<str>) {
