@@ -92,7 +92,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => match serve::run(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!("{e:#}");
                 eprintln!("kausal serve: {e:#}");
                 ExitCode::from(1)
             }

@@ -216,24 +216,22 @@ pub fn run_worker(
     loop {
         match receiver.receiver.recv_timeout(config.tick) {
             Ok(Message::Batch(batch, permit)) => {
-                let core = clusters.entry(batch.cluster.clone()).or_insert_with(|| ClusterCore {
-                    engine: Engine::new(config.core.clone()),
-                    clock: EventClock::default(),
-                    reported: EngineStats::default(),
-                });
-                for object in batch.observed {
-                    core.engine.observe(object);
-                }
-                let now = Instant::now();
-                for record in batch.records {
-                    core.clock.saw(record.order_time(), now);
-                    core.engine.ingest(record);
-                }
+                take_batch(&mut clusters, &config.core, batch);
                 drop(permit);
                 let depth = receiver.capacity - receiver.permits.available_permits();
                 metrics::gauge!(m::QUEUE_DEPTH).set(depth as f64);
             }
-            Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                // A source that checked `closed` just before it was set may
+                // still have sent a batch after the shutdown message: take it.
+                while let Ok(message) = receiver.receiver.try_recv() {
+                    if let Message::Batch(batch, permit) = message {
+                        take_batch(&mut clusters, &config.core, batch);
+                        drop(permit);
+                    }
+                }
+                break;
+            }
             Err(RecvTimeoutError::Timeout) => {}
         }
         if last_tick.elapsed() >= config.tick {
@@ -250,6 +248,23 @@ pub fn run_worker(
     for (cluster, core) in &mut clusters {
         core.engine.flush();
         hand_over(cluster, core, &spans, lookups.as_ref());
+    }
+}
+
+/// Hands a batch to its cluster's engine (created on first use).
+fn take_batch(clusters: &mut BTreeMap<Arc<str>, ClusterCore>, core_config: &CoreConfig, batch: Batch) {
+    let core = clusters.entry(batch.cluster.clone()).or_insert_with(|| ClusterCore {
+        engine: Engine::new(core_config.clone()),
+        clock: EventClock::default(),
+        reported: EngineStats::default(),
+    });
+    for object in batch.observed {
+        core.engine.observe(object);
+    }
+    let now = Instant::now();
+    for record in batch.records {
+        core.clock.saw(record.order_time(), now);
+        core.engine.ingest(record);
     }
 }
 

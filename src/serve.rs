@@ -243,8 +243,7 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
     let exporter = OtlpExporter::new(args.otlp_endpoint.as_deref(), protocol, SharedResource::default())?;
     let health = Arc::new(ExportHealth::default());
     let (span_sender, span_receiver) = tokio::sync::mpsc::channel(args.export_queue_batches.max(1));
-    let export_settings =
-        ExportSettings { give_up_after: args.export_give_up_after, default_cluster: args.cluster_name.clone() };
+    let export_settings = ExportSettings { give_up_after: args.export_give_up_after };
     let exporting = tokio::spawn(export_task::run(span_receiver, exporter, export_settings, health.clone()));
 
     let (queue, receiver) = IngestQueue::new(args.queue_capacity);
@@ -256,6 +255,12 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
         default_cluster.clone(),
     )
     .await?;
+    if watch.is_some() && args.cluster_name.is_none() {
+        tracing::warn!(
+            "watched Events go to the unnamed cluster: set --cluster-name to the name in the webhook's \
+             /audit/{{cluster}} path, or post to /audit, so they meet that cluster's writes"
+        );
+    }
     let worker_config = WorkerConfig { core, tick: Duration::from_millis(100) };
     let lookups = watch.as_ref().map(|w| w.lookups.clone());
     let worker = std::thread::Builder::new()

@@ -22,8 +22,6 @@ use crate::telemetry as m;
 pub struct ExportSettings {
     /// How long one batch is retried before its spans are given up.
     pub give_up_after: Duration,
-    /// The cluster name for spans of the unnamed cluster (`/audit`), if any.
-    pub default_cluster: Option<String>,
 }
 
 /// Shared with `/readyz`: false while exports are failing.
@@ -58,10 +56,10 @@ pub async fn run(
 ) {
     let mut resources: HashMap<Arc<str>, SharedResource> = HashMap::new();
     while let Some(batch) = batches.recv().await {
-        let resource = resources.entry(batch.cluster.clone()).or_insert_with(|| {
-            let name = if batch.cluster.is_empty() { settings.default_cluster.as_deref() } else { Some(&*batch.cluster) };
-            SharedResource::from_env(name)
-        });
+        // The unnamed cluster (no --cluster-name, no /audit/{cluster}) gets no k8s.cluster.name.
+        let resource = resources
+            .entry(batch.cluster.clone())
+            .or_insert_with(|| SharedResource::from_env(Some(&*batch.cluster).filter(|c| !c.is_empty())));
         let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         loop {

@@ -183,6 +183,9 @@ fn error(status: StatusCode, reason: &str, message: impl Into<String>) -> Respon
     (status, Json(json!({ "error": message.into(), "reason": reason }))).into_response()
 }
 
+/// Bodies from this size on are decoded with `block_in_place`.
+const LARGE_BODY: usize = 1 << 20;
+
 /// A cluster name is a path segment and a metrics label: keep it short and plain.
 pub fn valid_cluster_name(name: &str) -> bool {
     (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
@@ -221,7 +224,13 @@ async fn ingest(state: &WebhookState, cluster: &str, endpoint: &'static str, hea
     }
 
     let mut decoded = Decoded::default();
-    files::decode_bytes(&bytes, state.decode, &mut decoded);
+    if bytes.len() >= LARGE_BODY {
+        // Parsing megabytes takes milliseconds: let the runtime move other
+        // connections off this thread meanwhile.
+        tokio::task::block_in_place(|| files::decode_bytes(&bytes, state.decode, &mut decoded));
+    } else {
+        files::decode_bytes(&bytes, state.decode, &mut decoded);
+    }
     drop(bytes);
     let recognised = decoded.stats.audit_events + decoded.stats.kube_events + decoded.stats.skipped.values().sum::<u64>();
     if recognised == 0 && decoded.records.is_empty() {
