@@ -22,6 +22,7 @@ use crate::sinks::otel::SharedResource;
 use crate::sinks::otlp_export::{OtlpExporter, OtlpProtocol};
 use crate::sources::decode::DecodeOptions;
 use crate::sources::listener::{self, ConnectionLimits, TlsFiles};
+use crate::sources::recorder::Recorder;
 use crate::sources::watcher::{self, WatchSettings};
 use crate::sources::webhook::{self, Auth, WebhookState};
 use crate::telemetry::{self, LogFormat};
@@ -94,6 +95,10 @@ pub struct ServeArgs {
     /// How long records are held to be put in timestamp order before linking.
     #[arg(long, env = "KAUSAL_SETTLE", default_value = "2s", value_parser = humantime::parse_duration)]
     pub settle: Duration,
+    /// How long an Event's span stays open to collect its repeats as span
+    /// events before it is exported (later repeats get linked repeat spans).
+    #[arg(long, env = "KAUSAL_EVENT_LINGER", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub event_linger: Duration,
     /// How far back a trigger may be and still cause a controller's write.
     #[arg(long, env = "KAUSAL_WINDOW", default_value = "30s", value_parser = humantime::parse_duration)]
     pub window: Duration,
@@ -125,6 +130,10 @@ pub struct ServeArgs {
     /// Metadata lookups per second, at most, for objects seen only in Events.
     #[arg(long, env = "KAUSAL_LOOKUP_RATE", default_value_t = 20)]
     pub lookup_rate: u32,
+    /// Keep every accepted body and watched Event under this directory, as
+    /// fixtures that `kausal replay DIR/<cluster>` reproduces.
+    #[arg(long, env = "KAUSAL_RECORD_DIR", value_name = "DIR")]
+    pub record_dir: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "KAUSAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -231,6 +240,7 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
     let mut core = CoreConfig {
         window: micros(args.window),
         settle: micros(args.settle),
+        event_linger: micros(args.event_linger),
         report_unknown_objects: true,
         ..CoreConfig::default()
     };
@@ -246,11 +256,22 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
     let export_settings = ExportSettings { give_up_after: args.export_give_up_after };
     let exporting = tokio::spawn(export_task::run(span_receiver, exporter, export_settings, health.clone()));
 
+    let recorder = match &args.record_dir {
+        Some(dir) => Some(Arc::new(
+            Recorder::new(dir).with_context(|| format!("creating --record-dir {}", dir.display()))?,
+        )),
+        None => None,
+    };
     let (queue, receiver) = IngestQueue::new(args.queue_capacity);
     let default_cluster: Arc<str> = args.cluster_name.as_deref().unwrap_or("").into();
     let watch = watcher::start(
         args.watch_events,
-        WatchSettings { namespaces: args.watch_namespaces.clone(), lookup_rate: args.lookup_rate, decode },
+        WatchSettings {
+            namespaces: args.watch_namespaces.clone(),
+            lookup_rate: args.lookup_rate,
+            decode,
+            recorder: recorder.clone(),
+        },
         queue.clone(),
         default_cluster.clone(),
     )
@@ -280,6 +301,7 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
         metrics,
         export_health: health,
         batches_accepted: AtomicU64::new(0),
+        recorder,
     });
     let limits = ConnectionLimits { header_timeout: args.header_timeout, drain_timeout: args.shutdown_timeout / 2 };
     let (stop_sender, stop) = tokio::sync::watch::channel(false);

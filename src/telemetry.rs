@@ -27,6 +27,7 @@ pub const LATE_RECORDS: &str = "kausal_late_records_total";
 pub const WATCH_EVENTS: &str = "kausal_watch_events_total";
 pub const WATCH_RESTARTS: &str = "kausal_watch_restarts_total";
 pub const LOOKUPS: &str = "kausal_object_lookups_total";
+pub const RECORD_FAILURES: &str = "kausal_record_failures_total";
 
 /// Installs the global Prometheus recorder and describes every metric.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
@@ -59,6 +60,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(LATE_RECORDS, "Records that arrived after newer ones had been linked, by cluster.");
     describe_counter!(WATCH_EVENTS, "Events received from the Kubernetes watch, by type.");
     describe_counter!(WATCH_RESTARTS, "Event watch errors after which the watch restarted or relisted.");
+    describe_counter!(RECORD_FAILURES, "Inputs that --record-dir could not write.");
     describe_counter!(LOOKUPS, "Metadata lookups of objects the graph had not seen, by result.");
     Ok(handle)
 }

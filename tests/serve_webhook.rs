@@ -63,6 +63,8 @@ async fn capture_posted_over_mtls_arrives_with_the_replayed_causal_shape_and_sig
     let mut args = tls_args(&certs);
     args.extend(["--client-ca".into(), certs.path("ca.crt").display().to_string()]);
     args.extend(["--otlp-endpoint".into(), receiver.endpoint()]);
+    let record = tempfile::tempdir().unwrap();
+    args.extend(["--record-dir".into(), record.path().display().to_string()]);
     let mut server = Kausal::start(&args_ref(&args));
     server.wait_healthy().await;
 
@@ -89,6 +91,12 @@ async fn capture_posted_over_mtls_arrives_with_the_replayed_causal_shape_and_sig
     );
     let clusters = otlp_receiver::resource_values(&receiver.received, "k8s.cluster.name");
     assert!(!clusters.is_empty() && clusters.iter().all(|c| c == "rollout"), "{clusters:?}");
+
+    // --record-dir kept every body as it arrived: replaying it gives the same traces.
+    let recorded = record.path().join("rollout/audit-batches");
+    assert_eq!(std::fs::read_dir(&recorded).unwrap().count(), 186);
+    let replayed = otlp_receiver::shape_of(&common::replay_paths(&[recorded]).spans);
+    assert!(replayed == expected, "{}", otlp_receiver::describe_difference(&expected, &replayed));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

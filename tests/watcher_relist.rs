@@ -114,7 +114,7 @@ async fn an_expired_watch_relists_without_redelivering_what_it_already_handed_on
     let (url, script) = start_api().await;
     let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
     let (queue, receiver) = IngestQueue::new(1000);
-    let settings = WatchSettings { namespaces: vec![], lookup_rate: 100, decode: DecodeOptions::default() };
+    let settings = WatchSettings { namespaces: vec![], lookup_rate: 100, decode: DecodeOptions::default(), recorder: None };
     let watch = watcher::spawn(client, settings, queue, "test".into());
 
     let receiver = Arc::new(Mutex::new(receiver));

@@ -4,5 +4,6 @@
 pub mod decode;
 pub mod files;
 pub mod listener;
+pub mod recorder;
 pub mod watcher;
 pub mod webhook;

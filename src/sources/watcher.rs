@@ -29,6 +29,7 @@ use super::decode::{DecodeOptions, decode_document};
 use crate::core::ids::Uid;
 use crate::core::kinds;
 use crate::core::record::{ObservedObject, Owner, UnknownObject};
+use super::recorder::Recorder;
 use crate::pipeline::{Batch, IngestQueue, LookupRequest};
 use crate::serve::WatchMode;
 use crate::telemetry as m;
@@ -39,6 +40,7 @@ pub struct WatchSettings {
     pub namespaces: Vec<String>,
     pub lookup_rate: u32,
     pub decode: DecodeOptions,
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 /// The running watch and lookup tasks.
@@ -91,13 +93,13 @@ pub fn spawn(client: kube::Client, settings: WatchSettings, queue: IngestQueue, 
             None => Api::all(client.clone()),
         };
         tracing::info!(namespace = namespace.as_deref().unwrap_or("(all)"), "watching Events");
-        tasks.push(tokio::spawn(watch_events(api, settings.decode, queue.clone(), cluster.clone())));
+        tasks.push(tokio::spawn(watch_events(api, settings.clone(), queue.clone(), cluster.clone())));
     }
     tasks.push(tokio::spawn(look_up_objects(client, lookup_requests, settings.lookup_rate.max(1), queue)));
     Watch { lookups, tasks }
 }
 
-async fn watch_events(api: Api<CoreEvent>, decode: DecodeOptions, queue: IngestQueue, cluster: Arc<str>) {
+async fn watch_events(api: Api<CoreEvent>, settings: WatchSettings, queue: IngestQueue, cluster: Arc<str>) {
     // UID → resourceVersion of every live Event already handed on.
     let mut delivered: HashMap<String, String> = HashMap::new();
     let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
@@ -137,7 +139,10 @@ async fn watch_events(api: Api<CoreEvent>, decode: DecodeOptions, queue: IngestQ
                 continue;
             }
         };
-        let decoded = decode_document(&text, decode);
+        let decoded = decode_document(&text, settings.decode);
+        if let Some(recorder) = &settings.recorder {
+            recorder.watch_line(&cluster, "ADDED", &text);
+        }
         for bad in &decoded.bad {
             metrics::counter!(m::BAD_RECORDS, "reason" => bad.reason.as_str()).increment(1);
             tracing::warn!(reason = bad.reason.as_str(), detail = %bad.detail, "bad Event from the watch");

@@ -28,6 +28,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::decode::{DecodeOptions, Decoded};
 use super::files;
 use super::listener::ConnectionInfo;
+use super::recorder::Recorder;
 use crate::pipeline::{Batch, EnqueueError, IngestQueue, cluster_label};
 use crate::sinks::export_task::ExportHealth;
 use crate::telemetry as m;
@@ -84,6 +85,8 @@ pub struct WebhookState {
     pub metrics: Option<PrometheusHandle>,
     pub export_health: Arc<ExportHealth>,
     pub batches_accepted: AtomicU64,
+    /// `--record-dir`: accepted bodies are kept as fixtures.
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 /// The webhook's routes. Ingest routes are authenticated; health and metrics
@@ -231,7 +234,6 @@ async fn ingest(state: &WebhookState, cluster: &str, endpoint: &'static str, hea
     } else {
         files::decode_bytes(&bytes, state.decode, &mut decoded);
     }
-    drop(bytes);
     let recognised = decoded.stats.audit_events + decoded.stats.kube_events + decoded.stats.skipped.values().sum::<u64>();
     if recognised == 0 && decoded.records.is_empty() {
         let first = decoded.bad.first();
@@ -253,6 +255,9 @@ async fn ingest(state: &WebhookState, cluster: &str, endpoint: &'static str, hea
     let batch = Batch { cluster, records: decoded.records, observed: Vec::new() };
     match state.queue.try_enqueue(batch) {
         Ok(()) => {
+            if let Some(recorder) = &state.recorder {
+                recorder.body(&label, endpoint, &bytes);
+            }
             metrics::counter!(m::BATCHES_RECEIVED, "cluster" => label, "endpoint" => endpoint).increment(1);
             state.batches_accepted.fetch_add(1, Ordering::Relaxed);
             (StatusCode::OK, Json(json!({ "accepted": accepted, "bad": bad }))).into_response()
