@@ -271,6 +271,7 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
             lookup_rate: args.lookup_rate,
             decode,
             recorder: recorder.clone(),
+            list_max_age: args.window,
         },
         queue.clone(),
         default_cluster.clone(),

@@ -36,7 +36,7 @@ fn event(name: &str, uid: &str, resource_version: &str) -> Value {
                            "uid": "7c1f9d52-1a4e-4d8e-9d6a-3f1b2c4d5e6f"},
         "reason": "Pulled", "message": format!("message of {name}"), "type": "Normal",
         "source": {"component": "kubelet", "host": "node-1"},
-        "firstTimestamp": "2026-11-22T10:00:00Z", "lastTimestamp": "2026-11-22T10:00:00Z", "count": 1
+        "firstTimestamp": "2020-01-01T10:00:00Z", "lastTimestamp": "2020-01-01T10:00:00Z", "count": 1
     })
 }
 
@@ -114,7 +114,11 @@ async fn an_expired_watch_relists_without_redelivering_what_it_already_handed_on
     let (url, script) = start_api().await;
     let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
     let (queue, receiver) = IngestQueue::new(1000);
-    let settings = WatchSettings { namespaces: vec![], lookup_rate: 100, decode: DecodeOptions::default(), recorder: None };
+    let settings = WatchSettings { namespaces: vec![], lookup_rate: 100, decode: DecodeOptions::default(),
+        recorder: None,
+        // The scripted Events are from 2020; keep them however old.
+        list_max_age: Duration::from_secs(100 * 365 * 24 * 3600),
+    };
     let watch = watcher::spawn(client, settings, queue, "test".into());
 
     let receiver = Arc::new(Mutex::new(receiver));
@@ -157,5 +161,29 @@ async fn an_expired_watch_relists_without_redelivering_what_it_already_handed_on
     let requests = script.lock().unwrap().requests.clone();
     let lookup = requests.iter().find(|r| r.starts_with("pods/default/web-1")).expect("a GET of the pod");
     assert!(lookup.contains("resourceVersion=0"), "served from the apiserver's cache: {lookup}");
+    watch.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_events_older_than_the_window_are_not_handed_on() {
+    let (url, _script) = start_api().await;
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let (queue, receiver) = IngestQueue::new(1000);
+    let settings = WatchSettings {
+        namespaces: vec![],
+        lookup_rate: 100,
+        decode: DecodeOptions::default(),
+        recorder: None,
+        list_max_age: Duration::from_secs(30),
+    };
+    let watch = watcher::spawn(client, settings, queue, "test".into());
+    // A (from 2020) comes in the first list and is skipped; B comes from the
+    // watch itself, so it is new whatever its timestamp says.
+    let batch = tokio::task::spawn_blocking(move || receiver.recv_batch_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("an Event from the watch");
+    let names: Vec<String> = batch.records.iter().map(event_name).collect();
+    assert_eq!(names, ["web-1.b"]);
     watch.stop();
 }

@@ -1,8 +1,11 @@
 //! Resource names ↔ kinds, and the OpenTelemetry semantic-convention attribute
 //! names for the kinds that have them.
 
-/// `(resource, Kind, semconv name attribute, semconv uid attribute)`.
-const KINDS: &[(&str, &str, Option<(&str, &str)>)] = &[
+/// The semantic-convention `(name, uid)` attribute keys of a kind, if it has them.
+type SemconvKeys = Option<(&'static str, &'static str)>;
+
+/// `(resource, Kind, semconv name and uid attributes)`.
+const KINDS: &[(&str, &str, SemconvKeys)] = &[
     ("pods", "Pod", Some(("k8s.pod.name", "k8s.pod.uid"))),
     ("deployments", "Deployment", Some(("k8s.deployment.name", "k8s.deployment.uid"))),
     ("replicasets", "ReplicaSet", Some(("k8s.replicaset.name", "k8s.replicaset.uid"))),

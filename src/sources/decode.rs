@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::core::ids::Uid;
+use crate::core::kinds;
 use crate::core::record::{Deletion, EventOrigin, EventRecord, Owner, Record, Regarding, Verb, WriteRecord};
 use crate::model::audit::AuditEvent;
 use crate::model::kube_event::WireEvent;
@@ -554,7 +555,15 @@ impl Decoder<'_, '_> {
             self.out.skip("leader_election");
             return;
         }
-        let status_details = response.as_ref().filter(|h| h.is_status()).and_then(|h| h.details.as_ref());
+        // A Status's details describe *some* resource, not always the one
+        // written: a pod create refused for lack of a service-account token
+        // says `{"kind": "serviceaccounts", "name": "create pod"}`. Trust them
+        // only when they name the written resource.
+        let status_details = response
+            .as_ref()
+            .filter(|h| h.is_status())
+            .and_then(|h| h.details.as_ref())
+            .filter(|d| d.kind.as_deref().is_none_or(|k| k == w.resource || Some(k) == kinds::kind_for_resource(w.resource)));
         let meta_field = |f: for<'m> fn(&'m ObjectMeta<'_>) -> Option<&'m str>| {
             response_meta.and_then(f).or_else(|| request_meta.and_then(f)).filter(|s| !s.is_empty())
         };

@@ -29,6 +29,7 @@ use super::decode::{DecodeOptions, decode_document};
 use crate::core::ids::Uid;
 use crate::core::kinds;
 use crate::core::record::{ObservedObject, Owner, UnknownObject};
+use crate::model::time::Micros;
 use super::recorder::Recorder;
 use crate::pipeline::{Batch, IngestQueue, LookupRequest};
 use crate::serve::WatchMode;
@@ -41,6 +42,10 @@ pub struct WatchSettings {
     pub lookup_rate: u32,
     pub decode: DecodeOptions,
     pub recorder: Option<Arc<Recorder>>,
+    /// Events in a (re)list whose latest observation is older than this are
+    /// not handed on: their causes are older than any window, and a restarted
+    /// kausal would otherwise re-export what the previous process had linked.
+    pub list_max_age: Duration,
 }
 
 /// The running watch and lookup tasks.
@@ -104,14 +109,14 @@ async fn watch_events(api: Api<CoreEvent>, settings: WatchSettings, queue: Inges
     let mut delivered: HashMap<String, String> = HashMap::new();
     let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
     while let Some(item) = stream.next().await {
-        let event = match item {
+        let (event, listed) = match item {
             Ok(watcher::Event::Apply(e)) => {
                 metrics::counter!(m::WATCH_EVENTS, "type" => "apply").increment(1);
-                e
+                (e, false)
             }
             Ok(watcher::Event::InitApply(e)) => {
                 metrics::counter!(m::WATCH_EVENTS, "type" => "list").increment(1);
-                e
+                (e, true)
             }
             Ok(watcher::Event::Delete(e)) => {
                 if let Some(uid) = &e.metadata.uid {
@@ -139,7 +144,17 @@ async fn watch_events(api: Api<CoreEvent>, settings: WatchSettings, queue: Inges
                 continue;
             }
         };
-        let decoded = decode_document(&text, settings.decode);
+        let mut decoded = decode_document(&text, settings.decode);
+        if listed {
+            let oldest = now_micros() - Micros::try_from(settings.list_max_age.as_micros()).unwrap_or(Micros::MAX / 2);
+            let before = decoded.records.len();
+            decoded.records.retain(|r| r.order_time() >= oldest);
+            if decoded.records.len() < before {
+                metrics::counter!(m::WATCH_EVENTS, "type" => "list_too_old").increment(1);
+                delivered.insert(uid, version);
+                continue;
+            }
+        }
         if let Some(recorder) = &settings.recorder {
             recorder.watch_line(&cluster, "ADDED", &text);
         }
@@ -156,6 +171,10 @@ async fn watch_events(api: Api<CoreEvent>, settings: WatchSettings, queue: Inges
             return; // shutting down
         }
     }
+}
+
+fn now_micros() -> Micros {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as Micros)
 }
 
 /// How many looked-up UIDs are remembered before the memory is reset.

@@ -69,12 +69,19 @@ impl Kausal {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Kausal {
-        let (port, ops_port) = (free_port(), free_port());
+        Kausal::start_at(free_port(), free_port(), args, env)
+    }
+
+    /// Starts on given ports (for a client that must know the port in advance,
+    /// like an apiserver's webhook kubeconfig).
+    pub fn start_at(port: u16, ops_port: u16, args: &[&str], env: &[(&str, &str)]) -> Kausal {
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(KAUSAL)
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}"), "--ops-listen", &format!("127.0.0.1:{ops_port}")])
-            .args(["--watch-events", "off", "--log-format", "json"])
+            // No Event watch unless a test asks for one.
+            .args(if args.contains(&"--watch-events") { &[][..] } else { &["--watch-events", "off"][..] })
+            .args(["--log-format", "json"])
             .args(args)
             .envs(env.iter().copied())
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# End-to-end tests against a real Kubernetes control plane, no Docker needed.
+#
+#   tests/e2e/run.sh [--record DIR]
+#
+# Builds (once, cached in ~/.cache/kausal-e2e) kube-apiserver,
+# kube-controller-manager and kube-scheduler 1.20.2 from Debian's source
+# package; starts etcd and them on loopback only, with the apiserver's audit
+# webhook pointed at `kausal serve` over mTLS and the project's real
+# audit-policy/policy.yaml; then runs the scenarios in tests/e2e_cluster.rs,
+# which start kausal and assert on the spans it exports to a real OTLP/gRPC
+# receiver. Every process started here is stopped by PID on exit, also on failure.
+#
+# --record DIR keeps each scenario's raw audit batches and watched Events
+# (kausal serve --record-dir) as fixtures for the fast tests.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+e2e="$root/tests/e2e"
+cache="${KAUSAL_E2E_CACHE:-$HOME/.cache/kausal-e2e}"
+record=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --record) record="$(mkdir -p "$2" && cd "$2" && pwd)"; shift 2 ;;
+    *) echo "usage: $0 [--record DIR]" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '\n[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+started=$(date +%s)
+
+log "control-plane binaries"
+t=$(date +%s)
+"$e2e/build-control-plane.sh"
+log "control-plane binaries ready in $(( $(date +%s) - t ))s"
+bin="$cache/bin"
+command -v etcd >/dev/null || { echo "etcd missing (build-control-plane.sh installs it)" >&2; exit 1; }
+
+log "building kausal and the e2e tests"
+t=$(date +%s)
+(cd "$root" && cargo build --bin kausal && cargo test --no-run --test e2e_cluster)
+log "built in $(( $(date +%s) - t ))s"
+kausal="$root/target/debug/kausal"
+
+run="$(mktemp -d "${TMPDIR:-/tmp}/kausal-e2e.XXXXXX")"
+pids=()
+stop_all() {
+  local status=$?
+  for (( i=${#pids[@]}-1; i>=0; i-- )); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [ "$status" -ne 0 ]; then
+    echo "e2e failed; logs in $run/logs:" >&2
+    for f in "$run"/logs/*.log; do echo "--- $f (last 15 lines)" >&2; tail -15 "$f" >&2 || true; done
+  fi
+  exit "$status"
+}
+trap stop_all EXIT
+mkdir -p "$run/logs"
+
+# Loopback ports, away from the usual ones so a developer's own cluster is untouched.
+etcd_port=23790 apiserver_port=16443 kausal_port=18443 kausal_ops_port=19090
+
+log "PKI in $run"
+"$e2e/gen-pki.sh" "$run/pki"
+"$kausal" cert --out "$run/kausal-certs" --san 127.0.0.1,localhost \
+  --server-url "https://127.0.0.1:$kausal_port/audit/e2e" >/dev/null
+pki="$run/pki"
+
+kubeconfig() { # name → $run/<name>.kubeconfig
+  cat >"$run/$1.kubeconfig" <<K
+apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster: {server: "https://127.0.0.1:$apiserver_port", certificate-authority: "$pki/ca.crt"}
+users:
+- name: $1
+  user: {client-certificate: "$pki/$1.crt", client-key: "$pki/$1.key"}
+contexts:
+- name: e2e
+  context: {cluster: e2e, user: $1}
+current-context: e2e
+K
+}
+kubeconfig admin; kubeconfig controller-manager; kubeconfig scheduler
+
+start() { # name command...
+  local name=$1; shift
+  "$@" >"$run/logs/$name.log" 2>&1 &
+  pids+=($!)
+  echo $! >"$run/$name.pid"
+}
+
+wait_for() { # what url-or-command...
+  local what=$1; shift
+  for _ in $(seq 300); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "$what did not become ready" >&2
+  return 1
+}
+
+log "etcd"
+start etcd etcd --name e2e --data-dir "$run/etcd" \
+  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
+  --initial-cluster e2e=http://127.0.0.1:23800 --listen-metrics-urls http://127.0.0.1:23810
+wait_for etcd curl -sf "http://127.0.0.1:23810/health"
+
+start_apiserver() { # policy file
+  start kube-apiserver "$bin/kube-apiserver" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$apiserver_port" --insecure-port=0 \
+    --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" --client-ca-file="$pki/ca.crt" \
+    --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range=10.0.0.0/24 --authorization-mode=Node,RBAC \
+    --audit-policy-file="$1" \
+    --audit-webhook-config-file="$run/kausal-certs/webhook-kubeconfig.yaml" \
+    --audit-webhook-mode=batch --audit-webhook-batch-max-wait=1s --audit-webhook-initial-backoff=1s \
+    --audit-webhook-version=audit.k8s.io/v1 --profiling=false
+  wait_for kube-apiserver curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+    "https://127.0.0.1:$apiserver_port/readyz"
+}
+
+log "kube-apiserver with audit-policy/policy.yaml"
+start_apiserver "$root/audit-policy/policy.yaml"
+
+log "kube-controller-manager and kube-scheduler"
+start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig="$run/controller-manager.kubeconfig" \
+  --authentication-kubeconfig="$run/controller-manager.kubeconfig" --authorization-kubeconfig="$run/controller-manager.kubeconfig" \
+  --bind-address=127.0.0.1 --secure-port=10257 --port=0 --leader-elect=false \
+  --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
+  --use-service-account-credentials=true --controllers='*' \
+  --node-monitor-grace-period=24h --pod-eviction-timeout=24h
+start kube-scheduler "$bin/kube-scheduler" --kubeconfig="$run/scheduler.kubeconfig" \
+  --authentication-kubeconfig="$run/scheduler.kubeconfig" --authorization-kubeconfig="$run/scheduler.kubeconfig" \
+  --bind-address=127.0.0.1 --secure-port=10259 --port=0 --leader-elect=false
+
+export KAUSAL_E2E_DIR="$run" KAUSAL_E2E_BIN="$kausal" KAUSAL_E2E_RECORD="$record"
+export KAUSAL_E2E_PORT="$kausal_port" KAUSAL_E2E_OPS_PORT="$kausal_ops_port"
+export KUBECONFIG="$run/admin.kubeconfig"
+
+log "scenarios through the audit stream"
+t=$(date +%s)
+(cd "$root" && KAUSAL_E2E_PHASE=audit cargo test --test e2e_cluster -- --ignored --test-threads=1 --nocapture)
+log "audit-stream scenarios passed in $(( $(date +%s) - t ))s"
+
+log "restarting kube-apiserver with Events excluded from the policy, for the watch path"
+# The real policy with one rule in front: Events at level None. Everything
+# else is unchanged, so Events can only reach kausal through its watch.
+{
+  sed -n '1,/^rules:/p' "$root/audit-policy/policy.yaml"
+  printf '  - level: None\n    resources:\n      - group: ""\n        resources: ["events"]\n      - group: events.k8s.io\n        resources: ["events"]\n'
+  sed -n '/^rules:/,$p' "$root/audit-policy/policy.yaml" | tail -n +2
+} >"$run/policy-without-events.yaml"
+apiserver_pid=$(cat "$run/kube-apiserver.pid")
+kill -TERM "$apiserver_pid"
+# It would spend a minute retrying audit batches to the stopped kausal.
+for _ in $(seq 50); do kill -0 "$apiserver_pid" 2>/dev/null || break; sleep 0.2; done
+kill -KILL "$apiserver_pid" 2>/dev/null || true
+while kill -0 "$apiserver_pid" 2>/dev/null; do sleep 0.2; done
+start_apiserver "$run/policy-without-events.yaml"
+
+log "scenarios through the Event watch"
+t=$(date +%s)
+(cd "$root" && KAUSAL_E2E_PHASE=watch cargo test --test e2e_cluster -- --ignored --test-threads=1 --nocapture)
+log "watch scenarios passed in $(( $(date +%s) - t ))s"
+
+log "all e2e scenarios passed in $(( $(date +%s) - started ))s"
