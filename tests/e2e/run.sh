@@ -40,7 +40,7 @@ log "building kausal and the e2e tests"
 t=$(date +%s)
 (cd "$root" && cargo build --bin kausal && cargo test --no-run --test e2e_cluster)
 log "built in $(( $(date +%s) - t ))s"
-kausal="$root/target/debug/kausal"
+kausal="${CARGO_TARGET_DIR:-$root/target}/debug/kausal"
 
 run="$(mktemp -d "${TMPDIR:-/tmp}/kausal-e2e.XXXXXX")"
 pids=()
