@@ -341,7 +341,6 @@ mod tests {
                     kind: None,
                     namespace: "".into(),
                     name: "".into(),
-                    generation: None,
                     controller_owner: None,
                 })
                 .collect(),

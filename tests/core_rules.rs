@@ -267,7 +267,6 @@ fn an_object_known_only_from_an_event_is_reported_and_a_lookup_teaches_the_graph
         kind: Some("Pod".into()),
         namespace: "default".into(),
         name: "old".into(),
-        generation: None,
         controller_owner: Some(Owner { kind: "ReplicaSet".into(), name: "rs".into(), uid: Uid::from_text(RS_UID), controller: true }),
     });
     assert!(engine.knows_object(POD_UID));
@@ -277,4 +276,30 @@ fn an_object_known_only_from_an_event_is_reported_and_a_lookup_teaches_the_graph
     let spans = engine.drain_spans();
     assert_eq!(parent_id(&spans, by_id(&spans, "pod-gc")), Some("rs-delete"));
     assert!(engine.drain_unknown_objects().is_empty(), "writes do not report unknown objects");
+}
+
+/// Seen in the e2e restart scenario: the metadata lookup of a ReplicaSet ran
+/// while the deployment controller's scale-up of it still sat in the settle
+/// buffer. The lookup must not hide that write's spec change.
+#[test]
+fn a_lookup_that_lands_before_a_buffered_write_does_not_hide_its_spec_change() {
+    use kausal::core::record::ObservedObject;
+    const DEPLOY: &str = "system:serviceaccount:kube-system:deployment-controller";
+    let mut engine = Engine::new(CoreConfig { report_unknown_objects: true, ..CoreConfig::default() });
+    let mut scale_up = write("rs-scale-up", DEPLOY, Verb::Update, "replicasets", "rs", RS_UID, 10 * S);
+    scale_up.request_generation = Some(1);
+    scale_up.generation = Some(2);
+    engine.ingest(Record::Write(scale_up));
+    engine.observe(ObservedObject {
+        uid: RS_UID.into(),
+        resource: "replicasets".into(),
+        kind: Some("ReplicaSet".into()),
+        namespace: "default".into(),
+        name: "rs".into(),
+        controller_owner: None,
+    });
+    engine.ingest(Record::Write(owned_by_rs(write("pod-new", RS_CTRL, Verb::Create, "pods", "new", "00000000-0000-0000-0000-0000000000n1", 10 * S + 5000))));
+    engine.flush();
+    let spans = engine.drain_spans();
+    assert_eq!(parent_id(&spans, by_id(&spans, "pod-new")), Some("rs-scale-up"));
 }

@@ -219,7 +219,6 @@ impl Engine {
         let touched = self.processed_until.max(0);
         let node = self.graph.upsert(uid, &object.resource, &object.namespace, &object.name, touched);
         node.kind = object.kind.or_else(|| kinds::kind_for_resource(&object.resource).map(Into::into));
-        node.generation = object.generation;
         node.controller_owner = object.controller_owner.map(|o| o.uid);
         self.stats.observed_objects += 1;
     }

@@ -179,7 +179,10 @@ pub struct ObservedObject {
     pub kind: Option<Box<str>>,
     pub namespace: Box<str>,
     pub name: Box<str>,
-    pub generation: Option<i64>,
+    // No generation: a lookup reads the present, which may already include a
+    // write still waiting in the settle buffer. Taking its generation as the
+    // "previous" one would hide that write's spec change (seen in e2e, after a
+    // restart: a ReplicaSet scale-up stopped being a trigger).
     pub controller_owner: Option<Owner>,
 }
 

@@ -238,7 +238,6 @@ async fn look_up(client: &kube::Client, object: &UnknownObject) -> anyhow::Resul
         kind: Some(object.kind.clone()),
         namespace: object.namespace.clone(),
         name: object.name.clone(),
-        generation: meta.generation,
         controller_owner,
     }))
 }

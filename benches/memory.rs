@@ -1,0 +1,100 @@
+//! Memory: resident bytes per tracked object for graphs of 10k, 100k and 1M
+//! objects, and whether memory stays flat over a long replay with the TTL and
+//! the cap on.
+//!
+//!   cargo bench --bench memory            (add `-- --quick` for a smoke run)
+//!
+//! Each graph size is measured in a fresh child process (this same binary), so
+//! that one measurement's freed-but-retained heap does not inflate the next.
+
+mod support;
+
+use std::process::Command;
+
+use kausal::core::{CoreConfig, Engine, Record};
+
+fn grow(template: &[Record], objects: usize) -> Engine {
+    let keep: Vec<Record> =
+        template.iter().filter(|r| !matches!(r, Record::Write(w) if w.verb.is_delete())).cloned().collect();
+    let mut config = CoreConfig::default();
+    config.limits.max_objects = objects.max(config.limits.max_objects);
+    let mut engine = Engine::new(config);
+    let mut round = 1;
+    while engine.stats().graph.objects < objects {
+        for record in support::round(&keep, round) {
+            engine.ingest(record);
+        }
+        engine.advance(None);
+        drop(engine.drain_spans());
+        round += 1;
+    }
+    engine
+}
+
+/// Child mode: build one graph and print `objects rss_before rss_after`.
+fn measure_one(objects: usize) {
+    let template = support::capture_records();
+    let before = support::rss_bytes();
+    let engine = grow(&template, objects);
+    let after = support::rss_bytes();
+    println!("{} {before} {after}", engine.stats().graph.objects);
+}
+
+/// Replays the capture (deletes included) round after round for `passes`
+/// passes; prints RSS and graph size after each.
+fn flat(passes: usize, rounds_per_pass: u32) {
+    let template = support::capture_records();
+    let mut engine = Engine::new(CoreConfig::default());
+    let mut round = 1;
+    let mut first = 0;
+    for pass in 1..=passes {
+        for _ in 0..rounds_per_pass {
+            for record in support::round(&template, round) {
+                engine.ingest(record);
+            }
+            engine.advance(None);
+            drop(engine.drain_spans());
+            round += 1;
+        }
+        let rss = support::rss_bytes();
+        if pass == 2 {
+            first = rss;
+        }
+        let stats = engine.stats();
+        println!(
+            "pass {pass:>2}: rss {:>7.1} MB, graph {:>6} objects, pending {:>5}{}",
+            rss as f64 / 1e6,
+            stats.graph.objects,
+            stats.pending,
+            if pass > 2 { format!(", {:+.1} MB since pass 2", (rss as f64 - first as f64) / 1e6) } else { String::new() }
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child-objects") {
+        measure_one(args[i + 1].parse().unwrap());
+        return;
+    }
+    // `cargo bench` passes `--bench`; `--quick` (or `--test`, as CI's smoke run passes) keeps it short.
+    let quick = args.iter().any(|a| a == "--quick" || a == "--test");
+    let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000, 1_000_000] };
+    println!("graph size      RSS growth   bytes/object");
+    for &objects in sizes {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--child-objects", &objects.to_string()])
+            .output()
+            .expect("run the measuring child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let fields: Vec<u64> = text.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        let [tracked, before, after] = fields[..] else { panic!("child said: {text}{}", String::from_utf8_lossy(&out.stderr)) };
+        println!(
+            "{tracked:>10}   {:>9.1} MB   {:>10.0}",
+            (after - before) as f64 / 1e6,
+            (after - before) as f64 / tracked as f64
+        );
+    }
+    println!("\nflat memory over a long replay (capture rounds with deletes; TTL and cap on):");
+    if quick { flat(3, 20) } else { flat(10, 400) }
+}

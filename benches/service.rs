@@ -1,0 +1,373 @@
+//! The service benchmarks: the HTTPS webhook under concurrent POSTs beside a
+//! null axum+rustls endpoint, OTLP/gRPC export to a loopback receiver, and the
+//! export lag at the apiserver rates of an HA control plane.
+//!
+//!   cargo bench --bench service            (add `-- --quick` for a smoke run)
+//!
+//! Everything is real and on loopback: `kausal serve` (the release binary) with
+//! mTLS, a reqwest client presenting the apiserver's client certificate, and
+//! an OTLP/gRPC receiver built from opentelemetry-proto that counts spans and
+//! measures their lag. The null endpoint runs the same listener, TLS
+//! configuration and HTTP stack as kausal, reads the body, and answers 200:
+//! the ratio between the two is what kausal's own work costs.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use serde_json::Value;
+
+use kausal::core::{CoreConfig, Engine};
+use kausal::sinks::otel::SharedResource;
+use kausal::sinks::otlp_export::{OtlpExporter, OtlpProtocol};
+use kausal::sources::listener::{self, ConnectionLimits, TlsFiles};
+
+// ---- a counting OTLP receiver ------------------------------------------------
+
+#[derive(Default)]
+struct Counting {
+    spans: AtomicU64,
+    /// Lag of write spans (now − span end), in seconds, while `measure_lag` is on.
+    lags: Mutex<Vec<f64>>,
+    event_lags: Mutex<Vec<f64>>,
+    measure_lag: std::sync::atomic::AtomicBool,
+}
+
+struct Receiver(Arc<Counting>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as f64;
+        let request = request.into_inner();
+        let mut n = 0;
+        let measuring = self.0.measure_lag.load(Ordering::Relaxed);
+        for rs in &request.resource_spans {
+            for ss in &rs.scope_spans {
+                n += ss.spans.len() as u64;
+                if measuring {
+                    for s in &ss.spans {
+                        let lag = (now - s.end_time_unix_nano as f64) / 1e9;
+                        let is_event = s.name.starts_with("event ");
+                        if is_event { &self.0.event_lags } else { &self.0.lags }.lock().unwrap().push(lag);
+                    }
+                }
+            }
+        }
+        self.0.spans.fetch_add(n, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+async fn start_receiver() -> (SocketAddr, Arc<Counting>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counting = Arc::new(Counting::default());
+    let service = TraceServiceServer::new(Receiver(counting.clone())).max_decoding_message_size(64 << 20);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    (addr, counting)
+}
+
+// ---- inputs ------------------------------------------------------------------
+
+const BATCH_EVENTS: usize = 400;
+
+/// Every audit event of the capture, as JSON values.
+fn capture_items() -> Vec<Value> {
+    support::capture_batches()
+        .iter()
+        .flat_map(|b| serde_json::from_str::<Value>(b).unwrap()["items"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// A 400-event `EventList` body made of capture events with fresh auditIDs
+/// (batch `n`), and optionally their timestamps set to now.
+fn batch_body(items: &[Value], n: u64, now: Option<String>) -> Vec<u8> {
+    let start = (n as usize * BATCH_EVENTS) % items.len();
+    let events: Vec<Value> = (0..BATCH_EVENTS)
+        .map(|i| {
+            let mut e = items[(start + i) % items.len()].clone();
+            let id = e["auditID"].as_str().unwrap_or("00000000-0000-0000-0000-000000000000").to_owned();
+            e["auditID"] = Value::String(format!("{:08x}{}", (n << 12) as u32 ^ i as u32, &id[8..]));
+            if let Some(now) = &now {
+                e["requestReceivedTimestamp"] = Value::String(now.clone());
+                e["stageTimestamp"] = Value::String(now.clone());
+            }
+            e
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": events})).unwrap()
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+// ---- servers -----------------------------------------------------------------
+
+struct Certs(tempfile::TempDir);
+
+impl Certs {
+    fn new() -> Certs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new(env!("CARGO_BIN_EXE_kausal"))
+            .args(["cert", "--out"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        Certs(dir)
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.path().join(name).display().to_string()
+    }
+    fn client(&self) -> reqwest::Client {
+        let mut pem = std::fs::read(self.path("client.crt")).unwrap();
+        pem.extend(std::fs::read(self.path("client.key")).unwrap());
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(self.path("ca.crt")).unwrap()).unwrap()])
+            .identity(reqwest::Identity::from_pem(&pem).unwrap())
+            .http1_only()
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Kausal {
+    child: Child,
+    port: u16,
+    ops: u16,
+}
+
+impl Drop for Kausal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_kausal(certs: &Certs, otlp: SocketAddr) -> Kausal {
+    let (port, ops) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_kausal"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
+        .args(["--tls-cert", &certs.path("server.crt"), "--tls-key", &certs.path("server.key")])
+        .args(["--client-ca", &certs.path("ca.crt"), "--otlp-endpoint", &format!("http://{otlp}")])
+        .args(["--watch-events", "off", "--log-level", "warn"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{ops}/healthz");
+    for _ in 0..600 {
+        if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+            return Kausal { child, port, ops };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("kausal serve did not start");
+}
+
+/// The same listener and TLS configuration as kausal, with a handler that
+/// reads the body and answers 200.
+async fn start_null(certs: &Certs) -> u16 {
+    let cert = certs.path("server.crt");
+    let key = certs.path("server.key");
+    let ca = certs.path("ca.crt");
+    let tls = listener::server_config(&TlsFiles {
+        cert: cert.as_ref(),
+        key: key.as_ref(),
+        client_ca: Some(ca.as_ref()),
+        client_cert_optional: false,
+    })
+    .unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/audit",
+            axum::routing::post(|body: axum::body::Body| async move {
+                let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap();
+                axum::Json(serde_json::json!({"accepted": bytes.len()}))
+            }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let limits = ConnectionLimits { header_timeout: Duration::from_secs(10), drain_timeout: Duration::from_secs(1) };
+    tokio::spawn(listener::serve(listener, Some(tls), app, limits, std::future::pending()));
+    port
+}
+
+// ---- the webhook load ----------------------------------------------------------
+
+struct Load {
+    acknowledged: u64,
+    rejected: u64,
+    seconds: f64,
+    latencies: Vec<Duration>,
+}
+
+impl Load {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut l = self.latencies.clone();
+        l.sort();
+        l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or_default()
+    }
+}
+
+/// `connections` clients, each POSTing one batch after another for `duration`.
+async fn load(certs: &Certs, url: &str, bodies: &Arc<Vec<Vec<u8>>>, connections: usize, duration: Duration) -> Load {
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let client = certs.client();
+        let (url, bodies, next) = (url.to_owned(), bodies.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut rejected, mut latencies) = (0u64, 0u64, Vec::new());
+            while start.elapsed() < duration {
+                let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let body = bodies[n % bodies.len()].clone();
+                let sent = Instant::now();
+                let status = client.post(&url).header("content-type", "application/json").body(body).send().await.map(|r| r.status());
+                match status {
+                    Ok(s) if s.is_success() => {
+                        ok += 1;
+                        latencies.push(sent.elapsed());
+                    }
+                    _ => rejected += 1,
+                }
+            }
+            (ok, rejected, latencies)
+        }));
+    }
+    let mut total = Load { acknowledged: 0, rejected: 0, seconds: 0.0, latencies: Vec::new() };
+    for t in tasks {
+        let (ok, rejected, latencies) = t.await.unwrap();
+        total.acknowledged += ok;
+        total.rejected += rejected;
+        total.latencies.extend(latencies);
+    }
+    total.seconds = start.elapsed().as_secs_f64();
+    total
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn print_load(who: &str, connections: usize, l: &Load) {
+    println!(
+        "{who:<6} {connections:>3} conn: {:>7.1} batches/s {:>9.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  p999 {:>6.2} ms  ({} acknowledged, {} not)",
+        l.acknowledged as f64 / l.seconds,
+        l.acknowledged as f64 * BATCH_EVENTS as f64 / l.seconds,
+        ms(l.percentile(0.50)),
+        ms(l.percentile(0.99)),
+        ms(l.percentile(0.999)),
+        l.acknowledged,
+        l.rejected
+    );
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(((values.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let quick = std::env::args().any(|a| a == "--quick" || a == "--test");
+    let duration = if quick { Duration::from_millis(500) } else { Duration::from_secs(5) };
+    let certs = Certs::new();
+    let (otlp, counting) = start_receiver().await;
+    let items = capture_items();
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..if quick { 4 } else { 64 }).map(|n| batch_body(&items, n, None)).collect());
+    let size = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
+    println!("webhook: {BATCH_EVENTS}-event batches of the capture's events ({:.0} KB each), {duration:?} per run", size as f64 / 1e3);
+
+    let null_port = start_null(&certs).await;
+    let kausal = start_kausal(&certs, otlp).await;
+    let null_url = format!("https://127.0.0.1:{null_port}/audit");
+    let kausal_url = format!("https://127.0.0.1:{}/audit", kausal.port);
+    for connections in [1, 8, 32] {
+        let null = load(&certs, &null_url, &bodies, connections, duration).await;
+        print_load("null", connections, &null);
+        let served = load(&certs, &kausal_url, &bodies, connections, duration).await;
+        print_load("kausal", connections, &served);
+        println!(
+            "           ratio kausal/null: {:.2} (acknowledged batches/s)",
+            (served.acknowledged as f64 / served.seconds) / (null.acknowledged as f64 / null.seconds)
+        );
+        // Let kausal drain its queue before the next run.
+        tokio::time::sleep(if quick { Duration::from_millis(200) } else { Duration::from_secs(3) }).await;
+    }
+    drop(kausal);
+
+    // OTLP/gRPC export to the loopback receiver.
+    let mut engine = Engine::new(CoreConfig::default());
+    support::capture_records().into_iter().for_each(|r| engine.ingest(r));
+    engine.flush();
+    let spans = engine.drain_spans();
+    let mut exporter = OtlpExporter::new(Some(&format!("http://{otlp}")), OtlpProtocol::Grpc, SharedResource::new(Some("bench"), [])).unwrap();
+    let rounds = if quick { 5 } else { 200 };
+    let start = Instant::now();
+    for _ in 0..rounds {
+        exporter.export(&spans).await.unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!("\notlp export over gRPC to loopback: {:.0} spans/s ({} spans in {elapsed:.2}s)", (rounds * spans.len()) as f64 / elapsed, rounds * spans.len());
+
+    // Export lag at 12,000 events/s: 30 batches of 400 a second, timestamped now.
+    let kausal = start_kausal(&certs, otlp).await;
+    let url = format!("https://127.0.0.1:{}/audit", kausal.port);
+    let client = certs.client();
+    counting.measure_lag.store(true, Ordering::Relaxed);
+    let seconds = if quick { 2 } else { 20 };
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / 30));
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        let body = batch_body(&items, 1_000_000 + sent, Some(now_rfc3339()));
+        let status = client.post(&url).body(body).send().await.unwrap().status();
+        assert!(status.is_success(), "{status}");
+        sent += 1;
+    }
+    // Let the last records pass the settle delay and their spans arrive.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    counting.measure_lag.store(false, Ordering::Relaxed);
+    let rate = sent as f64 * BATCH_EVENTS as f64 / start.elapsed().as_secs_f64();
+    let mut lags = std::mem::take(&mut *counting.lags.lock().unwrap());
+    let mut event_lags = std::mem::take(&mut *counting.event_lags.lock().unwrap());
+    println!(
+        "\nexport lag at {rate:.0} events/s (settle 2s): write spans p50 {:.3}s p99 {:.3}s max {:.3}s over {} spans; \
+         Event spans (held {} by design to gather repeats) p50 {:.1}s",
+        percentile(&mut lags, 0.5),
+        percentile(&mut lags, 0.99),
+        percentile(&mut lags, 1.0),
+        lags.len(),
+        "60s",
+        percentile(&mut event_lags, 0.5),
+    );
+    drop(kausal);
+}
