@@ -5,6 +5,11 @@ use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// mimalloc: the pipeline allocates many small strings per record, and the
+/// system allocator's free-list upkeep was a fifth of its time (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use kausal::cert::{self, CertArgs};

@@ -7,7 +7,9 @@
 //! time the caller passes in: the engine never reads a clock.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+use foldhash::{HashMap, HashSet};
 
 use super::actors::{ControllerPatterns, ReporterUsers, actor_name};
 use super::graph::{Graph, GraphLimits, GraphStats, Mark, SpanRef, WriteMark};
@@ -153,12 +155,12 @@ impl Engine {
             pending: BinaryHeap::new(),
             watermark: Micros::MIN,
             processed_until: Micros::MIN,
-            seen_writes: HashSet::new(),
+            seen_writes: HashSet::default(),
             seen_writes_queue: VecDeque::new(),
-            events: HashMap::new(),
-            event_uid_keys: HashMap::new(),
+            events: HashMap::default(),
+            event_uid_keys: HashMap::default(),
             events_queue: VecDeque::new(),
-            open_event_spans: HashMap::new(),
+            open_event_spans: HashMap::default(),
             open_event_close: BTreeMap::new(),
             out: Vec::new(),
             unknown_objects: Vec::new(),

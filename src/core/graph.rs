@@ -5,7 +5,9 @@
 //! writes. Memory is bounded three ways: per-node lists are capped, deleted
 //! objects are forgotten after a TTL, and the whole graph has an object cap.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use super::ids::{SpanId, TraceId, Uid};
 use crate::model::time::Micros;
@@ -128,10 +130,10 @@ pub fn name_key(resource: &str, namespace: &str, name: &str) -> Box<str> {
 impl Graph {
     pub fn new(limits: GraphLimits) -> Graph {
         Graph {
-            nodes: HashMap::new(),
-            names: HashMap::new(),
+            nodes: HashMap::default(),
+            names: HashMap::default(),
             actors: Vec::new(),
-            actor_ids: HashMap::new(),
+            actor_ids: HashMap::default(),
             gone_queue: VecDeque::new(),
             limits,
             stats: GraphStats::default(),
