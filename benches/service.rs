@@ -169,18 +169,22 @@ impl Drop for Kausal {
 
 async fn start_kausal(certs: &Certs, otlp: SocketAddr) -> Kausal {
     let (port, ops) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_kausal"))
+    // Wrapped at once, so that Drop kills and reaps it on every path.
+    let mut kausal = Kausal { child: Command::new(env!("CARGO_BIN_EXE_kausal"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
         .args(["--tls-cert", &certs.path("server.crt"), "--tls-key", &certs.path("server.key")])
         .args(["--client-ca", &certs.path("ca.crt"), "--otlp-endpoint", &format!("http://{otlp}")])
         .args(["--watch-events", "off", "--log-level", "warn"])
         .stdout(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap(), port };
     let url = format!("http://127.0.0.1:{ops}/healthz");
     for _ in 0..600 {
         if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
-            return Kausal { child, port };
+            return kausal;
+        }
+        if let Ok(Some(status)) = kausal.child.try_wait() {
+            panic!("kausal serve exited with {status}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
