@@ -65,9 +65,11 @@ async fn start_kausal(env: &Env, receiver: &Receiver, scenario: &str, watch: boo
         receiver.endpoint(),
         "--cluster-name".into(),
         "e2e".into(),
-        // Short delays so the test does not wait a minute for Event spans.
+        // The settle delay must cover the apiserver's batch wait (1s here) so
+        // watched Events, which arrive at once, meet audit records that come
+        // later; the short Event linger keeps the test from waiting a minute.
         "--settle".into(),
-        "1s".into(),
+        "3s".into(),
         "--event-linger".into(),
         "3s".into(),
         "--watch-events".into(),
@@ -696,5 +698,10 @@ async fn events_arrive_through_the_watch_and_a_restart_keeps_linking() {
         s.expect_parent(created, pod)
     })
     .await;
+    // The relisted Events about objects from before the restart (the
+    // ReplicaSet, the first pods) made kausal look those objects up.
+    let metrics = kausal.metrics().await;
+    let found = common::server::metric_sum(&metrics, "kausal_object_lookups_total", &["result=\"found\""]);
+    assert!(found > 0.0, "no metadata lookup found an object from before the restart:\n{metrics}");
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
