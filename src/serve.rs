@@ -283,7 +283,8 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
              /audit/{{cluster}} path, or post to /audit, so they meet that cluster's writes"
         );
     }
-    let worker_config = WorkerConfig { core, tick: Duration::from_millis(100) };
+    // The tick bounds how late a record is linked past its settle delay (export lag).
+    let worker_config = WorkerConfig { core, tick: Duration::from_millis(20) };
     let lookups = watch.as_ref().map(|w| w.lookups.clone());
     let worker = std::thread::Builder::new()
         .name("kausal-core".into())
