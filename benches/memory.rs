@@ -17,30 +17,11 @@ use std::process::Command;
 
 use kausal::core::{CoreConfig, Engine, Record};
 
-fn grow(template: &[Record], objects: usize) -> Engine {
-    let keep: Vec<Record> =
-        template.iter().filter(|r| !matches!(r, Record::Write(w) if w.verb.is_delete())).cloned().collect();
-    let mut config = CoreConfig::default();
-    // Room above the target: at the cap the graph evicts its oldest tenth.
-    config.limits.max_objects = config.limits.max_objects.max(objects * 2);
-    let mut engine = Engine::new(config);
-    let mut round = 1;
-    while engine.stats().graph.objects < objects {
-        for record in support::round(&keep, round) {
-            engine.ingest(record);
-        }
-        engine.advance(None);
-        drop(engine.drain_spans());
-        round += 1;
-    }
-    engine
-}
-
 /// Child mode: build one graph and print `objects rss_before rss_after`.
 fn measure_one(objects: usize) {
     let template = support::capture_records();
     let before = support::rss_bytes();
-    let engine = grow(&template, objects);
+    let (engine, _) = support::engine_with_objects(&template, objects);
     let after = support::rss_bytes();
     println!("{} {before} {after}", engine.stats().graph.objects);
 }
@@ -63,11 +44,7 @@ fn flat(passes: usize, rounds_per_pass: u32) {
     let mut first = 0;
     for pass in 1..=passes {
         for _ in 0..rounds_per_pass {
-            for record in support::round(&template, round) {
-                engine.ingest(record);
-            }
-            engine.advance(None);
-            drop(engine.drain_spans());
+            support::feed(&mut engine, support::round(&template, round));
             round += 1;
         }
         let rss = support::rss_bytes();

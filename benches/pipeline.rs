@@ -73,28 +73,6 @@ fn export_encoding(c: &mut Criterion) {
     group.finish();
 }
 
-/// Grows a graph to `objects` tracked objects with rounds of the capture
-/// whose deletes are left out (so the objects stay), as a cluster with that
-/// many live objects would look.
-pub fn engine_with_objects(template: &[Record], objects: usize) -> (Engine, u32) {
-    let keep: Vec<Record> =
-        template.iter().filter(|r| !matches!(r, Record::Write(w) if w.verb.is_delete())).cloned().collect();
-    // Room above the target: at the cap the graph evicts its oldest tenth.
-    let mut config = CoreConfig::default();
-    config.limits.max_objects = config.limits.max_objects.max(objects * 2);
-    let mut engine = Engine::new(config);
-    let mut round = 1;
-    while engine.stats().graph.objects < objects {
-        for record in support::round(&keep, round) {
-            engine.ingest(record);
-        }
-        engine.advance(None);
-        drop(engine.drain_spans());
-        round += 1;
-    }
-    (engine, round)
-}
-
 fn scaling(c: &mut Criterion) {
     let template = support::capture_records();
     let mut group = c.benchmark_group("scaling");
@@ -104,7 +82,7 @@ fn scaling(c: &mut Criterion) {
     let smoke = std::env::args().any(|a| a == "--test");
     let sizes: &[usize] = if smoke { &[10_000] } else { &[10_000, 100_000, 1_000_000] };
     for &objects in sizes {
-        let (mut engine, mut next_round) = engine_with_objects(&template, objects);
+        let (mut engine, mut next_round) = support::engine_with_objects(&template, objects);
         group.bench_with_input(BenchmarkId::new("records_at_graph_size", objects), &objects, |b, _| {
             b.iter_custom(|iterations| {
                 // Rounds are made before the clock starts: only the core is timed.
@@ -113,11 +91,7 @@ fn scaling(c: &mut Criterion) {
                 next_round += iterations as u32;
                 let start = std::time::Instant::now();
                 for records in rounds {
-                    for record in records {
-                        engine.ingest(record);
-                    }
-                    engine.advance(None);
-                    black_box(engine.drain_spans());
+                    support::feed(&mut engine, records);
                 }
                 start.elapsed()
             })

@@ -122,7 +122,7 @@ impl IngestQueue {
 
     /// Records accepted and not yet taken by the worker.
     pub fn depth(&self) -> usize {
-        self.capacity - self.permits.available_permits()
+        depth(&self.permits, self.capacity)
     }
 
     pub fn capacity(&self) -> usize {
@@ -145,6 +145,11 @@ impl IngestQueue {
             let _ = self.sender.send(Message::Shutdown);
         }
     }
+}
+
+/// Records queued: the permits taken out of the capacity.
+fn depth(permits: &Semaphore, capacity: usize) -> usize {
+    capacity - permits.available_permits()
 }
 
 /// Spans of one cluster, on their way to the exporter.
@@ -218,8 +223,7 @@ pub fn run_worker(
             Ok(Message::Batch(batch, permit)) => {
                 take_batch(&mut clusters, &config.core, batch);
                 drop(permit);
-                let depth = receiver.capacity - receiver.permits.available_permits();
-                metrics::gauge!(m::QUEUE_DEPTH).set(depth as f64);
+                metrics::gauge!(m::QUEUE_DEPTH).set(depth(&receiver.permits, receiver.capacity) as f64);
             }
             Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
                 // A source that checked `closed` just before it was set may

@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -23,18 +22,9 @@ use crate::sinks::otlp_export::{OtlpExporter, OtlpProtocol};
 use crate::sources::decode::DecodeOptions;
 use crate::sources::listener::{self, ConnectionLimits, TlsFiles};
 use crate::sources::recorder::Recorder;
-use crate::sources::watcher::{self, WatchSettings};
+use crate::sources::watcher::{self, WatchMode, WatchSettings};
 use crate::sources::webhook::{self, Auth, WebhookState};
 use crate::telemetry::{self, LogFormat};
-
-/// Whether to watch Events through the Kubernetes API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum WatchMode {
-    /// Watch when in-cluster credentials or a kubeconfig are found.
-    Auto,
-    On,
-    Off,
-}
 
 /// Every flag is also an environment variable (`KAUSAL_` + the flag in upper
 /// snake case) and a key of the `--config` file; flags win over the
@@ -302,7 +292,6 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
         bad_records_logged_per_batch: 5,
         metrics,
         export_health: health,
-        batches_accepted: AtomicU64::new(0),
         recorder,
     });
     let limits = ConnectionLimits { header_timeout: args.header_timeout, drain_timeout: args.shutdown_timeout / 2 };

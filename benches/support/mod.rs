@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use kausal::core::Record;
+use kausal::core::{CoreConfig, Engine, Record};
 use kausal::core::ids::parse_uuid;
 use kausal::core::record::Owner;
 use kausal::sources::decode::{DecodeOptions, decode_document};
@@ -85,6 +85,33 @@ pub fn round(records: &[Record], round: u32) -> Vec<Record> {
 }
 
 use kausal::core::record::EventOrigin;
+
+/// Feeds one round's records and links everything due, into a null sink.
+pub fn feed(engine: &mut Engine, records: Vec<Record>) {
+    for record in records {
+        engine.ingest(record);
+    }
+    engine.advance(None);
+    drop(engine.drain_spans());
+}
+
+/// Grows a graph to `objects` tracked objects with rounds of the capture
+/// whose deletes are left out (so the objects stay), as a cluster with that
+/// many live objects would look. Returns the engine and the next free round.
+pub fn engine_with_objects(template: &[Record], objects: usize) -> (Engine, u32) {
+    let keep: Vec<Record> =
+        template.iter().filter(|r| !matches!(r, Record::Write(w) if w.verb.is_delete())).cloned().collect();
+    // Room above the target: at the cap the graph evicts its oldest tenth.
+    let mut config = CoreConfig::default();
+    config.limits.max_objects = config.limits.max_objects.max(objects * 2);
+    let mut engine = Engine::new(config);
+    let mut round = 1;
+    while engine.stats().graph.objects < objects {
+        feed(&mut engine, self::round(&keep, round));
+        round += 1;
+    }
+    (engine, round)
+}
 
 /// Resident set size of this process, in bytes (Linux).
 pub fn rss_bytes() -> u64 {

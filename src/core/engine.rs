@@ -193,11 +193,6 @@ impl Engine {
         self.pending.push(Reverse(Pending { time, class, key, record }));
     }
 
-    /// The newest order time seen in input or passed to [`advance`](Self::advance).
-    pub fn watermark(&self) -> Micros {
-        self.watermark
-    }
-
     /// Takes the objects Events were about that the graph did not know (only
     /// collected with [`CoreConfig::report_unknown_objects`]).
     pub fn drain_unknown_objects(&mut self) -> Vec<UnknownObject> {

@@ -32,8 +32,16 @@ use crate::core::record::{ObservedObject, Owner, UnknownObject};
 use crate::model::time::Micros;
 use super::recorder::Recorder;
 use crate::pipeline::{Batch, IngestQueue, LookupRequest};
-use crate::serve::WatchMode;
 use crate::telemetry as m;
+
+/// Whether to watch Events through the Kubernetes API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WatchMode {
+    /// Watch when in-cluster credentials or a kubeconfig are found.
+    Auto,
+    On,
+    Off,
+}
 
 #[derive(Debug, Clone)]
 pub struct WatchSettings {

@@ -8,7 +8,6 @@
 //! batch (the apiserver would only resend it).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -84,7 +83,6 @@ pub struct WebhookState {
     pub bad_records_logged_per_batch: usize,
     pub metrics: Option<PrometheusHandle>,
     pub export_health: Arc<ExportHealth>,
-    pub batches_accepted: AtomicU64,
     /// `--record-dir`: accepted bodies are kept as fixtures.
     pub recorder: Option<Arc<Recorder>>,
 }
@@ -252,14 +250,13 @@ async fn ingest(state: &WebhookState, cluster: &str, endpoint: &'static str, hea
 
     let accepted = decoded.records.len();
     let bad = decoded.stats.bad_total();
-    let batch = Batch { cluster, records: decoded.records, observed: Vec::new() };
+    let batch = Batch { cluster: cluster.clone(), records: decoded.records, observed: Vec::new() };
     match state.queue.try_enqueue(batch) {
         Ok(()) => {
             if let Some(recorder) = &state.recorder {
-                recorder.body(&label, endpoint, &bytes);
+                recorder.body(&cluster, endpoint, &bytes);
             }
             metrics::counter!(m::BATCHES_RECEIVED, "cluster" => label, "endpoint" => endpoint).increment(1);
-            state.batches_accepted.fetch_add(1, Ordering::Relaxed);
             (StatusCode::OK, Json(json!({ "accepted": accepted, "bad": bad }))).into_response()
         }
         Err(EnqueueError::Full) => {
