@@ -9,6 +9,10 @@ use std::collections::{HashMap, HashSet};
 use common::{Spans, assert_parent, fixture, replay_paths, rollout_audit};
 use kausal::core::span::{RootKind, SpanKind, SpanStatus};
 
+fn latest_before<'a>(candidates: &[&'a kausal::core::Span], at: i64) -> &'a kausal::core::Span {
+    candidates.iter().copied().filter(|c| c.end <= at).max_by_key(|c| c.end).expect("a cause before the status write")
+}
+
 #[test]
 fn create_intent_nests_replicaset_pods_bindings_and_events() {
     let result = rollout_audit();
@@ -45,16 +49,21 @@ fn create_intent_nests_replicaset_pods_bindings_and_events() {
         assert_parent(&spans, created, create);
     }
 
-    // Status writes are children of the trigger on their object, never parents.
-    for status in spans.all(|s| s.name == "update replicasets/status default/web-5d894c86f5" && s.trace_id == root.trace_id) {
-        assert_parent(&spans, status, rs_create);
+    // A status write reports on its object's triggers and its children's
+    // creates: its parent is the latest of those before it. It causes nothing.
+    let mut rs_causes = spans.all(|s| s.name.starts_with("create pods default/web-5d894c86f5-") && s.trace_id == root.trace_id);
+    rs_causes.push(rs_create);
+    let statuses = spans.all(|s| s.name == "update replicasets/status default/web-5d894c86f5" && s.trace_id == root.trace_id);
+    assert!(!statuses.is_empty());
+    for status in statuses {
+        assert_parent(&spans, status, latest_before(&rs_causes, status.end));
         assert!(spans.children(status).is_empty(), "a status write caused nothing");
     }
     let conflict = spans.one("the failed Deployment status write", |s| {
         s.name == "update deployments/status default/web" && s.attr("http.response.status_code") == Some(&409i64.into())
     });
     assert!(matches!(conflict.status, SpanStatus::Error(_)), "a 409 is an error span");
-    assert_parent(&spans, conflict, root);
+    assert_parent(&spans, conflict, latest_before(&[root, rs_create], conflict.end));
 }
 
 #[test]
@@ -92,14 +101,18 @@ fn delete_intent_cascades_through_the_garbage_collector() {
         // The sibling rule applies to creates only: deletes never chain under each other.
         assert_parent(&spans, delete, rs_delete);
     }
-    // 70 s later the pod GC removes the pods left terminating on the deleted node:
-    // their deletion was still in progress, so the GC's delete is still the cause.
+    // 70 s later the pod GC removes the pods left terminating on the deleted
+    // node: it removes them because their node is gone, so the node's delete
+    // is the cause; the GC's earlier delete, still in progress, is the link.
+    let node_delete = spans.intent("delete nodes fake-node-1");
     let podgc = spans.all(|s| s.actor == "pod-garbage-collector");
     assert_eq!(podgc.len(), 3);
     for delete in podgc {
-        let parent = spans.parent(delete).expect("pod-gc delete has a cause");
-        assert_eq!(parent.actor, "generic-garbage-collector");
-        assert_eq!(parent.attr_str("k8s.object.name"), delete.attr_str("k8s.object.name"));
+        assert_parent(&spans, delete, node_delete);
+        let runner_up = delete.links.iter().find(|l| l.reason == "runner-up").expect("the GC's delete as a link");
+        let linked = spans.one("the linked delete", |s| s.span_id == runner_up.span_id);
+        assert_eq!(linked.actor, "generic-garbage-collector");
+        assert_eq!(linked.attr_str("k8s.object.name"), delete.attr_str("k8s.object.name"));
     }
 }
 
@@ -149,7 +162,8 @@ fn no_span_of_one_intent_appears_in_another_intents_trace() {
     .iter()
     .map(|n| spans.intent(n).trace_id)
     .collect();
-    for s in spans.all(|s| s.attr_str("k8s.namespace.name") == Some("default") && s.name.contains("web")) {
+    // (The pod GC's deletes after the node delete are in the node delete's trace.)
+    for s in spans.all(|s| s.attr_str("k8s.namespace.name") == Some("default") && s.name.contains("web") && s.actor != "pod-garbage-collector") {
         assert!(web.contains(&s.trace_id), "{} {} is outside the web intents", s.actor, s.name);
     }
 }

@@ -1,7 +1,9 @@
 //! The causal rules one at a time, on small synthetic inputs driven through the
 //! pure engine. Times are explicit: no clock, no I/O.
 
-use kausal::core::record::{Deletion, EventOrigin, EventRecord, Owner, Record, Regarding, Verb, WriteRecord};
+use kausal::core::record::{
+    Deletion, EndpointMember, EventOrigin, EventRecord, Owner, Record, Regarding, Relations, Verb, WriteRecord,
+};
 use kausal::core::span::{RootKind, Span};
 use kausal::core::{CoreConfig, Engine};
 use kausal::core::ids::Uid;
@@ -32,6 +34,7 @@ fn write(id: &str, user: &str, verb: Verb, resource: &str, name: &str, uid: &str
         deletion: if verb.is_delete() { Deletion::Gone } else { Deletion::None },
         owners: Vec::new(),
         dry_run: false,
+        relations: None,
     }
 }
 
@@ -302,4 +305,169 @@ fn a_lookup_that_lands_before_a_buffered_write_does_not_hide_its_spec_change() {
     engine.flush();
     let spans = engine.drain_spans();
     assert_eq!(parent_id(&spans, by_id(&spans, "pod-new")), Some("rs-scale-up"));
+}
+
+// ---- relations beyond ownerReferences, status writes, time triggers -------
+
+const DS_CTRL: &str = "system:serviceaccount:kube-system:daemon-set-controller";
+const EP_CTRL: &str = "system:serviceaccount:kube-system:endpoint-controller";
+const SLICE_CTRL: &str = "system:serviceaccount:kube-system:endpointslice-controller";
+const POD_GC: &str = "system:serviceaccount:kube-system:pod-garbage-collector";
+
+fn owned_by(mut w: WriteRecord, kind: &str, name: &str, uid: &str) -> WriteRecord {
+    w.owners = vec![Owner { kind: kind.into(), name: name.into(), uid: Uid::from_text(uid), controller: true }];
+    w
+}
+
+fn with_relations(mut w: WriteRecord, relations: Relations) -> WriteRecord {
+    w.relations = Some(Box::new(relations));
+    w
+}
+
+fn on_node(w: WriteRecord, node: &str) -> WriteRecord {
+    with_relations(w, Relations { node_name: Some(node.into()), ..Relations::default() })
+}
+
+fn listing(w: WriteRecord, service: Option<&str>, members: &[(&str, u64)]) -> WriteRecord {
+    let mut members: Vec<EndpointMember> = members.iter().map(|(uid, state)| EndpointMember { pod: Uid::from_text(uid), state: *state }).collect();
+    members.sort();
+    with_relations(w, Relations { service_name: service.map(Into::into), endpoint_members: Some(members), ..Relations::default() })
+}
+
+fn status(mut w: WriteRecord) -> WriteRecord {
+    w.subresource = Some("status".into());
+    w
+}
+
+fn cluster_scoped(mut w: WriteRecord) -> WriteRecord {
+    w.namespace = None;
+    w
+}
+
+#[test]
+fn a_status_write_reports_on_children_so_a_persons_pod_delete_owns_it() {
+    const DEPLOY_UID: &str = "00000000-0000-0000-0000-0000000000d1";
+    const DEPLOY: &str = "system:serviceaccount:kube-system:deployment-controller";
+    let pod = "00000000-0000-0000-0000-00000000000a";
+    let rs = |w| owned_by(w, "Deployment", "web", DEPLOY_UID);
+    let spans = run(vec![
+        Record::Write(write("deploy-create", "admin", Verb::Create, "deployments", "web", DEPLOY_UID, 0)),
+        Record::Write(rs(write("rs-create", DEPLOY, Verb::Create, "replicasets", "rs", RS_UID, S / 10))),
+        Record::Write(owned_by_rs(write("pod-a", RS_CTRL, Verb::Create, "pods", "a", pod, S / 5))),
+        Record::Write(rs(status(write("rs-status-1", RS_CTRL, Verb::Update, "replicasets", "rs", RS_UID, S / 2)))),
+        Record::Write(owned_by_rs(write("alice-delete", "alice", Verb::Delete, "pods", "a", pod, 5 * S))),
+        Record::Write(owned_by_rs(write("pod-b", RS_CTRL, Verb::Create, "pods", "b", "00000000-0000-0000-0000-00000000000b", 5 * S + 1000))),
+        Record::Write(rs(status(write("rs-status-2", RS_CTRL, Verb::Update, "replicasets", "rs", RS_UID, 5 * S + 2000)))),
+    ]);
+    assert_eq!(parent_id(&spans, by_id(&spans, "rs-status-1")), Some("pod-a"), "the latest child create");
+    let replacement = by_id(&spans, "pod-b");
+    assert_eq!(parent_id(&spans, replacement), Some("alice-delete"));
+    let status_2 = by_id(&spans, "rs-status-2");
+    assert_eq!(parent_id(&spans, status_2), Some("pod-b"));
+    assert_eq!(status_2.trace_id, by_id(&spans, "alice-delete").trace_id, "in alice's trace, not the Deployment create's");
+}
+
+#[test]
+fn endpoints_follow_their_service_and_the_pod_writes_that_change_the_listing() {
+    const SVC: &str = "00000000-0000-0000-0000-0000000000c1";
+    const EP: &str = "00000000-0000-0000-0000-0000000000e1";
+    const SLICE: &str = "00000000-0000-0000-0000-0000000000e2";
+    let (a, b) = ("00000000-0000-0000-0000-00000000000a", "00000000-0000-0000-0000-00000000000b");
+    let ep = |id: &str, verb, at, members: &[(&str, u64)]| listing(write(id, EP_CTRL, verb, "endpoints", "web", EP, at), None, members);
+    let slice = |id: &str, verb, at, members: &[(&str, u64)]| {
+        listing(owned_by(write(id, SLICE_CTRL, verb, "endpointslices", "web-x1", SLICE, at), "Service", "web", SVC), Some("web"), members)
+    };
+    let spans = run(vec![
+        Record::Write(write("svc-create", "admin", Verb::Create, "services", "web", SVC, 0)),
+        Record::Write(ep("ep-create", Verb::Create, S / 10, &[])),
+        Record::Write(slice("slice-create", Verb::Create, S / 10 + 1, &[])),
+        Record::Write(owned_by_rs(write("pod-a", RS_CTRL, Verb::Create, "pods", "a", a, S))),
+        Record::Write(owned_by_rs(write("pod-b", RS_CTRL, Verb::Create, "pods", "b", b, S + 1))),
+        // Pod a gets an IP and becomes ready: both lists add it.
+        Record::Write(status(write("a-ready", "system:node:n1", Verb::Patch, "pods", "a", a, 10 * S))),
+        Record::Write(ep("ep-add-a", Verb::Update, 10 * S + 100, &[(a, 1)])),
+        Record::Write(slice("slice-add-a", Verb::Update, 10 * S + 101, &[(a, 1)])),
+        // An unrelated later write on the listed pod a, then b becomes ready: b's write is the cause.
+        Record::Write(status(write("b-ready", "system:node:n1", Verb::Patch, "pods", "b", b, 20 * S))),
+        Record::Write(write("a-relabel", "alice", Verb::Patch, "pods", "a", a, 20 * S + 50)),
+        Record::Write(ep("ep-add-b", Verb::Update, 20 * S + 100, &[(a, 1), (b, 1)])),
+        // A person deletes pod a: it leaves the lists.
+        Record::Write(owned_by_rs(write("alice-delete-a", "alice", Verb::Delete, "pods", "a", a, 25 * S))),
+        Record::Write(ep("ep-remove-a", Verb::Update, 25 * S + 100, &[(b, 1)])),
+        Record::Write(slice("slice-remove-a", Verb::Update, 25 * S + 101, &[(b, 1)])),
+    ]);
+    assert_eq!(parent_id(&spans, by_id(&spans, "ep-create")), Some("svc-create"), "same namespace and name");
+    assert_eq!(parent_id(&spans, by_id(&spans, "slice-create")), Some("svc-create"));
+    assert_eq!(parent_id(&spans, by_id(&spans, "ep-add-a")), Some("a-ready"), "not the Endpoints' own create");
+    assert_eq!(parent_id(&spans, by_id(&spans, "slice-add-a")), Some("a-ready"), "not the slice's own create");
+    assert_eq!(parent_id(&spans, by_id(&spans, "ep-add-b")), Some("b-ready"), "only pods whose listing changed");
+    let removal = by_id(&spans, "ep-remove-a");
+    assert_eq!(parent_id(&spans, removal), Some("alice-delete-a"));
+    assert_eq!(removal.trace_id, by_id(&spans, "alice-delete-a").trace_id);
+    assert_eq!(parent_id(&spans, by_id(&spans, "slice-remove-a")), Some("alice-delete-a"));
+}
+
+#[test]
+fn a_daemonset_pod_for_a_new_node_belongs_to_the_node_and_pod_gc_to_its_removal() {
+    const DS_UID: &str = "00000000-0000-0000-0000-0000000000d5";
+    const NODE_C: &str = "00000000-0000-0000-0000-0000000000c3";
+    let (pod_a, pod_c) = ("00000000-0000-0000-0000-0000000000a1", "00000000-0000-0000-0000-0000000000a3");
+    let ds_pod = |id: &str, name: &str, uid: &str, node: &str, at| {
+        on_node(owned_by(write(id, DS_CTRL, Verb::Create, "pods", name, uid, at), "DaemonSet", "agent", DS_UID), node)
+    };
+    let mut node_delete = cluster_scoped(write("node-c-delete", "admin", Verb::Delete, "nodes", "node-c", NODE_C, 100 * S));
+    node_delete.deletion = Deletion::Gone;
+    let spans = run(vec![
+        Record::Write(cluster_scoped(write("node-a-create", "system:node:node-a", Verb::Create, "nodes", "node-a", "00000000-0000-0000-0000-0000000000c1", 0))),
+        Record::Write(write("ds-create", "admin", Verb::Create, "daemonsets", "agent", DS_UID, 10 * S)),
+        Record::Write(ds_pod("pod-a", "agent-a", pod_a, "node-a", 10 * S + 100)),
+        Record::Write(cluster_scoped(write("node-c-create", "admin", Verb::Create, "nodes", "node-c", NODE_C, 20 * S))),
+        Record::Write(ds_pod("pod-c", "agent-c", pod_c, "node-c", 20 * S + 100)),
+        Record::Write(node_delete),
+        // The pod garbage collector removes the orphan minutes later, outside any window.
+        Record::Write(owned_by(write("pod-c-gc", POD_GC, Verb::Delete, "pods", "agent-c", pod_c, 400 * S), "DaemonSet", "agent", DS_UID)),
+    ]);
+    assert_eq!(parent_id(&spans, by_id(&spans, "pod-a")), Some("ds-create"), "the DaemonSet's create, newer than node-a's");
+    assert_eq!(parent_id(&spans, by_id(&spans, "pod-c")), Some("node-c-create"), "the new node, not the DaemonSet's last write");
+    let gc = by_id(&spans, "pod-c-gc");
+    assert_eq!(parent_id(&spans, gc), Some("node-c-delete"), "5 minutes after, still the node's removal");
+    assert_eq!(gc.trace_id, by_id(&spans, "node-c-delete").trace_id);
+}
+
+#[test]
+fn a_cronjobs_job_is_a_controller_root_linked_to_the_cronjobs_spec_write() {
+    const CRON_UID: &str = "00000000-0000-0000-0000-0000000000cc";
+    const CRON: &str = "system:serviceaccount:kube-system:cronjob-controller";
+    let job = |id: &str, name: &str, uid: &str, at| owned_by(write(id, CRON, Verb::Create, "jobs", name, uid, at), "CronJob", "tick", CRON_UID);
+    let spans = run(vec![
+        Record::Write(write("cron-create", "admin", Verb::Create, "cronjobs", "tick", CRON_UID, 0)),
+        Record::Write(job("job-1", "tick-1", "00000000-0000-0000-0000-0000000000j1", 20 * S)),
+        Record::Write(job("job-2", "tick-2", "00000000-0000-0000-0000-0000000000j2", 80 * S)),
+    ]);
+    for id in ["job-1", "job-2"] {
+        let job = by_id(&spans, id);
+        assert_eq!(job.parent_span_id, None, "{id}: the clock caused it, inside the window or not");
+        assert_eq!(job.root, Some(RootKind::ControllerInitiated));
+        let cron = by_id(&spans, "cron-create");
+        assert_eq!(job.links.len(), 1, "{id}");
+        assert_eq!((job.links[0].span_id, job.links[0].reason), (cron.span_id, "scheduled-by"), "{id}");
+    }
+}
+
+#[test]
+fn under_shared_credentials_an_event_finds_its_own_controllers_write() {
+    const KCM: &str = "system:kube-controller-manager";
+    const UA: &str = "kube-controller-manager/v1.20.2 (linux/amd64) kubernetes/faecb19/";
+    let pod = "00000000-0000-0000-0000-00000000000a";
+    let mut by_rs = owned_by_rs(write("pod-create", KCM, Verb::Create, "pods", "a", pod, S));
+    by_rs.user_agent = Some(format!("{UA}replicaset-controller").into());
+    let mut by_gc = owned_by_rs(write("gc-patch", KCM, Verb::Patch, "pods", "a", pod, 2 * S));
+    by_gc.user_agent = Some(format!("{UA}generic-garbage-collector").into());
+    let mut created = event(1, 3 * S, false);
+    created.message = Some("Created pod: a".into());
+    let spans = run(vec![rs_create(), Record::Write(by_rs), Record::Write(by_gc), Record::Event(created)]);
+    assert_eq!(by_id(&spans, "pod-create").actor, "replicaset-controller");
+    assert_eq!(by_id(&spans, "gc-patch").actor, "generic-garbage-collector");
+    let ev = spans.iter().find(|s| s.attr_str("k8s.event.reason") == Some("SuccessfulCreate")).unwrap();
+    assert_eq!(parent_id(&spans, ev), Some("pod-create"), "the replicaset controller's write, not the newer GC patch");
 }

@@ -121,7 +121,7 @@ fn the_cli_prints_trees_and_a_summary_naming_bad_records() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stdout.contains("intent by admin"));
-    assert!(stdout.contains("├─ deployment-controller  create replicasets default/web-5d894c86f5"));
+    assert!(stdout.contains("└─ deployment-controller  create replicasets default/web-5d894c86f5"));
     assert!(stderr.contains("bad records: 2"), "{stderr}");
     assert!(stderr.contains("mixed.jsonl:2: unknown_shape"), "{stderr}");
     assert!(stderr.contains("mixed.jsonl:3: invalid_json"), "{stderr}");

@@ -37,6 +37,99 @@ impl ControllerPatterns {
 }
 
 const SA_KUBE_SYSTEM: &str = "system:serviceaccount:kube-system:";
+const SHARED_CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+
+/// One kube-controller-manager controller: the source its Events name, and
+/// the service account it writes as (`--use-service-account-credentials`).
+///
+/// The two differ for some controllers, so an Event's reporter cannot be
+/// compared with a write's user by name. Checked against the 1.20 sources:
+/// `EventSource{Component: ...}` in `pkg/controller/**` and the
+/// `ClientOrDie("...")` names in `cmd/kube-controller-manager/app`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControllerIdentity {
+    /// The controller's name in `--controllers`.
+    pub controller: &'static str,
+    /// What its Events give as `source.component` / `reportingController`.
+    pub event_sources: &'static [&'static str],
+    /// Its service account in `kube-system`. With shared credentials the
+    /// same name is the last segment of its user agent.
+    pub service_account: &'static str,
+}
+
+const fn id(
+    controller: &'static str,
+    event_sources: &'static [&'static str],
+    service_account: &'static str,
+) -> ControllerIdentity {
+    ControllerIdentity { controller, event_sources, service_account }
+}
+
+/// Every kube-controller-manager controller that writes objects kausal links.
+pub const CONTROLLER_IDENTITIES: &[ControllerIdentity] = &[
+    id("deployment", &["deployment-controller"], "deployment-controller"),
+    id("replicaset", &["replicaset-controller"], "replicaset-controller"),
+    id("replicationcontroller", &["replication-controller"], "replication-controller"),
+    id("statefulset", &["statefulset-controller"], "statefulset-controller"),
+    id("daemonset", &["daemonset-controller"], "daemon-set-controller"),
+    id("job", &["job-controller"], "job-controller"),
+    id("cronjob", &["cronjob-controller"], "cronjob-controller"),
+    id("ttl-after-finished", &["ttl-after-finished-controller"], "ttl-after-finished-controller"),
+    id("endpoint", &["endpoint-controller"], "endpoint-controller"),
+    id("endpointslice", &["endpoint-slice-controller"], "endpointslice-controller"),
+    id("endpointslicemirroring", &["endpoint-slice-mirroring-controller"], "endpointslicemirroring-controller"),
+    // The taint manager runs inside the node lifecycle controller and shares its credentials.
+    id("nodelifecycle", &["node-controller", "taint-controller"], "node-controller"),
+    id("garbagecollector", &["garbage-collector-controller"], "generic-garbage-collector"),
+    // The pod garbage collector records no Events; it is here for its writes.
+    id("podgc", &[], "pod-garbage-collector"),
+    id("persistentvolume-binder", &["persistentvolume-controller"], "persistent-volume-binder"),
+    id("attachdetach", &["attachdetach-controller"], "attachdetach-controller"),
+    id("persistentvolume-expander", &["volume_expand"], "expand-controller"),
+    id("horizontalpodautoscaling", &["horizontal-pod-autoscaler"], "horizontal-pod-autoscaler"),
+    id("disruption", &["controllermanager"], "disruption-controller"),
+    id("service", &["service-controller"], "service-controller"),
+    id("namespace", &[], "namespace-controller"),
+    id("serviceaccount", &[], "service-account-controller"),
+    id("ttl", &[], "ttl-controller"),
+    id("root-ca-cert-publisher", &[], "root-ca-cert-publisher"),
+];
+
+/// The controller whose Events name `source`, if it is a kube-controller-manager one.
+pub fn controller_for_event_source(source: &str) -> Option<&'static ControllerIdentity> {
+    CONTROLLER_IDENTITIES.iter().find(|c| c.event_sources.contains(&source))
+}
+
+/// The controller that writes as service account `sa` in kube-system.
+pub fn controller_for_service_account(sa: &str) -> Option<&'static ControllerIdentity> {
+    CONTROLLER_IDENTITIES.iter().find(|c| c.service_account == sa)
+}
+
+/// Who made a write, as the linker compares it with Event reporters.
+///
+/// This is the audit user, except when kube-controller-manager runs every
+/// controller under its own shared identity (`system:kube-controller-manager`,
+/// without `--use-service-account-credentials`): its client then appends the
+/// controller's service-account name to the user agent
+/// (`kube-controller-manager/v1.20.2 (linux/amd64) kubernetes/faecb19/deployment-controller`),
+/// and that tells the controllers apart. Such a write is attributed to
+/// `system:kube-controller-manager/<service account>`.
+pub fn acting_user<'a>(user: &'a str, user_agent: Option<&str>) -> std::borrow::Cow<'a, str> {
+    if user == SHARED_CONTROLLER_MANAGER_USER
+        && let Some(sa) = user_agent.and_then(shared_credentials_controller)
+    {
+        return format!("{SHARED_CONTROLLER_MANAGER_USER}/{sa}").into();
+    }
+    user.into()
+}
+
+/// The controller a shared-credentials kube-controller-manager user agent names.
+fn shared_credentials_controller(user_agent: &str) -> Option<&str> {
+    let rest = user_agent.strip_prefix("kube-controller-manager/")?;
+    // `<version> (<os>/<arch>) kubernetes/<commit>/<name>`: the name is the fourth segment.
+    let name = rest.splitn(4, '/').nth(3)?;
+    controller_for_service_account(name).map(|c| c.service_account)
+}
 
 /// The short name of an actor, used as `service.name` so that Jaeger's service
 /// list reads as "who acted".
@@ -46,6 +139,9 @@ pub fn actor_name(user: &str) -> String {
     }
     if let Some(rest) = user.strip_prefix("system:serviceaccount:") {
         return rest.replacen(':', "/", 1);
+    }
+    if let Some(sa) = user.strip_prefix("system:kube-controller-manager/") {
+        return sa.to_owned();
     }
     if user.starts_with("system:node:") {
         return "kubelet".to_owned();
@@ -59,30 +155,15 @@ pub fn actor_name(user: &str) -> String {
     }
 }
 
-/// Event reporting components whose service account is named differently.
-const REPORTER_SERVICE_ACCOUNTS: &[(&str, &str)] = &[
-    ("daemonset-controller", "daemon-set-controller"),
-    ("persistentvolume-controller", "persistent-volume-binder"),
-    ("garbage-collector-controller", "generic-garbage-collector"),
-    ("statefulset-controller", "statefulset-controller"),
-];
-
-/// The service account a kube-controller-manager Event reporter writes as.
-pub fn reporter_service_account(reporter: &str) -> &str {
-    REPORTER_SERVICE_ACCOUNTS
-        .iter()
-        .find(|(r, _)| *r == reporter)
-        .map_or(reporter, |(_, sa)| sa)
-}
-
-/// Which audit users count as the Event's reporter C.
+/// Which acting users (see [`acting_user`]) count as the Event's reporter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReporterUsers {
     Scheduler,
     Kubelet { node: Option<String> },
-    /// A kube-controller-manager component: its own service account, or the
-    /// shared `system:kube-controller-manager` identity.
-    ControllerManager { service_account_user: String },
+    /// A kube-controller-manager controller: its own service account, or the
+    /// shared identity with its name in the user agent, or the shared
+    /// identity alone (a user agent that names nothing cannot rule it out).
+    ControllerManager { service_account: std::borrow::Cow<'static, str> },
     /// Anything else: its name is taken as the user name itself.
     Other(String),
 }
@@ -92,12 +173,13 @@ impl ReporterUsers {
         match reporter {
             "default-scheduler" | "kube-scheduler" => ReporterUsers::Scheduler,
             "kubelet" => ReporterUsers::Kubelet { node: host.map(|h| h.to_owned()) },
-            r if r.ends_with("-controller") || r.contains("garbage-collector") || r == "node-lifecycle-controller" => {
-                ReporterUsers::ControllerManager {
-                    service_account_user: format!("{SA_KUBE_SYSTEM}{}", reporter_service_account(r)),
-                }
-            }
-            other => ReporterUsers::Other(other.to_owned()),
+            r => match controller_for_event_source(r) {
+                Some(c) => ReporterUsers::ControllerManager { service_account: c.service_account.into() },
+                // A controller not in the table (a newer release's): assume
+                // its service account is named like its Event source.
+                None if r.ends_with("-controller") => ReporterUsers::ControllerManager { service_account: r.to_owned().into() },
+                None => ReporterUsers::Other(r.to_owned()),
+            },
         }
     }
 
@@ -106,8 +188,11 @@ impl ReporterUsers {
             ReporterUsers::Scheduler => user == "system:kube-scheduler",
             ReporterUsers::Kubelet { node: Some(n) } => user.strip_prefix("system:node:") == Some(n.as_str()),
             ReporterUsers::Kubelet { node: None } => user.starts_with("system:node:"),
-            ReporterUsers::ControllerManager { service_account_user } => {
-                user == service_account_user || user == "system:kube-controller-manager"
+            ReporterUsers::ControllerManager { service_account } => {
+                let sa = Some(service_account.as_ref());
+                user.strip_prefix(SA_KUBE_SYSTEM) == sa
+                    || user == SHARED_CONTROLLER_MANAGER_USER
+                    || user.strip_prefix(SHARED_CONTROLLER_MANAGER_USER).and_then(|rest| rest.strip_prefix('/')) == sa
             }
             ReporterUsers::Other(name) => user == name,
         }
@@ -118,7 +203,7 @@ impl ReporterUsers {
         match self {
             ReporterUsers::Scheduler => "kube-scheduler".to_owned(),
             ReporterUsers::Kubelet { .. } => "kubelet".to_owned(),
-            ReporterUsers::ControllerManager { service_account_user } => actor_name(service_account_user),
+            ReporterUsers::ControllerManager { service_account } => service_account.to_string(),
             ReporterUsers::Other(name) => name.clone(),
         }
     }
@@ -162,9 +247,72 @@ mod tests {
 
         let ds = ReporterUsers::for_reporter("daemonset-controller", None);
         assert!(ds.matches("system:serviceaccount:kube-system:daemon-set-controller"));
+        assert!(!ds.matches("system:serviceaccount:kube-system:daemonset-controller"));
+        assert_eq!(ds.actor(), "daemon-set-controller");
 
         let kubelet = ReporterUsers::for_reporter("kubelet", Some("node-a"));
         assert!(kubelet.matches("system:node:node-a"));
         assert!(!kubelet.matches("system:node:node-b"));
+    }
+
+    /// Every controller the coverage table promises, by its Event source, with
+    /// the service account the 1.20 controller manager gives it.
+    #[test]
+    fn every_covered_controller_maps_its_event_source_to_its_audit_user() {
+        let expected = [
+            ("deployment-controller", "deployment-controller"),
+            ("replicaset-controller", "replicaset-controller"),
+            ("statefulset-controller", "statefulset-controller"),
+            ("daemonset-controller", "daemon-set-controller"),
+            ("job-controller", "job-controller"),
+            ("cronjob-controller", "cronjob-controller"),
+            ("endpoint-controller", "endpoint-controller"),
+            ("endpoint-slice-controller", "endpointslice-controller"),
+            ("node-controller", "node-controller"),
+            ("taint-controller", "node-controller"),
+            ("garbage-collector-controller", "generic-garbage-collector"),
+            ("persistentvolume-controller", "persistent-volume-binder"),
+            ("attachdetach-controller", "attachdetach-controller"),
+            ("horizontal-pod-autoscaler", "horizontal-pod-autoscaler"),
+        ];
+        for (source, sa) in expected {
+            let reporter = ReporterUsers::for_reporter(source, None);
+            assert_eq!(reporter, ReporterUsers::ControllerManager { service_account: controller_for_service_account(sa).unwrap().service_account.into() }, "{source}");
+            assert!(reporter.matches(&format!("system:serviceaccount:kube-system:{sa}")), "{source} writes as {sa}");
+            assert!(reporter.matches("system:kube-controller-manager"), "{source} under shared credentials");
+            assert_eq!(reporter.actor(), actor_name(&format!("system:serviceaccount:kube-system:{sa}")));
+        }
+        // The pod garbage collector records no Events but is known by its writes.
+        assert!(controller_for_service_account("pod-garbage-collector").is_some());
+        // Each service account and each Event source appears once.
+        let mut sas: Vec<_> = CONTROLLER_IDENTITIES.iter().map(|c| c.service_account).collect();
+        sas.sort();
+        sas.dedup();
+        assert_eq!(sas.len(), CONTROLLER_IDENTITIES.len());
+        let mut sources: Vec<_> = CONTROLLER_IDENTITIES.iter().flat_map(|c| c.event_sources.iter()).collect();
+        let n = sources.len();
+        sources.sort();
+        sources.dedup();
+        assert_eq!(sources.len(), n);
+    }
+
+    #[test]
+    fn shared_credentials_are_told_apart_by_user_agent() {
+        // What SimpleControllerClientBuilder sends (client-go's AddUserAgent with the controller's name).
+        let ua = "kube-controller-manager/v1.20.2 (linux/amd64) kubernetes/faecb19/daemon-set-controller";
+        let acting = acting_user("system:kube-controller-manager", Some(ua));
+        assert_eq!(acting, "system:kube-controller-manager/daemon-set-controller");
+        assert_eq!(actor_name(&acting), "daemon-set-controller");
+        let ds = ReporterUsers::for_reporter("daemonset-controller", None);
+        let deploy = ReporterUsers::for_reporter("deployment-controller", None);
+        assert!(ds.matches(&acting));
+        assert!(!deploy.matches(&acting), "another controller's write under the same credentials");
+        // The service-account form (what the e2e control plane sends) and unknown names change nothing.
+        let sa_ua = "kube-controller-manager/v1.20.2 (linux/amd64) kubernetes/faecb19/system:serviceaccount:kube-system:job-controller";
+        assert_eq!(acting_user("system:serviceaccount:kube-system:job-controller", Some(sa_ua)), "system:serviceaccount:kube-system:job-controller");
+        let own = "kube-controller-manager/v1.20.0+bd9e442 (linux/amd64) kubernetes/bd9e442/kube-controller-manager";
+        assert_eq!(acting_user("system:kube-controller-manager", Some(own)), "system:kube-controller-manager");
+        assert_eq!(acting_user("system:kube-controller-manager", None), "system:kube-controller-manager");
+        assert_eq!(acting_user("admin", Some(ua)), "admin");
     }
 }

@@ -11,12 +11,14 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use foldhash::{HashMap, HashSet};
 
-use super::actors::{ControllerPatterns, ReporterUsers, actor_name};
+use super::actors::{self, ControllerPatterns, ReporterUsers, actor_name};
 use super::graph::{Graph, GraphLimits, GraphStats, Mark, SpanRef, WriteMark};
 use super::ids::{self, Uid};
 use super::kinds;
 use super::linker::{self, Link, Window};
-use super::record::{Deletion, EventOrigin, EventRecord, ObservedObject, Record, UnknownObject, WriteRecord};
+use super::record::{
+    Deletion, EndpointMember, EventOrigin, EventRecord, ObservedObject, Record, UnknownObject, Verb, WriteRecord,
+};
 use super::span::{Attributes, AttrValue, RootKind, Span, SpanEvent, SpanKind, SpanLink, SpanStatus};
 use crate::model::time::{MICROS_PER_SECOND, Micros};
 
@@ -308,22 +310,23 @@ impl Engine {
         self.stats.writes += 1;
 
         let by_controller = self.config.controllers.is_controller(&w.user);
-        let namespace = w.namespace.as_deref().unwrap_or("");
-        let object = w
-            .uid
-            .as_deref()
-            .map(Uid::from_text)
-            .or_else(|| w.name.as_deref().and_then(|n| self.graph.lookup_name(&w.resource, namespace, n)));
-        let owner = w
+        let acting = actors::acting_user(&w.user, w.user_agent.as_deref());
+        let related = self.related_objects(&w);
+        let owner_kind = w
             .controller_owner()
-            .map(|o| o.uid)
-            .or_else(|| object.and_then(|u| self.graph.node(&u)).and_then(|n| n.controller_owner));
+            .map(|o| o.kind.as_ref())
+            .or_else(|| related.owner.and_then(|u| self.graph.node(&u)).and_then(|n| n.kind.as_deref()));
+        let time_triggered = by_controller && linker::is_time_triggered(&w, owner_kind);
 
-        let link = if by_controller {
-            linker::trigger_for_write(&self.graph, &w, object, owner, Window::before(w.completed, self.config.window))
+        let mut link = if by_controller && !time_triggered {
+            linker::trigger_for_write(&self.graph, &w, &related, Window::before(w.completed, self.config.window))
         } else {
             Link::default()
         };
+        let schedule = if time_triggered { linker::schedule_for_write(&self.graph, related.owner, w.completed) } else { None };
+        if time_triggered {
+            link = Link::default();
+        }
         let span_id = ids::span_id_for_write(&w.audit_id);
         let (trace_id, parent, root) = match (by_controller, link.parent) {
             (false, _) => (ids::trace_id_for_write(&w.audit_id), None, Some(RootKind::Intent)),
@@ -332,29 +335,69 @@ impl Engine {
         };
         let span_ref = SpanRef { trace_id, span_id };
 
-        let known_kind = object.and_then(|u| self.graph.node(&u)).and_then(|n| n.kind.clone());
+        let object_node = related.object.and_then(|u| self.graph.node(&u));
+        let known_kind = object_node.and_then(|n| n.kind.clone());
         let trigger = if w.dry_run {
             false
         } else {
-            let previous_generation = object.and_then(|u| self.graph.node(&u)).and_then(|n| n.generation);
+            let previous_generation = object_node.and_then(|n| n.generation);
             linker::is_trigger(&w, previous_generation, by_controller)
         };
-        let span = build_write_span(&w, span_ref, parent, root, &link, known_kind.as_deref(), trigger);
+        let mut span = build_write_span(&w, span_ref, parent, root, &link, known_kind.as_deref(), trigger);
+        span.actor = actor_name(&acting);
+        if let Some(s) = schedule {
+            span.links.push(SpanLink { trace_id: s.span.trace_id, span_id: s.span.span_id, reason: "scheduled-by" });
+        }
 
         if !w.dry_run {
-            self.record_write(&w, object, owner, span_ref, trigger);
+            let acting = acting.into_owned();
+            self.record_write(&w, &acting, &related, span_ref, trigger);
         }
         self.emit(span);
     }
 
+    /// Resolves what a write relates to from the write and the graph: the
+    /// object, its controller owner, and the relations that are not
+    /// ownerReferences (a pod's node, an Endpoints' Service and pods).
+    fn related_objects(&self, w: &WriteRecord) -> linker::Related {
+        let namespace = w.namespace.as_deref().unwrap_or("");
+        let object = w
+            .uid
+            .as_deref()
+            .map(Uid::from_text)
+            .or_else(|| w.name.as_deref().and_then(|n| self.graph.lookup_name(&w.resource, namespace, n)));
+        let object_node = object.and_then(|u| self.graph.node(&u));
+        let owner = w.controller_owner().map(|o| o.uid).or_else(|| object_node.and_then(|n| n.controller_owner));
+        let relations = w.relations.as_deref();
+        let node = relations
+            .and_then(|r| r.node_name.as_deref())
+            .and_then(|n| self.graph.lookup_name("nodes", "", n));
+        let mut related = linker::Related { object, owner, node, ..Default::default() };
+        if linker::is_endpoints_like(&w.resource) {
+            let service_name = match w.resource.as_ref() {
+                "endpoints" => w.name.as_deref(),
+                _ => relations.and_then(|r| r.service_name.as_deref()),
+            };
+            related.service = service_name
+                .and_then(|n| self.graph.lookup_name("services", namespace, n))
+                .or(if w.resource.as_ref() == "endpointslices" { owner } else { None });
+            if let Some(now) = relations.and_then(|r| r.endpoint_members.as_deref()) {
+                let before = object_node.map_or(&[][..], |n| n.endpoint_members());
+                related.changed_members = changed_members(before, now);
+            }
+        }
+        related
+    }
+
     /// Updates the graph with a write that took effect.
-    fn record_write(&mut self, w: &WriteRecord, object: Option<Uid>, owner: Option<Uid>, span: SpanRef, trigger: bool) {
+    fn record_write(&mut self, w: &WriteRecord, acting_user: &str, related: &linker::Related, span: SpanRef, trigger: bool) {
+        let (object, owner) = (related.object, related.owner);
         let namespace = w.namespace.as_deref().unwrap_or("");
         let Some(uid) = object.or_else(|| w.name.as_deref().map(|n| Uid::from_name(&w.resource, namespace, n))) else {
             return;
         };
         let mark = Mark { time: w.completed, span };
-        let actor = self.graph.intern_actor(&w.user);
+        let actor = self.graph.intern_actor(acting_user);
         let node = self.graph.upsert(uid, &w.resource, namespace, w.name.as_deref().unwrap_or(""), w.completed);
         if w.subresource.is_none()
             && let Some(kind) = &w.kind {
@@ -380,15 +423,30 @@ impl Engine {
         if trigger {
             node.push_trigger(mark);
         }
+        if w.succeeded()
+            && let Some(relations) = w.relations.as_deref()
+        {
+            if let Some(bound) = related.node.filter(|_| relations.node_name.is_some()) {
+                node.extra_mut().bound_node = Some(bound);
+            }
+            if let Some(members) = &relations.endpoint_members {
+                node.extra_mut().endpoint_members = members.clone();
+            }
+        }
         if w.succeeded() && w.verb.is_delete() && w.deletion == Deletion::InProgress {
             node.deleting = Some(mark);
         }
         if w.succeeded() && w.deletion == Deletion::Gone {
-            self.graph.mark_gone(uid, w.completed);
+            self.graph.mark_gone(uid, mark);
         }
-        if w.succeeded() && w.verb.is_delete()
+        let child_write = w.succeeded() && w.subresource.is_none() && (w.verb.is_delete() || w.verb == Verb::Create);
+        if child_write
             && let Some(owner_node) = owner.and_then(|o| self.graph.node_mut(&o)) {
-                owner_node.push_child_delete(mark);
+                if w.verb == Verb::Create {
+                    owner_node.push_child_create(mark);
+                } else {
+                    owner_node.push_child_delete(mark);
+                }
             }
     }
 
@@ -537,6 +595,20 @@ impl Engine {
         let namespace = e.regarding.namespace.as_deref().unwrap_or("");
         self.graph.lookup_name(&kinds::resource_for_kind(kind), namespace, name)
     }
+}
+
+/// The pods whose listing differs between two sorted member lists: added,
+/// removed, or listed with another address or readiness.
+fn changed_members(before: &[EndpointMember], now: &[EndpointMember]) -> Vec<Uid> {
+    let mut changed: Vec<Uid> = before
+        .iter()
+        .filter(|m| now.binary_search(m).is_err())
+        .chain(now.iter().filter(|m| before.binary_search(m).is_err()))
+        .map(|m| m.pod)
+        .collect();
+    changed.sort_unstable();
+    changed.dedup();
+    changed
 }
 
 /// A second copy of an Event whose span is still open fills in what the first

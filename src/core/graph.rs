@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use foldhash::HashMap;
 
 use super::ids::{SpanId, TraceId, Uid};
+use super::record::EndpointMember;
 use crate::model::time::Micros;
 
 /// Where a span lives, so a later span can name it as parent or link.
@@ -43,6 +44,7 @@ pub struct WriteMark {
 /// sensible window long before eight newer ones arrive.
 const MAX_TRIGGERS: usize = 8;
 const MAX_CHILD_DELETES: usize = 8;
+const MAX_CHILD_CREATES: usize = 8;
 const MAX_WRITES: usize = 16;
 
 #[derive(Debug, Clone, Default)]
@@ -55,12 +57,30 @@ pub struct Node {
     pub generation: Option<i64>,
     pub triggers: Vec<Mark>,
     pub child_deletes: Vec<Mark>,
+    /// Creates of objects this one controls: with child deletes, what a
+    /// controller's status write on this object reports on.
+    pub child_creates: Vec<Mark>,
     pub writes: Vec<WriteMark>,
     /// The delete of an object whose deletion is still in progress: it stays an
     /// active trigger beyond the window, until the object is gone.
     pub deleting: Option<Mark>,
     pub gone_at: Option<Micros>,
     pub last_touched: Micros,
+    /// Relations that only some kinds have, boxed so that the common node
+    /// does not pay for them.
+    pub extra: Option<Box<NodeExtra>>,
+}
+
+/// Per-node state for relations other than ownerReferences.
+#[derive(Debug, Clone, Default)]
+pub struct NodeExtra {
+    /// A pod's node, from its spec or its binding.
+    pub bound_node: Option<Uid>,
+    /// The delete that removed the object, kept as long as the node is
+    /// remembered: a node's delete causes pod-GC deletes much later.
+    pub removed: Option<Mark>,
+    /// The pods an Endpoints or EndpointSlice listed at its last write.
+    pub endpoint_members: Vec<EndpointMember>,
 }
 
 fn insert_sorted<T: Copy>(list: &mut Vec<T>, item: T, time: impl Fn(&T) -> Micros, cap: usize) {
@@ -79,6 +99,26 @@ impl Node {
 
     pub fn push_child_delete(&mut self, mark: Mark) {
         insert_sorted(&mut self.child_deletes, mark, |m| m.time, MAX_CHILD_DELETES);
+    }
+
+    pub fn push_child_create(&mut self, mark: Mark) {
+        insert_sorted(&mut self.child_creates, mark, |m| m.time, MAX_CHILD_CREATES);
+    }
+
+    pub fn extra_mut(&mut self) -> &mut NodeExtra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    pub fn bound_node(&self) -> Option<Uid> {
+        self.extra.as_ref().and_then(|e| e.bound_node)
+    }
+
+    pub fn removed(&self) -> Option<Mark> {
+        self.extra.as_ref().and_then(|e| e.removed)
+    }
+
+    pub fn endpoint_members(&self) -> &[EndpointMember] {
+        self.extra.as_ref().map_or(&[], |e| &e.endpoint_members)
     }
 
     pub fn push_write(&mut self, mark: WriteMark) {
@@ -191,10 +231,13 @@ impl Graph {
     }
 
     /// Records that an object is gone, so it is forgotten after the TTL.
-    pub fn mark_gone(&mut self, uid: Uid, time: Micros) {
+    /// `removed_by` is the delete that removed it.
+    pub fn mark_gone(&mut self, uid: Uid, removed_by: Mark) {
+        let time = removed_by.time;
         if let Some(node) = self.nodes.get_mut(&uid) {
             node.gone_at = Some(time);
             node.deleting = None;
+            node.extra_mut().removed = Some(removed_by);
             self.gone_queue.push_back((time, uid));
         }
     }
@@ -275,7 +318,7 @@ mod tests {
         let mut g = Graph::new(limits());
         g.upsert(Uid([1; 16]), "pods", "default", "a", 0);
         g.upsert(Uid([2; 16]), "pods", "default", "b", 0);
-        g.mark_gone(Uid([1; 16]), 10);
+        g.mark_gone(Uid([1; 16]), mark(10));
         g.evict(50);
         assert_eq!(g.stats().objects, 2);
         g.evict(110);

@@ -21,6 +21,7 @@ const SEED_TRACE: u64 = 0x6b61_7573_616c_0002;
 const SEED_WRITE_SPAN: u64 = 0x6b61_7573_616c_0003;
 const SEED_EVENT_SPAN: u64 = 0x6b61_7573_616c_0004;
 const SEED_NAME_KEY: u64 = 0x6b61_7573_616c_0005;
+const SEED_FINGERPRINT: u64 = 0x6b61_7573_616c_0006;
 
 /// Parses the canonical 8-4-4-4-12 UUID text form.
 pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
@@ -62,6 +63,11 @@ impl Uid {
 
 /// The trace ID of a trace rooted at a write: the auditID's own UUID bytes, so a
 /// person can paste an auditID (without dashes) into Jaeger's trace search.
+/// A compact fingerprint of some state, to tell whether it changed.
+pub fn fingerprint(state: &str) -> u64 {
+    xxh3_64_with_seed(state.as_bytes(), SEED_FINGERPRINT)
+}
+
 pub fn trace_id_for_write(audit_id: &str) -> TraceId {
     non_zero_16(parse_uuid(audit_id).unwrap_or_else(|| xxh3_128_with_seed(audit_id.as_bytes(), SEED_TRACE).to_be_bytes()))
 }

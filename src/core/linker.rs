@@ -104,36 +104,134 @@ impl TopTwo {
             }
     }
 
+    /// The delete that removed an object, within the window.
+    fn offer_removed(&mut self, node: &Node, window: Window) {
+        if let Some(r) = node.removed()
+            && window.contains(r.time)
+        {
+            self.offer(r);
+        }
+    }
+
     fn into_link(self) -> Link {
         Link { parent: self.best, runner_up: self.second }
     }
 }
 
-/// The cause of a controller's write on object Y: the most recent trigger in the
-/// window among triggers on Y, triggers on Y's controller owner, and, for a
-/// create only, deletions of Y's siblings (a ReplicaSet replacing a pod).
-/// Applied to other verbs, the sibling rule would chain unrelated deletes.
-pub fn trigger_for_write(
-    graph: &Graph,
-    write: &WriteRecord,
-    object: Option<Uid>,
-    owner: Option<Uid>,
-    window: Window,
-) -> Link {
+/// The objects a write relates to, resolved by the engine from the write and
+/// the graph before linking.
+#[derive(Debug, Clone, Default)]
+pub struct Related {
+    /// The object written (Y).
+    pub object: Option<Uid>,
+    /// Y's controller owner.
+    pub owner: Option<Uid>,
+    /// The Service an Endpoints (same name) or EndpointSlice (label or owner) serves.
+    pub service: Option<Uid>,
+    /// The node a pod being created is placed on (a DaemonSet's pod for a node).
+    pub node: Option<Uid>,
+    /// Pods whose listing in an Endpoints or EndpointSlice this write changes:
+    /// added, removed, or with new addresses or readiness.
+    pub changed_members: Vec<Uid>,
+}
+
+/// Resources whose writes follow a Service and the pods it selects, not an owner.
+pub fn is_endpoints_like(resource: &str) -> bool {
+    matches!(resource, "endpoints" | "endpointslices")
+}
+
+/// Owner kinds whose controllers act on a clock: their creates are
+/// controller-initiated roots, linked to the owner's last spec write.
+const TIME_TRIGGERED_OWNER_KINDS: &[&str] = &["CronJob"];
+
+pub fn is_time_triggered(write: &WriteRecord, owner_kind: Option<&str>) -> bool {
+    write.verb == Verb::Create && owner_kind.is_some_and(|k| TIME_TRIGGERED_OWNER_KINDS.contains(&k))
+}
+
+/// The spec write a time-triggered create runs on behalf of: the owner's
+/// latest trigger, however old (the schedule fires long after the write).
+pub fn schedule_for_write(graph: &Graph, owner: Option<Uid>, until: Micros) -> Option<Mark> {
+    let node = graph.node(&owner?)?;
+    node.triggers.iter().rev().find(|m| m.time <= until).copied()
+}
+
+/// The cause of a controller's write on object Y: the most recent candidate
+/// in the window. Which writes are candidates depends on the write:
+///
+/// - a **status write** reports on Y: triggers on Y, and creates and deletes
+///   of Y's children (a person's pod delete, then the ReplicaSet's status);
+/// - an **Endpoints or EndpointSlice** write follows its Service and pods:
+///   triggers on the Service, and the latest write on each pod whose listing
+///   changed (a create, a delete, a new address or readiness). The object's
+///   own create is not a cause of its later updates;
+/// - **any other write**: triggers on Y and on Y's controller owner; for a
+///   create, deletions of Y's siblings (a ReplicaSet replacing a pod); for a
+///   pod placed on a node, triggers on that node (a DaemonSet's pod for a new
+///   node). Applied to other verbs, the sibling rule would chain unrelated deletes.
+///
+/// One rule overrides recency: a pod deleted after its node was removed is
+/// deleted because of that removal (the pod garbage collector), however long after.
+pub fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Related, window: Window) -> Link {
     let deleting_ttl = graph.limits().deleting_ttl;
     let mut top = TopTwo::default();
-    if let Some(node) = object.and_then(|uid| graph.node(&uid)) {
+    let object = related.object.and_then(|uid| graph.node(&uid));
+    if write.is_status_write() {
+        if let Some(node) = object {
+            top.offer_all(&node.triggers, window);
+            top.offer_deleting(node, window.until, deleting_ttl);
+            top.offer_all(&node.child_creates, window);
+            top.offer_all(&node.child_deletes, window);
+        }
+        return top.into_link();
+    }
+    if is_endpoints_like(&write.resource) {
+        if let Some(node) = object {
+            top.offer_deleting(node, window.until, deleting_ttl);
+        }
+        if let Some(service) = related.service.and_then(|uid| graph.node(&uid)) {
+            top.offer_all(&service.triggers, window);
+            top.offer_deleting(service, window.until, deleting_ttl);
+            top.offer_removed(service, window);
+        }
+        for pod in related.changed_members.iter().filter_map(|uid| graph.node(uid)) {
+            if let Some(w) = pod.writes.iter().rev().find(|w| w.succeeded && window.contains(w.time)) {
+                top.offer(Mark { time: w.time, span: w.span });
+            }
+            top.offer_deleting(pod, window.until, deleting_ttl);
+            top.offer_removed(pod, window);
+        }
+        return top.into_link();
+    }
+    if let Some(node) = object {
         top.offer_all(&node.triggers, window);
         top.offer_deleting(node, window.until, deleting_ttl);
     }
-    if let Some(node) = owner.and_then(|uid| graph.node(&uid)) {
+    if let Some(node) = related.owner.and_then(|uid| graph.node(&uid)) {
         top.offer_all(&node.triggers, window);
         top.offer_deleting(node, window.until, deleting_ttl);
         if write.verb == Verb::Create {
             top.offer_all(&node.child_deletes, window);
         }
     }
-    top.into_link()
+    if write.verb == Verb::Create
+        && let Some(node) = related.node.and_then(|uid| graph.node(&uid))
+    {
+        top.offer_all(&node.triggers, window);
+    }
+    let link = top.into_link();
+    if write.verb.is_delete()
+        && let Some(removal) = object.and_then(|pod| node_removal_before(graph, pod, window.until))
+    {
+        let runner_up = [link.parent, link.runner_up].into_iter().flatten().find(|m| m.span != removal.span);
+        return Link { parent: Some(removal), runner_up };
+    }
+    link
+}
+
+/// The delete that removed the node a pod was bound to, if it happened before `until`.
+fn node_removal_before(graph: &Graph, pod: &Node, until: Micros) -> Option<Mark> {
+    let removed = graph.node(&pod.bound_node()?)?.removed()?;
+    (removed.time <= until).then_some(removed)
 }
 
 /// Event messages that name the object the reporter acted on:

@@ -96,6 +96,30 @@ pub struct WriteRecord {
     pub deletion: Deletion,
     pub owners: Vec<Owner>,
     pub dry_run: bool,
+    /// Relations other than ownerReferences, for the kinds that have them
+    /// (pods, bindings, Endpoints, EndpointSlices); `None` for the rest.
+    pub relations: Option<Box<Relations>>,
+}
+
+/// What an object says about related objects other than by ownerReferences.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relations {
+    /// The node a pod is placed on (`spec.nodeName`, a DaemonSet's node
+    /// affinity, or a binding's target).
+    pub node_name: Option<Box<str>>,
+    /// The Service an EndpointSlice serves (label `kubernetes.io/service-name`).
+    pub service_name: Option<Box<str>>,
+    /// The pods an Endpoints or EndpointSlice lists, sorted, each with a
+    /// fingerprint of its published addresses and readiness.
+    pub endpoint_members: Option<Vec<EndpointMember>>,
+}
+
+/// One pod in an Endpoints or EndpointSlice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EndpointMember {
+    pub pod: Uid,
+    /// Changes when the pod's addresses or readiness change.
+    pub state: u64,
 }
 
 impl WriteRecord {

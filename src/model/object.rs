@@ -62,6 +62,13 @@ pub struct ObjectMeta<'a> {
 }
 
 impl ObjectMeta<'_> {
+    /// A label's value, read only when asked for.
+    pub fn label(&self, key: &str) -> Option<String> {
+        let raw = self.labels?;
+        let map: std::collections::HashMap<Cow<'_, str>, Cow<'_, str>> = serde_json::from_str(raw.get()).ok()?;
+        map.get(key).map(|v| v.to_string())
+    }
+
     /// Whether an annotation key is present, read only when asked for.
     pub fn has_annotation(&self, key: &str) -> bool {
         self.annotations
@@ -98,6 +105,171 @@ pub struct StatusDetails<'a> {
     pub uid: Option<Cow<'a, str>>,
 }
 
+/// The parts of an object that name related objects other than by
+/// ownerReferences: a pod's node, a binding's target, and the pods an
+/// Endpoints or EndpointSlice lists. Parsed only for those resources.
+#[derive(Debug, Default, Deserialize)]
+pub struct RelationView<'a> {
+    #[serde(borrow, default)]
+    pub spec: Option<PodSpecView<'a>>,
+    /// A `Binding`'s target node.
+    #[serde(borrow, default)]
+    pub target: Option<NamedRef<'a>>,
+    /// `core/v1 Endpoints`.
+    #[serde(borrow, default)]
+    pub subsets: Option<Vec<EndpointSubsetView<'a>>>,
+    /// `discovery.k8s.io EndpointSlice`.
+    #[serde(borrow, default)]
+    pub endpoints: Option<Vec<SliceEndpointView<'a>>>,
+}
+
+impl<'a> RelationView<'a> {
+    pub fn parse(raw: &'a RawValue) -> Option<Self> {
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    /// The node the object is placed on: `spec.nodeName`, else the node a
+    /// DaemonSet pins its pod to (a required node-affinity term matching the
+    /// field `metadata.name`), else a binding's target.
+    pub fn node_name(&self) -> Option<&str> {
+        let spec = self.spec.as_ref();
+        spec.and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
+            .or_else(|| spec.and_then(PodSpecView::affinity_node))
+            .or_else(|| self.target.as_ref().and_then(|t| t.name.as_deref()).filter(|n| !n.is_empty()))
+    }
+
+    /// The pods listed with what the endpoint controllers publish about each
+    /// (addresses and readiness), as `(pod UID text, fingerprint input)`.
+    /// `None` when the object is neither an Endpoints nor an EndpointSlice.
+    pub fn endpoint_members(&self) -> Option<Vec<(&str, String)>> {
+        if self.subsets.is_none() && self.endpoints.is_none() {
+            return None;
+        }
+        let mut members = Vec::new();
+        for subset in self.subsets.iter().flatten() {
+            for (ready, addresses) in [(true, &subset.addresses), (false, &subset.not_ready_addresses)] {
+                for a in addresses.iter().flatten() {
+                    if let Some(uid) = a.target_ref.as_ref().and_then(|t| t.uid.as_deref()).filter(|u| !u.is_empty()) {
+                        members.push((uid, format!("{ready}/{}", a.ip.as_deref().unwrap_or(""))));
+                    }
+                }
+            }
+        }
+        for e in self.endpoints.iter().flatten() {
+            if let Some(uid) = e.target_ref.as_ref().and_then(|t| t.uid.as_deref()).filter(|u| !u.is_empty()) {
+                let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                let addresses: Vec<&str> = e.addresses.iter().flatten().map(|a| a.as_ref()).collect();
+                members.push((uid, format!("{ready}/{}", addresses.join(","))));
+            }
+        }
+        Some(members)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpecView<'a> {
+    #[serde(borrow, default)]
+    pub node_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub affinity: Option<AffinityView<'a>>,
+}
+
+impl PodSpecView<'_> {
+    fn affinity_node(&self) -> Option<&str> {
+        let required = self.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()?;
+        required.node_selector_terms.iter().flatten().flat_map(|t| t.match_fields.iter().flatten()).find_map(|f| {
+            let pinned = f.key.as_deref() == Some("metadata.name") && f.operator.as_deref() == Some("In");
+            match f.values.as_deref() {
+                Some([one]) if pinned => Some(one.as_ref()),
+                _ => None,
+            }
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AffinityView<'a> {
+    #[serde(borrow, default)]
+    pub node_affinity: Option<NodeAffinityView<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeAffinityView<'a> {
+    #[serde(borrow, default)]
+    pub required_during_scheduling_ignored_during_execution: Option<NodeSelectorView<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelectorView<'a> {
+    #[serde(borrow, default)]
+    pub node_selector_terms: Option<Vec<NodeSelectorTermView<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelectorTermView<'a> {
+    #[serde(borrow, default)]
+    pub match_fields: Option<Vec<SelectorRequirementView<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SelectorRequirementView<'a> {
+    #[serde(borrow, default)]
+    pub key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub operator: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub values: Option<Vec<Cow<'a, str>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NamedRef<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub uid: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSubsetView<'a> {
+    #[serde(borrow, default)]
+    pub addresses: Option<Vec<EndpointAddressView<'a>>>,
+    #[serde(borrow, default)]
+    pub not_ready_addresses: Option<Vec<EndpointAddressView<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointAddressView<'a> {
+    #[serde(borrow, default)]
+    pub ip: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub target_ref: Option<NamedRef<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SliceEndpointView<'a> {
+    #[serde(borrow, default)]
+    pub addresses: Option<Vec<Cow<'a, str>>>,
+    #[serde(default)]
+    pub conditions: Option<SliceConditionsView>,
+    #[serde(borrow, default)]
+    pub target_ref: Option<NamedRef<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SliceConditionsView {
+    #[serde(default)]
+    pub ready: Option<bool>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +296,42 @@ mod tests {
         let head = ObjectHead::parse(raw).unwrap();
         assert!(head.is_status());
         assert_eq!(head.details.unwrap().uid.as_deref(), Some("2fb028b3-cf59-4505-afd6-c66d1ac6964d"));
+    }
+
+    #[test]
+    fn reads_a_daemonset_pods_node_from_its_affinity() {
+        let raw: &RawValue = serde_json::from_str(
+            r#"{"kind":"Pod","metadata":{"name":"agent-x"},"spec":{"containers":[{"name":"c"}],"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchFields":[{"key":"metadata.name","operator":"In","values":["node-c"]}]}]}}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(RelationView::parse(raw).unwrap().node_name(), Some("node-c"));
+        let bound: &RawValue = serde_json::from_str(r#"{"kind":"Pod","spec":{"nodeName":"node-a"}}"#).unwrap();
+        assert_eq!(RelationView::parse(bound).unwrap().node_name(), Some("node-a"));
+        let binding: &RawValue = serde_json::from_str(r#"{"kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"node-b"}}"#).unwrap();
+        assert_eq!(RelationView::parse(binding).unwrap().node_name(), Some("node-b"));
+        let unplaced: &RawValue = serde_json::from_str(r#"{"kind":"Pod","spec":{"containers":[]}}"#).unwrap();
+        assert_eq!(RelationView::parse(unplaced).unwrap().node_name(), None);
+    }
+
+    #[test]
+    fn reads_the_pods_endpoints_list() {
+        let endpoints: &RawValue = serde_json::from_str(
+            r#"{"kind":"Endpoints","subsets":[{"addresses":[{"ip":"10.0.0.1","targetRef":{"kind":"Pod","uid":"u1"}}],"notReadyAddresses":[{"ip":"10.0.0.2","targetRef":{"kind":"Pod","uid":"u2"}}],"ports":[{"port":80}]}]}"#,
+        )
+        .unwrap();
+        let view = RelationView::parse(endpoints).unwrap();
+        let members = view.endpoint_members().unwrap();
+        assert_eq!(members, vec![("u1", "true/10.0.0.1".to_owned()), ("u2", "false/10.0.0.2".to_owned())]);
+        let slice: &RawValue = serde_json::from_str(
+            r#"{"kind":"EndpointSlice","metadata":{"labels":{"kubernetes.io/service-name":"web"}},"endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":false},"targetRef":{"kind":"Pod","uid":"u1"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(RelationView::parse(slice).unwrap().endpoint_members().unwrap(), vec![("u1", "false/10.0.0.1".to_owned())]);
+        let empty_slice: &RawValue = serde_json::from_str(r#"{"kind":"EndpointSlice","endpoints":null}"#).unwrap();
+        assert_eq!(RelationView::parse(empty_slice).unwrap().endpoint_members(), None, "no list: the decoder reads it as empty");
+        let pod: &RawValue = serde_json::from_str(r#"{"kind":"Pod"}"#).unwrap();
+        assert_eq!(RelationView::parse(pod).unwrap().endpoint_members(), None);
+        let head = ObjectHead::parse(slice).unwrap();
+        assert_eq!(head.metadata.unwrap().label("kubernetes.io/service-name").as_deref(), Some("web"));
     }
 }

@@ -16,12 +16,14 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::core::ids::Uid;
+use crate::core::ids::{self, Uid};
 use crate::core::kinds;
-use crate::core::record::{Deletion, EventOrigin, EventRecord, Owner, Record, Regarding, Verb, WriteRecord};
+use crate::core::record::{
+    Deletion, EndpointMember, EventOrigin, EventRecord, Owner, Record, Regarding, Relations, Verb, WriteRecord,
+};
 use crate::model::audit::AuditEvent;
 use crate::model::kube_event::WireEvent;
-use crate::model::object::{ObjectHead, ObjectMeta};
+use crate::model::object::{ObjectHead, ObjectMeta, RelationView};
 use crate::model::time::{Micros, has_fraction, parse_rfc3339_micros};
 
 /// Choices about what to keep.
@@ -612,6 +614,7 @@ impl Decoder<'_, '_> {
             })
             .unwrap_or_default();
         let deletion = deletion_state(w.verb, response.as_ref());
+        let relations = relations(&w, response_meta.or(request_meta));
         let status_code = w.status_code.and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
         self.out.records.push(Record::Write(WriteRecord {
             audit_id: w.audit_id.into(),
@@ -639,6 +642,7 @@ impl Decoder<'_, '_> {
             deletion,
             owners,
             dry_run: w.dry_run,
+            relations,
         }));
     }
 
@@ -732,6 +736,42 @@ impl Decoder<'_, '_> {
 }
 
 const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
+
+/// Label by which an EndpointSlice names its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Relations other than ownerReferences, for the few resources that carry
+/// them; everything else skips this second, narrow parse of the object.
+fn relations(w: &WriteInput<'_>, meta: Option<&ObjectMeta<'_>>) -> Option<Box<Relations>> {
+    let endpoints_like = matches!(w.resource, "endpoints" | "endpointslices") && w.subresource.is_none();
+    let placed = w.resource == "pods"
+        && ((w.verb == Verb::Create && w.subresource.is_none()) || w.subresource == Some("binding"));
+    if !endpoints_like && !placed {
+        return None;
+    }
+    // A binding's response is a Status: its target is in the request.
+    let object = if w.subresource == Some("binding") { w.request_object } else { w.response_object.or(w.request_object) };
+    let view = object.and_then(RelationView::parse)?;
+    let mut relations = Relations::default();
+    if placed {
+        relations.node_name = view.node_name().map(Into::into);
+    }
+    if endpoints_like && !w.verb.is_delete() {
+        let mut members: Vec<EndpointMember> = view
+            .endpoint_members()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(uid, state)| EndpointMember { pod: Uid::from_text(uid), state: ids::fingerprint(&state) })
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        relations.endpoint_members = Some(members);
+        if w.resource == "endpointslices" {
+            relations.service_name = meta.and_then(|m| m.label(SERVICE_NAME_LABEL)).map(Into::into);
+        }
+    }
+    (relations != Relations::default()).then(|| Box::new(relations))
+}
 
 fn owned(v: &Option<Cow<'_, str>>) -> Option<Box<str>> {
     v.as_deref().filter(|s| !s.is_empty()).map(Into::into)
