@@ -115,26 +115,28 @@ async fn create(client: &kube::Client, namespace: Option<&str>, ar: &ApiResource
     }
 }
 
-/// Two fake Ready nodes: without a kubelet, `--node-monitor-grace-period=24h`
-/// keeps them Ready, so the scheduler binds pods to them.
+/// A fake Ready node: without a kubelet, `--node-monitor-grace-period=24h`
+/// keeps it Ready, so the scheduler binds pods to it.
+fn fake_node(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+        "status": {
+            "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+            "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "fake node",
+                            "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+        }
+    })
+}
+
+/// The node the DaemonSet scenario adds and removes.
+const EXTRA_NODE: &str = "e2e-node-c";
+
+/// Two fake Ready nodes that stay for the whole run.
 async fn ensure_nodes(client: &kube::Client) {
     for name in ["e2e-node-a", "e2e-node-b"] {
-        create(
-            client,
-            None,
-            &resource("", "v1", "Node", "nodes"),
-            json!({
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
-                "status": {
-                    "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},
-                    "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
-                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "fake node",
-                                    "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
-                }
-            }),
-        )
-        .await;
+        create(client, None, &resource("", "v1", "Node", "nodes"), fake_node(name)).await;
     }
 }
 
@@ -486,7 +488,7 @@ async fn deployment_create_scale_rollout_and_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
-async fn statefulset_create_and_scale() {
+async fn statefulset_create_scale_up_down_and_delete() {
     let Some(env) = env("audit") else { return };
     let receiver = Receiver::start(true).await;
     let mut kausal = start_kausal(&env, &receiver, "statefulset", false).await;
@@ -528,6 +530,13 @@ async fn statefulset_create_and_scale() {
         Ok(())
     })
     .await;
+    eventually(&receiver, ns, "create services (headless) → create endpoints db (endpoint-controller)", |s| {
+        let svc = s.named("the Service create", "create services e2e-sts/db")?;
+        s.expect_intent(svc, ADMIN)?;
+        let endpoints = s.named("the Endpoints create", "create endpoints e2e-sts/db")?;
+        s.expect_parent(endpoints, svc)
+    })
+    .await;
     scale(&client, ns, &ar, "db", 3).await;
     eventually(&receiver, ns, "patch statefulsets/scale → create pods db-2", |s| {
         let patch = s.named("the scale-up", "patch statefulsets/scale e2e-sts/db")?;
@@ -536,12 +545,42 @@ async fn statefulset_create_and_scale() {
         s.expect_parent(pod, patch)
     })
     .await;
+    scale(&client, ns, &ar, "db", 1).await;
+    eventually(&receiver, ns, "scale down 3 → 1: delete pods db-2 and db-1 (statefulset-controller), each with its SuccessfulDelete", |s| {
+        let patches = s.all(|x| x.name == "patch statefulsets/scale e2e-sts/db");
+        let patch = patches.iter().max_by_key(|x| x.start).ok_or("no scale patch")?;
+        if patches.len() != 2 {
+            return Err(format!("{} scale patches, expected 2", patches.len()));
+        }
+        for pod in ["db-2", "db-1"] {
+            let delete = s.named(pod, &format!("delete pods e2e-sts/{pod}"))?;
+            s.expect_below(delete, patch)?;
+            if delete.service != "statefulset-controller" {
+                return Err(format!("{pod} deleted by {}", delete.service));
+            }
+            let event = s.one("the StatefulSet's SuccessfulDelete", |x| is_event(x, "SuccessfulDelete", ns, &format!("delete Pod {pod} in StatefulSet db")))?;
+            s.expect_parent(event, delete)?;
+        }
+        Ok(())
+    })
+    .await;
+    api(&client, Some(ns), &ar).delete("db", &DeleteParams::background()).await.unwrap();
+    eventually(&receiver, ns, "delete statefulsets → the garbage collector deletes db-0 in the delete's trace", |s| {
+        let delete = s.named("the StatefulSet delete", "delete statefulsets e2e-sts/db")?;
+        s.expect_intent(delete, ADMIN)?;
+        let pod = s.one("db-0's delete", |x| is_write(x, "delete", "pods", ns, "db-0") && x.trace == delete.trace)?;
+        if pod.service != "generic-garbage-collector" {
+            return Err(format!("db-0 deleted by {}", pod.service));
+        }
+        s.expect_below(pod, delete)
+    })
+    .await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
-async fn daemonset_across_two_nodes() {
+async fn daemonset_across_nodes_added_and_removed() {
     let Some(env) = env("audit") else { return };
     let receiver = Receiver::start(true).await;
     let mut kausal = start_kausal(&env, &receiver, "daemonset", false).await;
@@ -571,6 +610,35 @@ async fn daemonset_across_two_nodes() {
             s.expect_parent(event, pod)?;
         }
         Ok(())
+    })
+    .await;
+
+    // A node joins: the DaemonSet's pod for it belongs to the node's create.
+    let nodes = resource("", "v1", "Node", "nodes");
+    create(&client, None, &nodes, fake_node(EXTRA_NODE)).await;
+    let pod_name = eventually(&receiver, ns, "create nodes e2e-node-c → create pods agent-… for that node (daemon-set-controller)", |s| {
+        let node = s.named("the node create", &format!("create nodes {EXTRA_NODE}"))?;
+        s.expect_intent(node, ADMIN)?;
+        let pod = s.one("the new node's pod", |x| is_write(x, "create", "pods", ns, "agent-") && x.trace == node.trace)?;
+        s.expect_parent(pod, node)?;
+        let name = pod.attr("k8s.object.name").unwrap();
+        let event = s.one("SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, name))?;
+        s.expect_parent(event, pod)?;
+        Ok(name.to_owned())
+    })
+    .await;
+
+    // The node leaves: the pod garbage collector deletes its orphaned pod
+    // 40-60 s later (its quarantine), caused by the node's delete.
+    api(&client, None, &nodes).delete(EXTRA_NODE, &DeleteParams::default()).await.unwrap();
+    eventually(&receiver, ns, "delete nodes e2e-node-c → (40-60 s) pod-garbage-collector deletes its DaemonSet pod", |s| {
+        let node_delete = s.named("the node delete", &format!("delete nodes {EXTRA_NODE}"))?;
+        s.expect_intent(node_delete, ADMIN)?;
+        let gc = s.one("the orphan's delete", |x| is_write(x, "delete", "pods", ns, &pod_name))?;
+        if gc.service != "pod-garbage-collector" {
+            return Err(format!("{pod_name} deleted by {}", gc.service));
+        }
+        s.expect_parent(gc, node_delete)
     })
     .await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
@@ -634,6 +702,178 @@ async fn job_and_a_cronjob_that_fires() {
         }
         let pod = s.one("the fired Job's pod", |x| is_write(x, "create", "pods", ns, "tick-"))?;
         s.expect_parent(pod, job)
+    })
+    .await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+async fn pods_named(client: &kube::Client, ns: &str, prefix: &str) -> Vec<DynamicObject> {
+    let list = api(client, Some(ns), &resource("", "v1", "Pod", "pods")).list(&Default::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)) && p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+/// Does what a kubelet would once the pod runs: report an IP and readiness.
+/// There is no kubelet here, so the test patches the status itself.
+async fn report_ready(client: &kube::Client, ns: &str, pod: &str, ip: &str) {
+    let status = json!({"status": {
+        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+        "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]
+    }});
+    api(client, Some(ns), &resource("", "v1", "Pod", "pods"))
+        .patch_status(pod, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap_or_else(|e| panic!("report {pod} ready: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane from tests/e2e/run.sh"]
+async fn service_endpoints_and_slices_follow_their_pods() {
+    let Some(env) = env("audit") else { return };
+    let receiver = Receiver::start(true).await;
+    let mut kausal = start_kausal(&env, &receiver, "service", false).await;
+    let client = client().await;
+    let ns = "e2e-svc";
+    ensure_nodes(&client).await;
+    namespace(&client, ns).await;
+    create(
+        &client,
+        Some(ns),
+        &resource("", "v1", "Service", "services"),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+    )
+    .await;
+    eventually(&receiver, ns, "create services → create endpoints (endpoint-controller) + create endpointslices (endpointslice-controller)", |s| {
+        let svc = s.named("the Service create", "create services e2e-svc/web")?;
+        s.expect_intent(svc, ADMIN)?;
+        let endpoints = s.named("the Endpoints create", "create endpoints e2e-svc/web")?;
+        s.expect_parent(endpoints, svc)?;
+        let slice = s.one("the EndpointSlice create", |x| is_write(x, "create", "endpointslices", ns, "web-"))?;
+        s.expect_parent(slice, svc)
+    })
+    .await;
+    create(&client, Some(ns), &deployments(), deployment("web", 2)).await;
+    eventually(&receiver, ns, "two pods bound", |s| {
+        let n = s.all(|x| x.name.starts_with("create pods/binding e2e-svc/web-")).len();
+        if n == 2 { Ok(()) } else { Err(format!("{n} bindings")) }
+    })
+    .await;
+    let pods = pods_named(&client, ns, "web-").await;
+    let first = pods[0].metadata.name.clone().unwrap();
+
+    // The pod gets an IP and becomes Ready: both lists add it, because of that status write.
+    report_ready(&client, ns, &first, "10.244.0.10").await;
+    eventually(&receiver, ns, "patch pods/status (ready, IP) → update endpoints + update endpointslices", |s| {
+        let ready = s.one("the status patch", |x| is_write(x, "patch", "pods/status", ns, &first))?;
+        s.expect_intent(ready, ADMIN)?;
+        let endpoints = s.one("the Endpoints update", |x| is_write(x, "update", "endpoints", ns, "web") && x.trace == ready.trace)?;
+        s.expect_parent(endpoints, ready)?;
+        if endpoints.service != "endpoint-controller" {
+            return Err(format!("the Endpoints update is by {}", endpoints.service));
+        }
+        let slice = s.one("the EndpointSlice update", |x| is_write(x, "update", "endpointslices", ns, "web-") && x.trace == ready.trace)?;
+        s.expect_parent(slice, ready)
+    })
+    .await;
+
+    // A person deletes that pod: it leaves the lists because of the delete,
+    // and its ReplicaSet's replacement and status land in the person's trace.
+    api(&client, Some(ns), &resource("", "v1", "Pod", "pods")).delete(&first, &DeleteParams::default()).await.unwrap();
+    eventually(&receiver, ns, "delete pods → update endpoints + endpointslices, and the ReplicaSet's replacement pod", |s| {
+        let delete = s.named("the pod delete", &format!("delete pods {ns}/{first}"))?;
+        s.expect_intent(delete, ADMIN)?;
+        let endpoints = s.all(|x| is_write(x, "update", "endpoints", ns, "web") && x.trace == delete.trace);
+        let endpoints = endpoints.first().ok_or("no Endpoints update in the delete's trace")?;
+        s.expect_parent(endpoints, delete)?;
+        let slices = s.all(|x| is_write(x, "update", "endpointslices", ns, "web-") && x.trace == delete.trace);
+        let slice = slices.first().ok_or("no EndpointSlice update in the delete's trace")?;
+        s.expect_parent(slice, delete)?;
+        let replacement = s.one("the replacement pod", |x| is_write(x, "create", "pods", ns, "web-") && x.trace == delete.trace)?;
+        s.expect_parent(replacement, delete)
+    })
+    .await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane from tests/e2e/run.sh"]
+async fn a_pod_replaced_then_a_rollout_and_its_undo() {
+    let Some(env) = env("audit") else { return };
+    let receiver = Receiver::start(true).await;
+    let mut kausal = start_kausal(&env, &receiver, "rollout-undo", false).await;
+    let client = client().await;
+    let ns = "e2e-undo";
+    ensure_nodes(&client).await;
+    namespace(&client, ns).await;
+    let ar = deployments();
+    create(&client, Some(ns), &ar, deployment("app", 2)).await;
+    let first_rs = eventually(&receiver, ns, "the Deployment's ReplicaSet and two pods", |s| {
+        let rs = s.one("the ReplicaSet create", |x| is_write(x, "create", "replicasets", ns, "app-"))?;
+        let n = s.all(|x| is_write(x, "create", "pods", ns, "app-")).len();
+        if n != 2 {
+            return Err(format!("{n} pods"));
+        }
+        Ok(rs.attr("k8s.object.name").unwrap().to_owned())
+    })
+    .await;
+
+    // 1. A person deletes a pod: the replacement and the ReplicaSet's status
+    //    update after it are in the person's trace, not the Deployment create's.
+    let victim = pods_named(&client, ns, "app-").await[0].metadata.name.clone().unwrap();
+    api(&client, Some(ns), &resource("", "v1", "Pod", "pods")).delete(&victim, &DeleteParams::default()).await.unwrap();
+    eventually(&receiver, ns, "delete pods (person) → create pods (replicaset-controller) + update replicasets/status", |s| {
+        let delete = s.named("the pod delete", &format!("delete pods {ns}/{victim}"))?;
+        s.expect_intent(delete, ADMIN)?;
+        let replacement = s.one("the replacement", |x| is_write(x, "create", "pods", ns, "app-") && x.trace == delete.trace)?;
+        s.expect_parent(replacement, delete)?;
+        let status = s.all(|x| is_write(x, "update", "replicasets/status", ns, &first_rs));
+        let after: Vec<_> = status.iter().filter(|x| x.start >= delete.start).collect();
+        if after.is_empty() {
+            return Err("no ReplicaSet status update after the delete".into());
+        }
+        after.iter().try_for_each(|x| if x.trace == delete.trace { Ok(()) } else { Err(format!("`{}` outside the person's trace", x.name)) })
+    })
+    .await;
+
+    // 2. A rollout: a new ReplicaSet under the patch.
+    let image_patch = |image: &str| Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}));
+    api(&client, Some(ns), &ar).patch("app", &PatchParams::default(), &image_patch("registry.k8s.io/pause:3.4.1")).await.unwrap();
+    eventually(&receiver, ns, "patch deployments → create replicasets (new)", |s| {
+        let patch = s.named("the rollout", "patch deployments e2e-undo/app")?;
+        let rs = s.one("the new ReplicaSet", |x| is_write(x, "create", "replicasets", ns, "app-") && x.trace == patch.trace)?;
+        s.expect_parent(rs, patch)
+    })
+    .await;
+
+    // 3. `kubectl rollout undo` patches the template back to the previous
+    //    ReplicaSet's: no new ReplicaSet; the first one becomes current again
+    //    (the deployment controller updates it), in the undo's trace. (With no
+    //    kubelet no pod is ever available, so the controller may not scale the
+    //    second one down: that is the rollout strategy, not kausal.)
+    let rs_api = api(&client, Some(ns), &resource("apps", "v1", "ReplicaSet", "replicasets"));
+    let mut template = rs_api.get(&first_rs).await.unwrap().data["spec"]["template"].clone();
+    if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
+        labels.remove("pod-template-hash");
+    }
+    api(&client, Some(ns), &ar).patch("app", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": template}}))).await.unwrap();
+    eventually(&receiver, ns, "the undo patch → update replicasets (the first one, current again), no new ReplicaSet", |s| {
+        let patches = s.all(|x| x.name == "patch deployments e2e-undo/app");
+        if patches.len() != 2 {
+            return Err(format!("{} Deployment patches, expected 2", patches.len()));
+        }
+        let undo = patches.iter().max_by_key(|x| x.start).unwrap();
+        s.expect_intent(undo, ADMIN)?;
+        let creates = s.all(|x| is_write(x, "create", "replicasets", ns, "app-"));
+        if creates.len() != 2 || creates.iter().any(|c| c.trace == undo.trace) {
+            return Err("the undo created a ReplicaSet".into());
+        }
+        let updates = s.all(|x| is_write(x, "update", "replicasets", ns, &first_rs) && x.trace == undo.trace);
+        let update = updates.first().ok_or(format!("no update of {first_rs} in the undo's trace"))?;
+        s.expect_parent(update, undo)?;
+        Ok(())
     })
     .await;
     assert!(kausal.terminate().success(), "{}", kausal.log());

@@ -66,9 +66,15 @@ fn deployment_scale_down_rollout_and_deletes() {
 }
 
 #[test]
-fn statefulset_pods_and_their_events() {
+fn statefulset_create_scale_up_down_and_delete() {
     let all = replay("statefulset");
     let spans = Spans(&all);
+    let ns = "e2e-sts";
+    let svc = spans.intent("create services e2e-sts/db");
+    let endpoints = spans.one("the headless Service's Endpoints", |s| s.name == "create endpoints e2e-sts/db");
+    assert_eq!(endpoints.actor, "endpoint-controller");
+    assert_parent(&spans, endpoints, svc);
+
     let sts = spans.intent("create statefulsets e2e-sts/db");
     for pod in ["db-0", "db-1"] {
         let create = spans.one(pod, |s| s.name == format!("create pods e2e-sts/{pod}"));
@@ -76,33 +82,60 @@ fn statefulset_pods_and_their_events() {
         assert_parent(&spans, create, sts);
         assert_parent(&spans, spans.event("SuccessfulCreate", &format!("create Pod {pod} in StatefulSet db")), create);
     }
-    let scale = spans.intent("patch statefulsets/scale e2e-sts/db");
-    assert_parent(&spans, spans.one("db-2", |s| s.name == "create pods e2e-sts/db-2"), scale);
+    let mut scales = spans.named("patch statefulsets/scale e2e-sts/db");
+    scales.sort_by_key(|s| s.start);
+    let [up, down] = scales.as_slice() else { panic!("{} scale patches, expected 2", scales.len()) };
+    assert_parent(&spans, spans.one("db-2", |s| s.name == "create pods e2e-sts/db-2"), up);
+    for pod in ["db-2", "db-1"] {
+        let delete = spans.one(pod, |s| s.name == format!("delete pods e2e-sts/{pod}"));
+        assert_eq!(delete.actor, "statefulset-controller");
+        assert_eq!(delete.trace_id, down.trace_id, "{pod}: in the scale-down's trace");
+        assert_parent(&spans, spans.event("SuccessfulDelete", &format!("delete Pod {pod} in StatefulSet db")), delete);
+    }
+    let delete = spans.intent("delete statefulsets e2e-sts/db");
+    let gc = write(&spans, "delete", "pods", ns, "db-0");
+    assert_eq!(gc.len(), 1);
+    assert_eq!(gc[0].actor, "generic-garbage-collector");
+    assert_eq!(gc[0].trace_id, delete.trace_id);
 }
 
 #[test]
-fn daemonset_pods_on_both_nodes_with_the_daemonset_controllers_events() {
+fn daemonset_pods_follow_nodes_joining_and_leaving() {
     let all = replay("daemonset");
     let spans = Spans(&all);
     let ds = spans.intent("create daemonsets e2e-ds/agent");
+    let node_create = spans.intent("create nodes e2e-node-c");
     let pods = write(&spans, "create", "pods", "e2e-ds", "agent-");
-    assert_eq!(pods.len(), 2);
-    for pod in pods {
+    assert_eq!(pods.len(), 3, "one per node: a and b at the start, c when it joins");
+    for pod in &pods {
         assert_eq!(pod.actor, "daemon-set-controller");
-        assert_parent(&spans, pod, ds);
         // Reported as `daemonset-controller`, written as `daemon-set-controller`.
         let name = pod.attr_str("k8s.object.name").unwrap();
         assert_parent(&spans, spans.event("SuccessfulCreate", &format!("Created pod: {name}")), pod);
     }
+    let (for_c, for_ab): (Vec<_>, Vec<_>) = pods.iter().partition(|p| p.trace_id == node_create.trace_id);
+    assert_eq!((for_c.len(), for_ab.len()), (1, 2));
+    assert_parent(&spans, for_c[0], node_create);
+    for_ab.iter().for_each(|p| assert_parent(&spans, p, ds));
+
+    // The node leaves; the pod garbage collector deletes its orphan about a minute later.
+    let node_delete = spans.intent("delete nodes e2e-node-c");
+    let orphan = for_c[0].attr_str("k8s.object.name").unwrap();
+    let gc = spans.one("the orphan's delete", |s| s.name == format!("delete pods e2e-ds/{orphan}"));
+    assert_eq!(gc.actor, "pod-garbage-collector");
+    assert_parent(&spans, gc, node_delete);
+    assert!(gc.start - node_delete.start > 30_000_000, "outside the window, yet linked");
 }
 
 #[test]
 fn a_fired_cronjob_starts_its_own_trace() {
     let all = replay("batch");
     let spans = Spans(&all);
+    let cron = spans.intent("create cronjobs e2e-batch/tick");
     let job = spans.one("the fired Job", |s| s.name.starts_with("create jobs e2e-batch/tick-"));
     assert_eq!(job.actor, "cronjob-controller");
-    assert_eq!(job.root, Some(RootKind::ControllerInitiated), "fired more than the window after the CronJob's create");
+    assert_eq!(job.root, Some(RootKind::ControllerInitiated), "the schedule fired it");
+    assert_eq!(job.links.iter().map(|l| (l.span_id, l.reason)).collect::<Vec<_>>(), vec![(cron.span_id, "scheduled-by")]);
     assert_parent(&spans, spans.event("SuccessfulCreate", "Created job tick-"), job);
     let pod = spans.one("its pod", |s| s.name.starts_with("create pods e2e-batch/tick-"));
     assert_parent(&spans, pod, job);
@@ -110,6 +143,73 @@ fn a_fired_cronjob_starts_its_own_trace() {
     let once = spans.intent("create jobs e2e-batch/once");
     let pod = spans.one("the Job's pod", |s| s.name.starts_with("create pods e2e-batch/once-"));
     assert_parent(&spans, pod, once);
+}
+
+#[test]
+fn endpoints_and_slices_follow_the_service_and_its_pods() {
+    let all = replay("service");
+    let spans = Spans(&all);
+    let ns = "e2e-svc";
+    let svc = spans.intent("create services e2e-svc/web");
+    let endpoints = spans.one("the Endpoints create", |s| s.name == "create endpoints e2e-svc/web");
+    assert_eq!(endpoints.actor, "endpoint-controller");
+    assert_parent(&spans, endpoints, svc);
+    let slices = write(&spans, "create", "endpointslices", ns, "web-");
+    assert_eq!(slices.len(), 1);
+    assert_eq!(slices[0].actor, "endpointslice-controller");
+    assert_parent(&spans, slices[0], svc);
+
+    // The (kubelet-like) status write that gives the pod an IP and readiness.
+    let ready = spans.one("the status patch", |s| s.name.starts_with("patch pods/status e2e-svc/web-"));
+    let pod = ready.attr_str("k8s.object.name").unwrap();
+    // The person's delete of that pod.
+    let delete = spans.intent(&format!("delete pods e2e-svc/{pod}"));
+    for (verb_resource, name) in [("update endpoints", "web"), ("update endpointslices", "web-")] {
+        let updates = spans.all(|s| s.name.starts_with(&format!("{verb_resource} {ns}/{name}")));
+        assert!(!updates.is_empty(), "{verb_resource}");
+        let added = updates.iter().filter(|u| u.trace_id == ready.trace_id).collect::<Vec<_>>();
+        assert_eq!(added.len(), 1, "{verb_resource}: one update adds the ready pod");
+        assert_parent(&spans, added[0], ready);
+        let removed = updates.iter().filter(|u| u.trace_id == delete.trace_id).collect::<Vec<_>>();
+        assert!(!removed.is_empty(), "{verb_resource}: the delete takes the pod out");
+        removed.iter().for_each(|u| assert_parent(&spans, u, delete));
+        assert!(
+            updates.iter().all(|u| u.parent_span_id != Some(endpoints.span_id) && u.parent_span_id != Some(slices[0].span_id)),
+            "{verb_resource}: never caused by the object's own create"
+        );
+    }
+}
+
+#[test]
+fn a_persons_pod_delete_owns_the_replacement_and_the_status_then_rollout_and_undo() {
+    let all = replay("rollout-undo");
+    let spans = Spans(&all);
+    let ns = "e2e-undo";
+    let create = spans.intent("create deployments e2e-undo/app");
+    let delete = spans.one("the person's pod delete", |s| s.name.starts_with("delete pods e2e-undo/app-") && s.root == Some(RootKind::Intent));
+    let victim = delete.attr_str("k8s.object.name").unwrap();
+    let rs_names: Vec<&str> = write(&spans, "create", "replicasets", ns, "app-").iter().map(|r| r.attr_str("k8s.object.name").unwrap()).collect();
+    assert_eq!(rs_names.len(), 2, "the first ReplicaSet and the rollout's; the undo reuses the first");
+    let first_rs = victim.rsplit_once('-').unwrap().0;
+    let replacement = spans.one("the replacement", |s| s.name.starts_with("create pods e2e-undo/app-") && s.trace_id == delete.trace_id);
+    assert_parent(&spans, replacement, delete);
+    let mut patches = spans.named("patch deployments e2e-undo/app");
+    patches.sort_by_key(|s| s.start);
+    let [rollout, undo] = patches.as_slice() else { panic!("{} Deployment patches, expected 2", patches.len()) };
+    let statuses_after = spans.all(|s| {
+        s.name == format!("update replicasets/status e2e-undo/{first_rs}") && s.start > delete.start && s.start < rollout.start
+    });
+    assert!(!statuses_after.is_empty());
+    for status in statuses_after {
+        assert_eq!(status.trace_id, delete.trace_id, "the ReplicaSet's status after the person's delete is in the person's trace");
+        assert_ne!(status.trace_id, create.trace_id);
+    }
+    let second_rs = rs_names.iter().find(|n| **n != first_rs).unwrap();
+    assert_parent(&spans, spans.one("the rollout's ReplicaSet", |s| s.name == format!("create replicasets e2e-undo/{second_rs}")), rollout);
+    // The undo reuses the first ReplicaSet: the deployment controller makes it current again.
+    let updates = spans.all(|s| s.name == format!("update replicasets e2e-undo/{first_rs}") && s.trace_id == undo.trace_id);
+    assert!(!updates.is_empty(), "{first_rs} is updated in the undo's trace");
+    updates.iter().for_each(|u| assert_parent(&spans, u, undo));
 }
 
 #[test]

@@ -351,7 +351,12 @@ mod tests {
             object_named_in_message("SuccessfulCreate", "create Claim data-web-0 Pod web-0 in StatefulSet web success"),
             Some(("persistentvolumeclaims", "data-web-0"))
         );
+        // The CronJob controller's 1.20 formats: "Created job %v", "Deleted job %v",
+        // "Saw completed job: %s, status: %v".
         assert_eq!(object_named_in_message("SuccessfulCreate", "Created job hello-1567197780"), Some(("jobs", "hello-1567197780")));
+        assert_eq!(object_named_in_message("SuccessfulDelete", "Deleted job hello-1567197780"), Some(("jobs", "hello-1567197780")));
+        // A failed delete names an error, not a job, and its reason is not in the table.
+        assert_eq!(object_named_in_message("FailedDelete", "Deleted job: jobs.batch \"x\" not found"), None);
         assert_eq!(
             object_named_in_message("SawCompletedJob", "Saw completed job: hello-1567197780, status: Complete"),
             Some(("jobs", "hello-1567197780"))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests against a real Kubernetes control plane, no Docker needed.
 #
-#   tests/e2e/run.sh [--record DIR]
+#   tests/e2e/run.sh [--record DIR] [--only NAME]
 #
 # Builds (once, cached in ~/.cache/kausal-e2e) kube-apiserver,
 # kube-controller-manager and kube-scheduler 1.20.2 from Debian's source
@@ -13,16 +13,20 @@
 #
 # --record DIR keeps each scenario's raw audit batches and watched Events
 # (kausal serve --record-dir) as fixtures for the fast tests.
+# --only NAME (repeatable) runs only the scenarios whose test name contains NAME (while
+# developing one; CI runs them all).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 e2e="$root/tests/e2e"
 cache="${KAUSAL_E2E_CACHE:-$HOME/.cache/kausal-e2e}"
 record=""
+only=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --record) record="$(mkdir -p "$2" && cd "$2" && pwd)"; shift 2 ;;
-    *) echo "usage: $0 [--record DIR]" >&2; exit 2 ;;
+    --only) only+=("$2"); shift 2 ;;
+    *) echo "usage: $0 [--record DIR] [--only NAME]" >&2; exit 2 ;;
   esac
 done
 
@@ -149,7 +153,7 @@ export KUBECONFIG="$run/admin.kubeconfig"
 
 log "scenarios through the audit stream"
 t=$(date +%s)
-(cd "$root" && KAUSAL_E2E_PHASE=audit cargo test --test e2e_cluster -- --ignored --test-threads=1 --nocapture)
+(cd "$root" && KAUSAL_E2E_PHASE=audit cargo test --test e2e_cluster -- --ignored --test-threads=1 --nocapture "${only[@]}")
 log "audit-stream scenarios passed in $(( $(date +%s) - t ))s"
 
 log "restarting kube-apiserver with Events excluded from the policy, for the watch path"
@@ -170,7 +174,7 @@ start_apiserver "$run/policy-without-events.yaml"
 
 log "scenarios through the Event watch"
 t=$(date +%s)
-(cd "$root" && KAUSAL_E2E_PHASE=watch cargo test --test e2e_cluster -- --ignored --test-threads=1 --nocapture)
+(cd "$root" && KAUSAL_E2E_PHASE=watch cargo test --test e2e_cluster -- --ignored --test-threads=1 --nocapture "${only[@]}")
 log "watch scenarios passed in $(( $(date +%s) - t ))s"
 
 log "all e2e scenarios passed in $(( $(date +%s) - started ))s"
