@@ -435,6 +435,25 @@ fn a_daemonset_pod_for_a_new_node_belongs_to_the_node_and_pod_gc_to_its_removal(
 }
 
 #[test]
+fn only_the_pod_garbage_collector_is_blamed_on_a_removed_node() {
+    const NODE: &str = "00000000-0000-0000-0000-0000000000c3";
+    let pod = "00000000-0000-0000-0000-0000000000a3";
+    let mut node_delete = cluster_scoped(write("node-delete", "admin", Verb::Delete, "nodes", "node-c", NODE, 10 * S));
+    node_delete.deletion = Deletion::Gone;
+    let spans = run(vec![
+        Record::Write(cluster_scoped(write("node-create", "admin", Verb::Create, "nodes", "node-c", NODE, 0))),
+        rs_create(),
+        Record::Write(on_node(owned_by_rs(write("pod", RS_CTRL, Verb::Create, "pods", "p", pod, S)), "node-c")),
+        Record::Write(node_delete),
+        // A person deletes the ReplicaSet before the pod GC's quarantine ends:
+        // the garbage collector's pod delete is the person's doing.
+        Record::Write(write("rs-delete", "alice", Verb::Delete, "replicasets", "rs", RS_UID, 20 * S)),
+        Record::Write(owned_by_rs(write("gc-delete", GC, Verb::Delete, "pods", "p", pod, 20 * S + 500))),
+    ]);
+    assert_eq!(parent_id(&spans, by_id(&spans, "gc-delete")), Some("rs-delete"));
+}
+
+#[test]
 fn a_cronjobs_job_is_a_controller_root_linked_to_the_cronjobs_spec_write() {
     const CRON_UID: &str = "00000000-0000-0000-0000-0000000000cc";
     const CRON: &str = "system:serviceaccount:kube-system:cronjob-controller";

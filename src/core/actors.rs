@@ -65,6 +65,9 @@ const fn id(
     ControllerIdentity { controller, event_sources, service_account }
 }
 
+/// The pod garbage collector, which deletes the pods of deleted nodes.
+pub const POD_GC_SERVICE_ACCOUNT: &str = "pod-garbage-collector";
+
 /// Every kube-controller-manager controller that writes objects kausal links.
 pub const CONTROLLER_IDENTITIES: &[ControllerIdentity] = &[
     id("deployment", &["deployment-controller"], "deployment-controller"),
@@ -82,7 +85,7 @@ pub const CONTROLLER_IDENTITIES: &[ControllerIdentity] = &[
     id("nodelifecycle", &["node-controller", "taint-controller"], "node-controller"),
     id("garbagecollector", &["garbage-collector-controller"], "generic-garbage-collector"),
     // The pod garbage collector records no Events; it is here for its writes.
-    id("podgc", &[], "pod-garbage-collector"),
+    id("podgc", &[], POD_GC_SERVICE_ACCOUNT),
     id("persistentvolume-binder", &["persistentvolume-controller"], "persistent-volume-binder"),
     id("attachdetach", &["attachdetach-controller"], "attachdetach-controller"),
     id("persistentvolume-expander", &["volume_expand"], "expand-controller"),

@@ -311,7 +311,8 @@ impl Engine {
 
         let by_controller = self.config.controllers.is_controller(&w.user);
         let acting = actors::acting_user(&w.user, w.user_agent.as_deref());
-        let related = self.related_objects(&w);
+        let mut related = self.related_objects(&w);
+        related.by_pod_gc = actor_name(&acting) == actors::POD_GC_SERVICE_ACCOUNT;
         let owner_kind = w
             .controller_owner()
             .map(|o| o.kind.as_ref())

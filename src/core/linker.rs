@@ -133,6 +133,8 @@ pub struct Related {
     /// Pods whose listing in an Endpoints or EndpointSlice this write changes:
     /// added, removed, or with new addresses or readiness.
     pub changed_members: Vec<Uid>,
+    /// The writer is the pod garbage collector, which deletes pods whose node is gone.
+    pub by_pod_gc: bool,
 }
 
 /// Resources whose writes follow a Service and the pods it selects, not an owner.
@@ -169,8 +171,10 @@ pub fn schedule_for_write(graph: &Graph, owner: Option<Uid>, until: Micros) -> O
 ///   pod placed on a node, triggers on that node (a DaemonSet's pod for a new
 ///   node). Applied to other verbs, the sibling rule would chain unrelated deletes.
 ///
-/// One rule overrides recency: a pod deleted after its node was removed is
-/// deleted because of that removal (the pod garbage collector), however long after.
+/// One rule overrides recency: a pod the pod garbage collector deletes after
+/// its node was removed is deleted because of that removal, however long
+/// after. (Another controller's delete, a garbage collector's after a person
+/// deleted the owner, keeps its own cause.)
 pub fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Related, window: Window) -> Link {
     let deleting_ttl = graph.limits().deleting_ttl;
     let mut top = TopTwo::default();
@@ -220,6 +224,7 @@ pub fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Related, 
     }
     let link = top.into_link();
     if write.verb.is_delete()
+        && related.by_pod_gc
         && let Some(removal) = object.and_then(|pod| node_removal_before(graph, pod, window.until))
     {
         let runner_up = [link.parent, link.runner_up].into_iter().flatten().find(|m| m.span != removal.span);
