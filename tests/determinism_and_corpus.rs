@@ -126,3 +126,32 @@ fn the_cli_prints_trees_and_a_summary_naming_bad_records() {
     assert!(stderr.contains("mixed.jsonl:2: unknown_shape"), "{stderr}");
     assert!(stderr.contains("mixed.jsonl:3: invalid_json"), "{stderr}");
 }
+
+/// Webhook bodies take a one-pass fast path; anything else (here the same
+/// body inside a JSON array, or one bad item) takes the general path, which
+/// isolates items. Both must produce the same records and counts.
+#[test]
+fn the_one_pass_webhook_path_decodes_exactly_like_the_general_path() {
+    use kausal::sources::decode::decode_document;
+    let body = std::fs::read_to_string(fixture("rollout-basic/audit-batches/batch-000023.json")).unwrap();
+    let fast = decode_document(&body, DecodeOptions::default());
+    let general = decode_document(&format!("[{body}]"), DecodeOptions::default());
+    assert!(!fast.records.is_empty());
+    assert_eq!(format!("{:?}", fast.records), format!("{:?}", general.records));
+    assert_eq!(fast.stats, general.stats);
+    assert!(fast.bad.is_empty() && general.bad.is_empty());
+
+    // One item with a malformed auditID: the rest of the batch is kept, the bad one reported.
+    let mut list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let items = list["items"].as_array_mut().unwrap();
+    let total = items.len() as u64;
+    let spoiled = (0..items.len())
+        .find(|&i| decode_document(&items[i].to_string(), DecodeOptions::default()).records.len() == 1)
+        .expect("an item that yields a record");
+    items[spoiled]["auditID"] = serde_json::json!(5);
+    let mixed = decode_document(&list.to_string(), DecodeOptions::default());
+    assert_eq!(mixed.bad.len(), 1);
+    assert_eq!(mixed.bad[0].reason, BadReason::InvalidAuditEvent);
+    assert_eq!(mixed.stats.audit_events, total);
+    assert_eq!(mixed.records.len(), fast.records.len() - 1, "only the spoiled item is lost");
+}
