@@ -178,6 +178,14 @@ impl EventClock {
         }
     }
 
+    /// The wall-clock instant at which this clock reaches record time `due`
+    /// (`None` before any record was seen).
+    pub fn instant_of(&self, due: Micros) -> Option<Instant> {
+        let (t, seen) = self.newest?;
+        let ahead = u64::try_from(due.saturating_sub(t)).unwrap_or(0);
+        Some(seen + Duration::from_micros(ahead))
+    }
+
     pub fn now(&self, at: Instant) -> Option<Micros> {
         self.newest.map(|(t, seen)| {
             let elapsed = at.saturating_duration_since(seen).as_micros();
@@ -219,7 +227,14 @@ pub fn run_worker(
     let mut clusters: BTreeMap<Arc<str>, ClusterCore> = BTreeMap::new();
     let mut last_tick = Instant::now();
     loop {
-        match receiver.receiver.recv_timeout(config.tick) {
+        // Sleep until the next tick, or sooner when a buffered record comes
+        // due: records are linked as soon as their settle delay is over.
+        let next_tick = last_tick + config.tick;
+        let wake = clusters
+            .values()
+            .filter_map(|c| c.engine.next_due().and_then(|due| c.clock.instant_of(due)))
+            .fold(next_tick, Instant::min);
+        match receiver.receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
             Ok(Message::Batch(batch, permit)) => {
                 take_batch(&mut clusters, &config.core, batch);
                 drop(permit);
@@ -238,7 +253,7 @@ pub fn run_worker(
             }
             Err(RecvTimeoutError::Timeout) => {}
         }
-        if last_tick.elapsed() >= config.tick {
+        if Instant::now() >= wake {
             last_tick = Instant::now();
             for (cluster, core) in &mut clusters {
                 let now = core.clock.now(last_tick);

@@ -273,7 +273,8 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
              /audit/{{cluster}} path, or post to /audit, so they meet that cluster's writes"
         );
     }
-    // The tick bounds how late a record is linked past its settle delay (export lag).
+    // The worker also wakes when a buffered record comes due; the tick only
+    // bounds how often it checks otherwise (idle input, new clusters).
     let worker_config = WorkerConfig { core, tick: Duration::from_millis(20) };
     let lookups = watch.as_ref().map(|w| w.lookups.clone());
     let worker = std::thread::Builder::new()

@@ -490,3 +490,18 @@ fn under_shared_credentials_an_event_finds_its_own_controllers_write() {
     let ev = spans.iter().find(|s| s.attr_str("k8s.event.reason") == Some("SuccessfulCreate")).unwrap();
     assert_eq!(parent_id(&spans, ev), Some("pod-create"), "the replicaset controller's write, not the newer GC patch");
 }
+
+#[test]
+fn next_due_says_when_the_oldest_record_settles() {
+    let mut engine = Engine::new(CoreConfig::default());
+    let settle = engine.config().settle;
+    assert_eq!(engine.next_due(), None, "nothing buffered, nothing due");
+    engine.ingest(Record::Write(write("b", "admin", Verb::Create, "pods", "b", "00000000-0000-0000-0000-00000000000b", 5 * S)));
+    engine.ingest(Record::Write(write("a", "admin", Verb::Create, "pods", "a", "00000000-0000-0000-0000-00000000000a", 4 * S)));
+    assert_eq!(engine.next_due(), Some(4 * S + settle));
+    engine.advance(Some(4 * S + settle - 1));
+    assert!(engine.drain_spans().is_empty(), "one microsecond early");
+    engine.advance(Some(4 * S + settle));
+    assert_eq!(engine.drain_spans().len(), 1);
+    assert_eq!(engine.next_due(), Some(5 * S + settle));
+}

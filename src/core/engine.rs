@@ -235,6 +235,15 @@ impl Engine {
         self.expire(horizon);
     }
 
+    /// The record time at which [`advance`](Self::advance) next has work: the
+    /// oldest buffered record's time plus the settle delay. A live worker
+    /// sleeps until then instead of polling.
+    pub fn next_due(&self) -> Option<Micros> {
+        let record = self.pending.peek().map(|Reverse(p)| p.time.saturating_add(self.config.settle));
+        let event_close = self.open_event_close.first_key_value().map(|((t, _), ())| t.saturating_add(self.config.settle));
+        record.into_iter().chain(event_close).min()
+    }
+
     /// Processes everything buffered and emits every open span.
     pub fn flush(&mut self) {
         self.process_until(Micros::MAX);
