@@ -1,0 +1,155 @@
+//! Properties of the causal core, checked with proptest on real recorded input
+//! (every audit-stream recording of the e2e scenarios against a real
+//! kube-apiserver 1.20: Deployments, StatefulSets, DaemonSets and nodes, Jobs
+//! and CronJobs, Services with Endpoints and EndpointSlices, rollout undo; and
+//! the captured Deployment rollout):
+//!
+//! - any arrival order within the settle delay gives the same spans;
+//! - re-delivering any batches, as the apiserver does after an error, changes nothing;
+//! - no span is ever its own ancestor, and every parent chain stays in its trace.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+
+use common::fixture;
+use kausal::core::span::Span;
+use kausal::core::{CoreConfig, Engine, Record};
+use kausal::sources::decode::{DecodeOptions, decode_document};
+
+/// The recorded batches, each decoded into records, in the order the apiserver sent them.
+fn batches() -> &'static Vec<Vec<Record>> {
+    static BATCHES: OnceLock<Vec<Vec<Record>>> = OnceLock::new();
+    BATCHES.get_or_init(|| {
+        let mut batches = Vec::new();
+        let e2e = ["deployment", "statefulset", "daemonset", "batch", "service", "rollout-undo"];
+        let recordings = e2e.iter().map(|s| format!("e2e/{s}/audit-batches")).chain(["rollout-basic/audit-batches".to_owned()]);
+        for scenario in recordings {
+            let mut files: Vec<_> = std::fs::read_dir(fixture(&scenario)).unwrap().map(|e| e.unwrap().path()).collect();
+            files.sort();
+            for file in files {
+                let decoded = decode_document(&std::fs::read_to_string(file).unwrap(), DecodeOptions::default());
+                assert!(decoded.bad.is_empty(), "{:?}", decoded.bad);
+                batches.push(decoded.records);
+            }
+        }
+        // The recordings were made on different days: put them in time order.
+        batches.retain(|b| !b.is_empty());
+        batches.sort_by_key(|b| b.iter().map(Record::order_time).min());
+        let records: usize = batches.iter().map(Vec::len).sum();
+        assert!(records > 1000, "only {records} records in the recordings");
+        batches
+    })
+}
+
+/// Feeds records one by one, moving the engine on after each as a live server
+/// would, then flushes. Spans are sorted by ID so only their content counts.
+fn run(records: impl IntoIterator<Item = Record>) -> Vec<Span> {
+    let mut engine = Engine::new(CoreConfig::default());
+    for record in records {
+        engine.ingest(record);
+        engine.advance(None);
+    }
+    engine.flush();
+    let mut spans = engine.drain_spans();
+    spans.sort_by_key(|s| (s.trace_id, s.span_id));
+    spans
+}
+
+fn in_order() -> &'static Vec<Span> {
+    static SPANS: OnceLock<Vec<Span>> = OnceLock::new();
+    SPANS.get_or_init(|| {
+        let mut records: Vec<Record> = batches().iter().flatten().cloned().collect();
+        records.sort_by_key(|r| r.order_time());
+        run(records)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Each record is delayed by a random amount below half the settle delay:
+    /// arrival order changes, but no record arrives after its settle delay.
+    #[test]
+    fn arrival_order_within_the_settle_delay_changes_nothing(seed in any::<u64>()) {
+        let settle = CoreConfig::default().settle;
+        let mut rng = seed | 1;
+        let mut delayed: Vec<(i64, usize, Record)> = batches()
+            .iter()
+            .flatten()
+            .cloned()
+            .enumerate()
+            .map(|(i, r)| {
+                // xorshift: a cheap deterministic jitter per record.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let jitter = (rng % (settle as u64 / 2)) as i64;
+                (r.order_time() + jitter, i, r)
+            })
+            .collect();
+        delayed.sort_by_key(|(arrival, i, _)| (*arrival, *i));
+        let inversions = delayed.windows(2).filter(|w| w[0].2.order_time() > w[1].2.order_time()).count();
+        prop_assert!(inversions > 0, "the jitter reordered nothing");
+        let spans = run(delayed.into_iter().map(|(_, _, r)| r));
+        prop_assert_eq!(&spans, in_order());
+    }
+
+    /// Some batches are delivered twice, the copy right after the original or
+    /// a few batches later (as the apiserver retries: seconds later, well
+    /// within the de-duplication TTL): the spans are those of a single delivery.
+    #[test]
+    fn redelivered_batches_change_nothing(resent in proptest::collection::vec((any::<proptest::sample::Index>(), 0usize..4), 1..8)) {
+        let batches = batches();
+        let dedup_ttl = CoreConfig::default().dedup_ttl;
+        let span_of = |b: &[Record]| b.iter().map(Record::order_time).max().unwrap_or_default();
+        let mut copies: Vec<(usize, usize)> = resent
+            .into_iter()
+            .map(|(which, later)| {
+                let i = which.index(batches.len());
+                (i, (i + later).min(batches.len() - 1))
+            })
+            .filter(|&(i, after)| span_of(&batches[after]) - span_of(&batches[i]) < dedup_ttl / 2)
+            .collect();
+        copies.sort_by_key(|&(_, after)| std::cmp::Reverse(after));
+        let mut deliveries: Vec<Vec<Record>> = batches.clone();
+        for (i, after) in copies {
+            deliveries.insert(after + 1, batches[i].clone());
+        }
+        let spans = run(deliveries.into_iter().flatten());
+        let once = run(batches.iter().flatten().cloned());
+        prop_assert_eq!(spans, once);
+    }
+
+    /// Whatever the order and the repeats, parent chains end at a root of
+    /// their own trace and never loop.
+    #[test]
+    fn no_span_is_its_own_ancestor(order in Just(()).prop_perturb(|_, mut rng| {
+        let mut records: Vec<Record> = batches().iter().flatten().cloned().collect();
+        // A full shuffle: records may now arrive long after their settle delay.
+        for i in (1..records.len()).rev() {
+            records.swap(i, rng.random_range(0..=i));
+        }
+        records
+    })) {
+        let spans = run(order);
+        let by_id: HashMap<_, _> = spans.iter().map(|s| ((s.trace_id, s.span_id), s)).collect();
+        for span in &spans {
+            let mut at = span;
+            let mut hops = 0;
+            while let Some(parent) = at.parent_span_id {
+                let Some(next) = by_id.get(&(span.trace_id, parent)) else {
+                    return Err(TestCaseError::fail(format!("`{}` has a parent outside its trace", at.name)));
+                };
+                prop_assert!(next.span_id != span.span_id, "`{}` is its own ancestor", span.name);
+                at = next;
+                hops += 1;
+                prop_assert!(hops <= spans.len(), "a parent cycle through `{}`", span.name);
+            }
+            prop_assert!(at.root.is_some(), "`{}` chains to a span that is not a root", span.name);
+        }
+    }
+}
