@@ -216,9 +216,10 @@ impl Engine {
             return;
         }
         let touched = self.processed_until.max(0);
+        let kind = object.kind.as_deref().or_else(|| kinds::kind_for_resource(&object.resource)).map(|k| self.graph.intern(k));
         let node = self.graph.upsert(uid, &object.resource, &object.namespace, &object.name, touched);
-        node.kind = object.kind.or_else(|| kinds::kind_for_resource(&object.resource).map(Into::into));
-        node.controller_owner = object.controller_owner.map(|o| o.uid);
+        node.kind = kind;
+        node.set_controller_owner(object.controller_owner.map(|o| o.uid));
         self.stats.observed_objects += 1;
     }
 
@@ -325,7 +326,7 @@ impl Engine {
         let owner_kind = w
             .controller_owner()
             .map(|o| o.kind.as_ref())
-            .or_else(|| related.owner.and_then(|u| self.graph.node(&u)).and_then(|n| n.kind.as_deref()));
+            .or_else(|| related.owner.and_then(|u| self.graph.node(&u)).and_then(|n| self.graph.kind_of(n)));
         let time_triggered = by_controller && linker::is_time_triggered(&w, owner_kind);
 
         let mut link = if by_controller && !time_triggered {
@@ -346,11 +347,11 @@ impl Engine {
         let span_ref = SpanRef { trace_id, span_id };
 
         let object_node = related.object.and_then(|u| self.graph.node(&u));
-        let known_kind = object_node.and_then(|n| n.kind.clone());
+        let known_kind = object_node.and_then(|n| self.graph.kind_of(n)).map(str::to_owned);
         let trigger = if w.dry_run {
             false
         } else {
-            let previous_generation = object_node.and_then(|n| n.generation);
+            let previous_generation = object_node.and_then(|n| n.generation());
             linker::is_trigger(&w, previous_generation, by_controller)
         };
         let mut span = build_write_span(&w, span_ref, parent, root, &link, known_kind.as_deref(), trigger);
@@ -377,7 +378,7 @@ impl Engine {
             .map(Uid::from_text)
             .or_else(|| w.name.as_deref().and_then(|n| self.graph.lookup_name(&w.resource, namespace, n)));
         let object_node = object.and_then(|u| self.graph.node(&u));
-        let owner = w.controller_owner().map(|o| o.uid).or_else(|| object_node.and_then(|n| n.controller_owner));
+        let owner = w.controller_owner().map(|o| o.uid).or_else(|| object_node.and_then(|n| n.controller_owner()));
         let relations = w.relations.as_deref();
         let node = relations
             .and_then(|r| r.node_name.as_deref())
@@ -408,20 +409,21 @@ impl Engine {
         };
         let mark = Mark { time: w.completed, span };
         let actor = self.graph.intern_actor(acting_user);
+        let written_kind = w.kind.as_deref().filter(|_| w.subresource.is_none()).map(|k| self.graph.intern(k));
+        let resource_kind = kinds::kind_for_resource(&w.resource).map(|k| self.graph.intern(k));
         let node = self.graph.upsert(uid, &w.resource, namespace, w.name.as_deref().unwrap_or(""), w.completed);
-        if w.subresource.is_none()
-            && let Some(kind) = &w.kind {
-                node.kind = Some(kind.clone());
-            }
+        if let Some(kind) = written_kind {
+            node.kind = Some(kind);
+        }
         if node.kind.is_none() {
-            node.kind = kinds::kind_for_resource(&w.resource).map(Into::into);
+            node.kind = resource_kind;
         }
         if !w.owners.is_empty() {
-            node.controller_owner = w.controller_owner().map(|o| o.uid);
+            node.set_controller_owner(w.controller_owner().map(|o| o.uid));
         }
         if w.succeeded()
             && let Some(g) = w.generation {
-                node.generation = Some(g);
+                node.set_generation(g);
             }
         node.push_write(WriteMark {
             time: w.completed,
@@ -444,7 +446,7 @@ impl Engine {
             }
         }
         if w.succeeded() && w.verb.is_delete() && w.deletion == Deletion::InProgress {
-            node.deleting = Some(mark);
+            node.extra_mut().deleting = Some(mark);
         }
         if w.succeeded() && w.deletion == Deletion::Gone {
             self.graph.mark_gone(uid, mark);

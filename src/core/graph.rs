@@ -1,9 +1,10 @@
 //! The object-relation graph: what the linker remembers about each object.
 //!
 //! Keyed by 16-byte UID. Each node remembers its controller owner, its last
-//! generation, and short time-sorted lists of recent triggers, child deletes and
-//! writes. Memory is bounded three ways: per-node lists are capped, deleted
-//! objects are forgotten after a TTL, and the whole graph has an object cap.
+//! generation, and one short time-sorted list of recent writes, triggers and
+//! child creates and deletes. Memory is bounded three ways: the per-node list
+//! is capped, deleted objects are forgotten after a TTL, and the whole graph
+//! has an object cap. Resource, kind and namespace strings are interned.
 
 use std::collections::VecDeque;
 
@@ -40,40 +41,79 @@ pub struct WriteMark {
     pub succeeded: bool,
 }
 
-/// How many marks of each list a node keeps. Older ones fall outside any
-/// sensible window long before eight newer ones arrive.
-const MAX_TRIGGERS: usize = 8;
-const MAX_CHILD_DELETES: usize = 8;
-const MAX_CHILD_CREATES: usize = 8;
-const MAX_WRITES: usize = 16;
+/// An interned string (resource, kind, namespace): nodes of the same kind in
+/// the same namespace share one copy. Non-zero, so `Option<Sym>` is 4 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sym(std::num::NonZeroU32);
 
-#[derive(Debug, Clone, Default)]
+impl Default for Sym {
+    /// Not a symbol yet (a node before [`Graph::upsert`] names it).
+    fn default() -> Self {
+        Sym(std::num::NonZeroU32::MAX)
+    }
+}
+
+impl Sym {
+    fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+}
+
+/// `generation` when the object has none (pods, nodes, config maps).
+const NO_GENERATION: i64 = i64::MIN;
+/// `controller_owner` when the object has none.
+const NO_OWNER: Uid = Uid([0; 16]);
+
+/// One remembered span on a node. A create is at once a write on the node and
+/// a trigger, so one entry with both flags records it: the node keeps a single
+/// short list instead of one list per role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NodeMark {
+    time: Micros,
+    span: SpanRef,
+    actor: ActorId,
+    flags: u8,
+}
+
+const WRITE: u8 = 1;
+const TRIGGER: u8 = 1 << 1;
+const CHILD_CREATE: u8 = 1 << 2;
+const CHILD_DELETE: u8 = 1 << 3;
+const STATUS: u8 = 1 << 4;
+const SUCCEEDED: u8 = 1 << 5;
+
+/// How many marks a node keeps. When full, the oldest mark that is not a
+/// trigger goes first: triggers are what later writes hang under, and older
+/// marks fall outside any sensible window long before this many newer ones
+/// arrive.
+const MAX_MARKS: usize = 24;
+
+/// What the graph knows about one object. Kept small: a million of them is
+/// a large cluster, and the map they live in doubles in steps.
+#[derive(Debug, Clone)]
 pub struct Node {
-    pub resource: Box<str>,
-    pub kind: Option<Box<str>>,
-    pub namespace: Box<str>,
+    pub resource: Sym,
+    pub kind: Option<Sym>,
+    pub namespace: Sym,
     pub name: Box<str>,
-    pub controller_owner: Option<Uid>,
-    pub generation: Option<i64>,
-    pub triggers: Vec<Mark>,
-    pub child_deletes: Vec<Mark>,
-    /// Creates of objects this one controls: with child deletes, what a
-    /// controller's status write on this object reports on.
-    pub child_creates: Vec<Mark>,
-    pub writes: Vec<WriteMark>,
+    controller_owner: Uid,
+    generation: i64,
+    /// Time-sorted, allocated to its exact length (most objects see one or
+    /// two writes in their life).
+    marks: thin_vec::ThinVec<NodeMark>,
+    pub last_touched: Micros,
+    /// What only some nodes need (deletes, relations), boxed so that the
+    /// common node does not pay for it.
+    pub extra: Option<Box<NodeExtra>>,
+}
+
+/// Per-node state that most nodes never need.
+#[derive(Debug, Clone, Default)]
+pub struct NodeExtra {
     /// The delete of an object whose deletion is still in progress: it stays an
     /// active trigger beyond the window, until the object is gone.
     pub deleting: Option<Mark>,
     pub gone_at: Option<Micros>,
-    pub last_touched: Micros,
-    /// Relations that only some kinds have, boxed so that the common node
-    /// does not pay for them.
-    pub extra: Option<Box<NodeExtra>>,
-}
-
-/// Per-node state for relations other than ownerReferences.
-#[derive(Debug, Clone, Default)]
-pub struct NodeExtra {
     /// A pod's node, from its spec or its binding.
     pub bound_node: Option<Uid>,
     /// The delete that removed the object, kept as long as the node is
@@ -83,30 +123,116 @@ pub struct NodeExtra {
     pub endpoint_members: Vec<EndpointMember>,
 }
 
-fn insert_sorted<T: Copy>(list: &mut Vec<T>, item: T, time: impl Fn(&T) -> Micros, cap: usize) {
-    let t = time(&item);
-    let at = list.partition_point(|m| time(m) <= t);
-    list.insert(at, item);
-    if list.len() > cap {
-        list.remove(0);
+impl Default for Node {
+    fn default() -> Self {
+        Node {
+            resource: Sym::default(),
+            kind: None,
+            namespace: Sym::default(),
+            name: Box::default(),
+            controller_owner: NO_OWNER,
+            generation: NO_GENERATION,
+            marks: thin_vec::ThinVec::new(),
+            last_touched: 0,
+            extra: None,
+        }
     }
 }
 
 impl Node {
+    pub fn controller_owner(&self) -> Option<Uid> {
+        (self.controller_owner != NO_OWNER).then_some(self.controller_owner)
+    }
+
+    pub fn set_controller_owner(&mut self, owner: Option<Uid>) {
+        self.controller_owner = owner.unwrap_or(NO_OWNER);
+    }
+
+    pub fn generation(&self) -> Option<i64> {
+        (self.generation != NO_GENERATION).then_some(self.generation)
+    }
+
+    pub fn set_generation(&mut self, generation: i64) {
+        self.generation = generation;
+    }
+
+    fn marks_with(&self, flag: u8) -> impl DoubleEndedIterator<Item = Mark> + '_ {
+        self.marks.iter().filter(move |m| m.flags & flag != 0).map(|m| Mark { time: m.time, span: m.span })
+    }
+
+    /// Triggers on this object, oldest first.
+    pub fn triggers(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
+        self.marks_with(TRIGGER)
+    }
+
+    /// Creates of objects this one controls: with child deletes, what a
+    /// controller's status write on this object reports on.
+    pub fn child_creates(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
+        self.marks_with(CHILD_CREATE)
+    }
+
+    pub fn child_deletes(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
+        self.marks_with(CHILD_DELETE)
+    }
+
+    /// Writes on this object, oldest first.
+    pub fn writes(&self) -> impl DoubleEndedIterator<Item = WriteMark> + '_ {
+        self.marks.iter().filter(|m| m.flags & WRITE != 0).map(|m| WriteMark {
+            time: m.time,
+            span: m.span,
+            actor: m.actor,
+            is_status: m.flags & STATUS != 0,
+            succeeded: m.flags & SUCCEEDED != 0,
+        })
+    }
+
+    /// Adds a role to the mark of `span`, or a new mark in time order.
+    fn mark(&mut self, time: Micros, span: SpanRef, actor: Option<ActorId>, flags: u8) {
+        if let Some(existing) = self.marks.iter_mut().find(|m| m.span == span) {
+            existing.flags |= flags;
+            if let Some(a) = actor {
+                existing.actor = a;
+            }
+            return;
+        }
+        let at = self.marks.partition_point(|m| m.time <= time);
+        if self.marks.len() == self.marks.capacity() {
+            self.marks.reserve_exact(1);
+        }
+        self.marks.insert(at, NodeMark { time, span, actor: actor.unwrap_or(0), flags });
+        if self.marks.len() > MAX_MARKS {
+            let oldest = self.marks.iter().position(|m| m.flags & TRIGGER == 0).unwrap_or(0);
+            self.marks.remove(oldest);
+        }
+    }
+
     pub fn push_trigger(&mut self, mark: Mark) {
-        insert_sorted(&mut self.triggers, mark, |m| m.time, MAX_TRIGGERS);
+        self.mark(mark.time, mark.span, None, TRIGGER);
     }
 
     pub fn push_child_delete(&mut self, mark: Mark) {
-        insert_sorted(&mut self.child_deletes, mark, |m| m.time, MAX_CHILD_DELETES);
+        self.mark(mark.time, mark.span, None, CHILD_DELETE);
     }
 
     pub fn push_child_create(&mut self, mark: Mark) {
-        insert_sorted(&mut self.child_creates, mark, |m| m.time, MAX_CHILD_CREATES);
+        self.mark(mark.time, mark.span, None, CHILD_CREATE);
+    }
+
+    pub fn push_write(&mut self, w: WriteMark) {
+        let flags = WRITE | if w.is_status { STATUS } else { 0 } | if w.succeeded { SUCCEEDED } else { 0 };
+        self.mark(w.time, w.span, Some(w.actor), flags);
     }
 
     pub fn extra_mut(&mut self) -> &mut NodeExtra {
         self.extra.get_or_insert_with(Default::default)
+    }
+
+    pub fn deleting(&self) -> Option<Mark> {
+        self.extra.as_ref().and_then(|e| e.deleting)
+    }
+
+    pub fn gone_at(&self) -> Option<Micros> {
+        self.extra.as_ref().and_then(|e| e.gone_at)
     }
 
     pub fn bound_node(&self) -> Option<Uid> {
@@ -119,10 +245,6 @@ impl Node {
 
     pub fn endpoint_members(&self) -> &[EndpointMember] {
         self.extra.as_ref().map_or(&[], |e| &e.endpoint_members)
-    }
-
-    pub fn push_write(&mut self, mark: WriteMark) {
-        insert_sorted(&mut self.writes, mark, |m| m.time, MAX_WRITES);
     }
 }
 
@@ -147,9 +269,13 @@ pub struct GraphStats {
 #[derive(Debug)]
 pub struct Graph {
     nodes: HashMap<Uid, Node>,
-    /// `resource/namespace/name` → the latest UID with that name. Names are
-    /// reused after a delete, so the newest object wins.
-    names: HashMap<Box<str>, Uid>,
+    /// A hash of `(resource, namespace, name)` → the latest UID with that
+    /// name. Names are reused after a delete, so the newest object wins. A
+    /// lookup checks the node's own name, so a hash collision is a miss, never
+    /// a wrong object.
+    names: HashMap<u64, Uid>,
+    symbols: Vec<Box<str>>,
+    symbol_ids: HashMap<Box<str>, Sym>,
     actors: Vec<Box<str>>,
     actor_ids: HashMap<Box<str>, ActorId>,
     gone_queue: VecDeque<(Micros, Uid)>,
@@ -157,14 +283,12 @@ pub struct Graph {
     stats: GraphStats,
 }
 
-pub fn name_key(resource: &str, namespace: &str, name: &str) -> Box<str> {
-    let mut key = String::with_capacity(resource.len() + namespace.len() + name.len() + 2);
-    key.push_str(resource);
-    key.push('/');
-    key.push_str(namespace);
-    key.push('/');
-    key.push_str(name);
-    key.into_boxed_str()
+fn name_key(resource: Sym, namespace: Sym, name: &str) -> u64 {
+    let mut key = Vec::with_capacity(8 + name.len());
+    key.extend_from_slice(&resource.0.get().to_le_bytes());
+    key.extend_from_slice(&namespace.0.get().to_le_bytes());
+    key.extend_from_slice(name.as_bytes());
+    xxhash_rust::xxh3::xxh3_64(&key)
 }
 
 impl Graph {
@@ -172,6 +296,8 @@ impl Graph {
         Graph {
             nodes: HashMap::default(),
             names: HashMap::default(),
+            symbols: Vec::new(),
+            symbol_ids: HashMap::default(),
             actors: Vec::new(),
             actor_ids: HashMap::default(),
             gone_queue: VecDeque::new(),
@@ -188,8 +314,30 @@ impl Graph {
         self.nodes.get(uid)
     }
 
+    pub fn intern(&mut self, s: &str) -> Sym {
+        if let Some(&sym) = self.symbol_ids.get(s) {
+            return sym;
+        }
+        let sym = Sym(std::num::NonZeroU32::new(self.symbols.len() as u32 + 1).expect("fewer than 4 billion symbols"));
+        self.symbols.push(s.into());
+        self.symbol_ids.insert(s.into(), sym);
+        sym
+    }
+
+    pub fn symbol(&self, sym: Sym) -> &str {
+        &self.symbols[sym.index()]
+    }
+
+    pub fn kind_of(&self, node: &Node) -> Option<&str> {
+        node.kind.map(|k| self.symbol(k))
+    }
+
     pub fn lookup_name(&self, resource: &str, namespace: &str, name: &str) -> Option<Uid> {
-        self.names.get(&*name_key(resource, namespace, name)).copied()
+        let resource = *self.symbol_ids.get(resource)?;
+        let namespace = *self.symbol_ids.get(namespace)?;
+        let uid = *self.names.get(&name_key(resource, namespace, name))?;
+        let node = self.nodes.get(&uid)?;
+        (node.resource == resource && node.namespace == namespace && &*node.name == name).then_some(uid)
     }
 
     pub fn actor(&self, id: ActorId) -> &str {
@@ -209,16 +357,11 @@ impl Graph {
     /// The node for `uid`, created if needed; its identity fields are refreshed
     /// from what the latest record says.
     pub fn upsert(&mut self, uid: Uid, resource: &str, namespace: &str, name: &str, time: Micros) -> &mut Node {
-        let key = name_key(resource, namespace, name);
+        let (resource, namespace) = (self.intern(resource), self.intern(namespace));
         if !name.is_empty() {
-            self.names.insert(key, uid);
+            self.names.insert(name_key(resource, namespace, name), uid);
         }
-        let node = self.nodes.entry(uid).or_insert_with(|| Node {
-            resource: resource.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-            ..Node::default()
-        });
+        let node = self.nodes.entry(uid).or_insert_with(|| Node { resource, namespace, name: name.into(), ..Node::default() });
         if node.name.is_empty() && !name.is_empty() {
             node.name = name.into();
         }
@@ -235,9 +378,10 @@ impl Graph {
     pub fn mark_gone(&mut self, uid: Uid, removed_by: Mark) {
         let time = removed_by.time;
         if let Some(node) = self.nodes.get_mut(&uid) {
-            node.gone_at = Some(time);
-            node.deleting = None;
-            node.extra_mut().removed = Some(removed_by);
+            let extra = node.extra_mut();
+            extra.gone_at = Some(time);
+            extra.deleting = None;
+            extra.removed = Some(removed_by);
             self.gone_queue.push_back((time, uid));
         }
     }
@@ -251,7 +395,7 @@ impl Graph {
                 break;
             }
             self.gone_queue.pop_front();
-            let still_gone = self.nodes.get(&uid).is_some_and(|n| n.gone_at == Some(gone_at));
+            let still_gone = self.nodes.get(&uid).is_some_and(|n| n.gone_at() == Some(gone_at));
             if still_gone {
                 self.remove(uid);
                 self.stats.evicted_ttl += 1;
@@ -271,7 +415,7 @@ impl Graph {
 
     fn remove(&mut self, uid: Uid) {
         if let Some(node) = self.nodes.remove(&uid) {
-            let key = name_key(&node.resource, &node.namespace, &node.name);
+            let key = name_key(node.resource, node.namespace, &node.name);
             if self.names.get(&key) == Some(&uid) {
                 self.names.remove(&key);
             }
@@ -295,14 +439,41 @@ mod tests {
         GraphLimits { gone_ttl: 100, deleting_ttl: 1000, max_objects: 10 }
     }
 
+    fn write(t: Micros, status: bool) -> WriteMark {
+        WriteMark { time: t, span: SpanRef { trace_id: [2; 16], span_id: [t as u8; 8] }, actor: 0, is_status: status, succeeded: true }
+    }
+
     #[test]
     fn marks_stay_sorted_and_bounded_even_when_late() {
         let mut node = Node::default();
         for t in [5, 1, 3, 9, 7, 2, 8, 6, 4, 10] {
             node.push_trigger(mark(t));
         }
-        let times: Vec<_> = node.triggers.iter().map(|m| m.time).collect();
-        assert_eq!(times, vec![3, 4, 5, 6, 7, 8, 9, 10]);
+        let times: Vec<_> = node.triggers().map(|m| m.time).collect();
+        assert_eq!(times, (1..=10).collect::<Vec<_>>());
+        // Status writes pile up after the triggers: the cap drops the oldest
+        // non-trigger marks, never the triggers later writes hang under.
+        for t in 100..140 {
+            node.push_write(write(t, true));
+        }
+        assert_eq!(node.marks.len(), MAX_MARKS);
+        assert_eq!(node.triggers().count(), 10);
+        let writes: Vec<_> = node.writes().map(|w| w.time).collect();
+        assert_eq!(writes, (140 - (MAX_MARKS as Micros - 10)..140).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_create_is_one_mark_with_two_roles() {
+        let mut node = Node::default();
+        let create = mark(1);
+        node.push_write(WriteMark { time: 1, span: create.span, actor: 7, is_status: false, succeeded: true });
+        node.push_trigger(create);
+        node.push_child_create(mark(2));
+        assert_eq!(node.marks.len(), 2);
+        assert_eq!(node.triggers().collect::<Vec<_>>(), vec![create]);
+        assert_eq!(node.writes().map(|w| (w.time, w.actor)).collect::<Vec<_>>(), vec![(1, 7)]);
+        assert_eq!(node.child_creates().map(|m| m.time).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(node.child_deletes().count(), 0);
     }
 
     #[test]

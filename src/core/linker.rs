@@ -88,17 +88,17 @@ impl TopTwo {
         }
     }
 
-    fn offer_all<'a>(&mut self, marks: impl IntoIterator<Item = &'a Mark>, window: Window) {
+    fn offer_all(&mut self, marks: impl IntoIterator<Item = Mark>, window: Window) {
         for m in marks {
             if window.contains(m.time) {
-                self.offer(*m);
+                self.offer(m);
             }
         }
     }
 
     /// A delete in progress is a candidate however old it is.
     fn offer_deleting(&mut self, node: &Node, until: Micros, deleting_ttl: Micros) {
-        if let Some(d) = node.deleting
+        if let Some(d) = node.deleting()
             && d.time <= until && d.time >= until.saturating_sub(deleting_ttl) {
                 self.offer(d);
             }
@@ -154,7 +154,7 @@ pub fn is_time_triggered(write: &WriteRecord, owner_kind: Option<&str>) -> bool 
 /// latest trigger, however old (the schedule fires long after the write).
 pub fn schedule_for_write(graph: &Graph, owner: Option<Uid>, until: Micros) -> Option<Mark> {
     let node = graph.node(&owner?)?;
-    node.triggers.iter().rev().find(|m| m.time <= until).copied()
+    node.triggers().rev().find(|m| m.time <= until)
 }
 
 /// The cause of a controller's write on object Y: the most recent candidate
@@ -181,10 +181,10 @@ pub fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Related, 
     let object = related.object.and_then(|uid| graph.node(&uid));
     if write.is_status_write() {
         if let Some(node) = object {
-            top.offer_all(&node.triggers, window);
+            top.offer_all(node.triggers(), window);
             top.offer_deleting(node, window.until, deleting_ttl);
-            top.offer_all(&node.child_creates, window);
-            top.offer_all(&node.child_deletes, window);
+            top.offer_all(node.child_creates(), window);
+            top.offer_all(node.child_deletes(), window);
         }
         return top.into_link();
     }
@@ -193,12 +193,12 @@ pub fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Related, 
             top.offer_deleting(node, window.until, deleting_ttl);
         }
         if let Some(service) = related.service.and_then(|uid| graph.node(&uid)) {
-            top.offer_all(&service.triggers, window);
+            top.offer_all(service.triggers(), window);
             top.offer_deleting(service, window.until, deleting_ttl);
             top.offer_removed(service, window);
         }
         for pod in related.changed_members.iter().filter_map(|uid| graph.node(uid)) {
-            if let Some(w) = pod.writes.iter().rev().find(|w| w.succeeded && window.contains(w.time)) {
+            if let Some(w) = pod.writes().rev().find(|w| w.succeeded && window.contains(w.time)) {
                 top.offer(Mark { time: w.time, span: w.span });
             }
             top.offer_deleting(pod, window.until, deleting_ttl);
@@ -207,20 +207,20 @@ pub fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Related, 
         return top.into_link();
     }
     if let Some(node) = object {
-        top.offer_all(&node.triggers, window);
+        top.offer_all(node.triggers(), window);
         top.offer_deleting(node, window.until, deleting_ttl);
     }
     if let Some(node) = related.owner.and_then(|uid| graph.node(&uid)) {
-        top.offer_all(&node.triggers, window);
+        top.offer_all(node.triggers(), window);
         top.offer_deleting(node, window.until, deleting_ttl);
         if write.verb == Verb::Create {
-            top.offer_all(&node.child_deletes, window);
+            top.offer_all(node.child_deletes(), window);
         }
     }
     if write.verb == Verb::Create
         && let Some(node) = related.node.and_then(|uid| graph.node(&uid))
     {
-        top.offer_all(&node.triggers, window);
+        top.offer_all(node.triggers(), window);
     }
     let link = top.into_link();
     if write.verb.is_delete()
@@ -271,18 +271,16 @@ pub fn object_named_in_message<'m>(reason: &str, message: &'m str) -> Option<(&'
 /// C's most recent successful, non-status write on `uid` within the window.
 fn reporter_write(graph: &Graph, uid: Uid, reporter: &ReporterUsers, window: Window) -> Option<WriteMark> {
     let node = graph.node(&uid)?;
-    node.writes
-        .iter()
+    node.writes()
         .rev()
         .filter(|w| window.contains(w.time) && w.succeeded && !w.is_status)
         .find(|w| reporter.matches(graph.actor(w.actor)))
-        .copied()
 }
 
 fn latest_trigger(graph: &Graph, uid: Uid, window: Window) -> Option<Mark> {
     let node = graph.node(&uid)?;
     let mut top = TopTwo::default();
-    top.offer_all(&node.triggers, window);
+    top.offer_all(node.triggers(), window);
     top.offer_deleting(node, window.until, graph.limits().deleting_ttl);
     top.best
 }
