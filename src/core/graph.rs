@@ -97,11 +97,14 @@ pub struct Node {
     pub namespace: Sym,
     pub name: Box<str>,
     controller_owner: Uid,
+    /// `metadata.generation` after the last write; [`NO_GENERATION`] when none.
     generation: i64,
     /// Time-sorted, allocated to its exact length (most objects see one or
     /// two writes in their life).
     marks: thin_vec::ThinVec<NodeMark>,
-    pub last_touched: Micros,
+    /// When the object was last written or seen, in whole seconds: what the
+    /// cap evicts by, least recent first.
+    last_touched_secs: u32,
     /// What only some nodes need (deletes, relations), boxed so that the
     /// common node does not pay for it.
     pub extra: Option<Box<NodeExtra>>,
@@ -133,7 +136,7 @@ impl Default for Node {
             controller_owner: NO_OWNER,
             generation: NO_GENERATION,
             marks: thin_vec::ThinVec::new(),
-            last_touched: 0,
+            last_touched_secs: 0,
             extra: None,
         }
     }
@@ -154,6 +157,11 @@ impl Node {
 
     pub fn set_generation(&mut self, generation: i64) {
         self.generation = generation;
+    }
+
+    fn touch(&mut self, time: Micros) {
+        let secs = u32::try_from(time.max(0) / 1_000_000).unwrap_or(u32::MAX);
+        self.last_touched_secs = self.last_touched_secs.max(secs);
     }
 
     fn marks_with(&self, flag: u8) -> impl DoubleEndedIterator<Item = Mark> + '_ {
@@ -365,7 +373,7 @@ impl Graph {
         if node.name.is_empty() && !name.is_empty() {
             node.name = name.into();
         }
-        node.last_touched = node.last_touched.max(time);
+        node.touch(time);
         node
     }
 
@@ -404,7 +412,7 @@ impl Graph {
         if self.nodes.len() > self.limits.max_objects {
             let excess = self.nodes.len() - self.limits.max_objects;
             let batch = (self.limits.max_objects / 10).max(1) + excess;
-            let mut by_age: Vec<(Micros, Uid)> = self.nodes.iter().map(|(u, n)| (n.last_touched, *u)).collect();
+            let mut by_age: Vec<(u32, Uid)> = self.nodes.iter().map(|(u, n)| (n.last_touched_secs, *u)).collect();
             by_age.sort_unstable();
             for (_, uid) in by_age.into_iter().take(batch) {
                 self.remove(uid);
@@ -502,9 +510,10 @@ mod tests {
     fn the_cap_evicts_least_recently_touched() {
         let mut g = Graph::new(limits());
         for i in 0..15u8 {
-            g.upsert(Uid([i; 16]), "pods", "default", &format!("p{i}"), i as Micros);
+            // Recency is kept in whole seconds.
+            g.upsert(Uid([i; 16]), "pods", "default", &format!("p{i}"), i as Micros * 1_000_000);
         }
-        g.evict(20);
+        g.evict(20_000_000);
         assert!(g.stats().objects <= 10);
         assert!(g.node(&Uid([14; 16])).is_some(), "newest survives");
         assert!(g.node(&Uid([0; 16])).is_none(), "oldest is evicted");
