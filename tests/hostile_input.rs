@@ -118,8 +118,18 @@ fn timestamps_far_in_the_future_or_past_neither_panic_nor_stall_the_rest() {
     assert_eq!(decoded.bad.len(), 1);
     assert_eq!(decoded.bad[0].reason, BadReason::InvalidTimestamp);
     assert!(decoded.bad[0].detail.contains("000000000009"), "the record is named: {}", decoded.bad[0].detail);
+    let mut live = decoded.clone();
     let spans = link(decoded.records);
     assert_eq!(spans.len(), 3, "each write is a span, whatever its time");
+
+    // A live source also refuses what is far ahead of its clock, so that one
+    // record cannot move its cluster's event-time clock into the year 9000.
+    let now = kausal::model::time::parse_rfc3339_micros("2026-11-30T00:00:00Z").unwrap();
+    live.reject_records_after(now, std::time::Duration::from_secs(3600));
+    assert_eq!(live.records.len(), 2);
+    assert_eq!(live.bad.len(), 2);
+    assert!(live.bad[1].detail.contains("9000-01-01") && live.bad[1].detail.contains("ahead of kausal's clock"), "{}", live.bad[1].detail);
+    assert_eq!(live.stats.bad_total(), 2);
 }
 
 #[test]

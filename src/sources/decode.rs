@@ -24,7 +24,7 @@ use crate::core::record::{
 use crate::model::audit::AuditEvent;
 use crate::model::kube_event::WireEvent;
 use crate::model::object::{ObjectHead, ObjectMeta, RelationView};
-use crate::model::time::{Micros, has_fraction, parse_rfc3339_micros};
+use crate::model::time::{self, Micros, has_fraction, parse_rfc3339_micros};
 
 /// Choices about what to keep.
 #[derive(Debug, Clone, Copy, Default)]
@@ -127,7 +127,7 @@ impl DecodeStats {
 }
 
 /// The result of decoding one document.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Decoded {
     pub records: Vec<Record>,
     pub bad: Vec<BadRecord>,
@@ -135,6 +135,30 @@ pub struct Decoded {
 }
 
 impl Decoded {
+    /// Rejects records stamped later than `latest`. A live source passes its
+    /// clock plus a tolerance: one record from the year 9000 would otherwise
+    /// move its cluster's event-time clock so far ahead that every later
+    /// record skips the settle delay.
+    pub fn reject_records_after(&mut self, latest: Micros, tolerance: std::time::Duration) {
+        let before = self.records.len();
+        let mut rejected = Vec::new();
+        self.records.retain(|r| {
+            let ahead = r.order_time() > latest;
+            if ahead {
+                rejected.push(match r {
+                    Record::Write(w) => format!("auditID {}: stageTimestamp {}", w.audit_id, time::format_micros(w.completed)),
+                    Record::Event(e) => format!("Event {}/{}: time {}", e.namespace, e.name, time::format_micros(e.time)),
+                });
+            }
+            !ahead
+        });
+        debug_assert_eq!(before - self.records.len(), rejected.len());
+        for what in rejected {
+            let tolerance = tolerance.as_secs();
+            self.reject(BadReason::InvalidTimestamp, 0, format!("{what} is more than {tolerance} s ahead of kausal's clock"));
+        }
+    }
+
     fn reject(&mut self, reason: BadReason, line: usize, detail: impl Into<String>) {
         *self.stats.bad.entry(reason).or_default() += 1;
         self.bad.push(BadRecord { reason, line, detail: detail.into() });

@@ -25,6 +25,11 @@ use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::decode::{DecodeOptions, Decoded};
+
+/// How far a record's time may be ahead of this machine's clock. The core
+/// tolerates any skew (its clock is the records' own); this only keeps a
+/// wildly wrong timestamp from moving that clock for everyone.
+const MAX_AHEAD_OF_CLOCK: Duration = Duration::from_secs(3600);
 use super::files;
 use super::listener::ConnectionInfo;
 use super::recorder::Recorder;
@@ -232,6 +237,8 @@ async fn ingest(state: &WebhookState, cluster: &str, endpoint: &'static str, hea
     } else {
         files::decode_bytes(&bytes, state.decode, &mut decoded);
     }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    decoded.reject_records_after(now.saturating_add(MAX_AHEAD_OF_CLOCK.as_micros() as i64), MAX_AHEAD_OF_CLOCK);
     let recognised = decoded.stats.audit_events + decoded.stats.kube_events + decoded.stats.skipped.values().sum::<u64>();
     if recognised == 0 && decoded.records.is_empty() {
         let first = decoded.bad.first();
