@@ -329,15 +329,14 @@ impl Engine {
             .or_else(|| related.owner.and_then(|u| self.graph.node(&u)).and_then(|n| self.graph.kind_of(n)));
         let time_triggered = by_controller && linker::is_time_triggered(&w, owner_kind);
 
-        let mut link = if by_controller && !time_triggered {
+        // A time-triggered create has no parent (the clock caused it), only a
+        // link to the spec write it runs on behalf of.
+        let link = if by_controller && !time_triggered {
             linker::trigger_for_write(&self.graph, &w, &related, Window::before(w.completed, self.config.window))
         } else {
             Link::default()
         };
         let schedule = if time_triggered { linker::schedule_for_write(&self.graph, related.owner, w.completed) } else { None };
-        if time_triggered {
-            link = Link::default();
-        }
         let span_id = ids::span_id_for_write(&w.audit_id);
         let (trace_id, parent, root) = match (by_controller, link.parent) {
             (false, _) => (ids::trace_id_for_write(&w.audit_id), None, Some(RootKind::Intent)),
