@@ -178,3 +178,34 @@ fn a_uid_reused_across_kinds_and_an_owner_cycle_link_without_loops() {
         assert!(at.root.is_some());
     }
 }
+
+#[test]
+fn invalid_utf8_costs_only_the_record_that_holds_it() {
+    use kausal::sources::files::decode_bytes;
+    // A webhook body is one line: the bad bytes must not take the batch down.
+    let mut bad = event(9);
+    bad["user"]["username"] = json!("mallory-__bytes__");
+    let body = batch(vec![event(1), bad, event(2)]);
+    let body = body.replacen("__bytes__", "\u{1}", 1).into_bytes();
+    let at = body.iter().position(|&b| b == 1).unwrap();
+    let mut body = body;
+    body.splice(at..at + 1, [0xff, 0xfe]);
+    let mut decoded = Decoded::default();
+    decode_bytes(&body, DecodeOptions::default(), &mut decoded);
+    assert_eq!(decoded.records.len(), 2, "{:?}", decoded.bad);
+    assert_eq!(decoded.bad.len(), 1);
+    assert_eq!(decoded.bad[0].reason, BadReason::InvalidUtf8);
+    assert!(decoded.records.iter().all(|r| matches!(r, Record::Write(w) if !w.user.contains('\u{FFFD}'))), "nothing replaced silently");
+
+    // A log file: the bad line is rejected with its line number, the others kept.
+    let mut file = Vec::new();
+    file.extend(event(1).to_string().into_bytes());
+    file.extend(b"\n{\"auditID\": \"x\xff\"}\n");
+    file.extend(event(2).to_string().into_bytes());
+    file.push(b'\n');
+    let mut decoded = Decoded::default();
+    decode_bytes(&file, DecodeOptions::default(), &mut decoded);
+    assert_eq!(decoded.records.len(), 2, "{:?}", decoded.bad);
+    assert_eq!(decoded.bad.len(), 1);
+    assert_eq!((decoded.bad[0].reason, decoded.bad[0].line), (BadReason::InvalidUtf8, 2));
+}

@@ -188,9 +188,26 @@ pub fn decode_into(text: &str, options: DecodeOptions, out: &mut Decoded) {
 /// Decodes a piece of a larger document whose first line is `first_line`, so
 /// reported lines stay true to the whole document.
 pub fn decode_lines_into(text: &str, first_line: usize, options: DecodeOptions, out: &mut Decoded) {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut decoder = Decoder { options, out, text, lines: LineIndex::new(text, first_line) };
-    if decoder.audit_event_list_in_one_pass() {
+    decode_with_replacements(text, first_line, &[], options, out);
+}
+
+/// Decodes a document in which invalid UTF-8 was replaced by U+FFFD at the
+/// byte ranges `replaced` (see `files::decode_bytes`). Every record that
+/// contains one is rejected as `invalid_utf8`, by itself: the rest of its
+/// batch or file is kept, and nothing is silently altered.
+pub fn decode_with_replacements(
+    text: &str,
+    first_line: usize,
+    replaced: &[std::ops::Range<usize>],
+    options: DecodeOptions,
+    out: &mut Decoded,
+) {
+    let (text, replaced) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => (rest, replaced.iter().map(|r| r.start.saturating_sub(3)..r.end.saturating_sub(3)).collect()),
+        None => (text, replaced.to_vec()),
+    };
+    let mut decoder = Decoder { options, out, text, lines: LineIndex::new(text, first_line), replaced };
+    if decoder.replaced.is_empty() && decoder.audit_event_list_in_one_pass() {
         return;
     }
     let mut offset = 0usize;
@@ -293,6 +310,8 @@ struct Decoder<'o, 't> {
     out: &'o mut Decoded,
     text: &'t str,
     lines: LineIndex,
+    /// Byte ranges of `text` where invalid UTF-8 was replaced.
+    replaced: Vec<std::ops::Range<usize>>,
 }
 
 impl Decoder<'_, '_> {
@@ -323,6 +342,21 @@ impl Decoder<'_, '_> {
         }
     }
 
+    /// Rejects a record that holds replaced invalid UTF-8; true if it did.
+    fn reject_if_replaced(&mut self, record: &str, line: usize) -> bool {
+        if self.replaced.is_empty() {
+            return false;
+        }
+        let base = self.text.as_ptr() as usize;
+        let start = (record.as_ptr() as usize).wrapping_sub(base);
+        let end = start + record.len();
+        let inside = start <= self.text.len() && self.replaced.iter().any(|r| r.start < end && r.end > start);
+        if inside {
+            self.out.reject(BadReason::InvalidUtf8, line, "invalid UTF-8 inside this record");
+        }
+        inside
+    }
+
     fn object(&mut self, raw: &RawValue, line: usize, depth: usize, item_kind: Option<&str>) {
         let probe: Probe = match serde_json::from_str(raw.get()) {
             Ok(p) => p,
@@ -331,6 +365,14 @@ impl Decoder<'_, '_> {
                 return;
             }
         };
+        // A record (not a wrapper of records) with replaced bytes is rejected whole.
+        let is_record = probe.audit_id.is_some()
+            || probe.proto_payload.is_some()
+            || probe.properties.is_some()
+            || (probe.records.is_none() && probe.items.is_none() && probe.object.is_none());
+        if is_record && self.reject_if_replaced(raw.get(), line) {
+            return;
+        }
         if probe.audit_id.is_some() {
             self.audit_event(raw.get(), line);
         } else if let Some(payload) = probe.proto_payload {
@@ -345,6 +387,9 @@ impl Decoder<'_, '_> {
                 // so skip probing each one (a whole extra pass over the bytes).
                 for item in items {
                     let line = self.locate(item, line);
+                    if self.reject_if_replaced(item.get(), line) {
+                        continue;
+                    }
                     if item.get().starts_with('{') {
                         self.audit_event(item.get(), line);
                     } else {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
-use super::decode::{BadReason, BadRecord, DecodeOptions, Decoded, decode_lines_into};
+use super::decode::{BadReason, BadRecord, DecodeOptions, Decoded, decode_lines_into, decode_with_replacements};
 
 /// One input to read, and where a person would look for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,30 +98,26 @@ pub fn decode_input(input: &Input, options: DecodeOptions) -> Decoded {
     decoded
 }
 
-/// Decodes bytes that should be UTF-8. A line with invalid UTF-8 is rejected on
-/// its own and decoding goes on after it; nothing is silently replaced.
+/// Decodes bytes that should be UTF-8. Invalid sequences are replaced by
+/// U+FFFD only to keep parsing; every record that contains one is then
+/// rejected as `invalid_utf8` on its own, and the records around it (the rest
+/// of a webhook batch, other lines of a file) are kept. Nothing is silently
+/// replaced.
 pub fn decode_bytes(bytes: &[u8], options: DecodeOptions, decoded: &mut Decoded) {
-    let mut rest = bytes;
-    let mut first_line = 1;
-    loop {
-        match std::str::from_utf8(rest) {
-            Ok(text) => {
-                decode_lines_into(text, first_line, options, decoded);
-                return;
-            }
-            Err(e) => {
-                let bad_at = e.valid_up_to();
-                let line_start = rest[..bad_at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-                let line_end = rest[bad_at..].iter().position(|&b| b == b'\n').map_or(rest.len(), |i| bad_at + i + 1);
-                let good = std::str::from_utf8(&rest[..line_start]).expect("valid prefix");
-                decode_lines_into(good, first_line, options, decoded);
-                let bad_line = first_line + good.bytes().filter(|&b| b == b'\n').count();
-                reject(decoded, BadReason::InvalidUtf8, bad_line, format!("invalid UTF-8 at byte {} of the line", bad_at - line_start));
-                first_line = bad_line + 1;
-                rest = &rest[line_end..];
-            }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        decode_lines_into(text, 1, options, decoded);
+        return;
+    }
+    let mut text = String::with_capacity(bytes.len() + 16);
+    let mut replaced = Vec::new();
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            replaced.push(text.len()..text.len() + '\u{FFFD}'.len_utf8());
+            text.push('\u{FFFD}');
         }
     }
+    decode_with_replacements(&text, 1, &replaced, options, decoded);
 }
 
 fn reject(decoded: &mut Decoded, reason: BadReason, line: usize, detail: String) {
