@@ -179,11 +179,11 @@ impl EventClock {
     }
 
     /// The wall-clock instant at which this clock reaches record time `due`
-    /// (`None` before any record was seen).
+    /// (`None` before any record was seen, or beyond what an `Instant` holds).
     pub fn instant_of(&self, due: Micros) -> Option<Instant> {
         let (t, seen) = self.newest?;
         let ahead = u64::try_from(due.saturating_sub(t)).unwrap_or(0);
-        Some(seen + Duration::from_micros(ahead))
+        seen.checked_add(Duration::from_micros(ahead))
     }
 
     pub fn now(&self, at: Instant) -> Option<Micros> {
