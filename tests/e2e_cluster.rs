@@ -486,6 +486,19 @@ async fn deployment_create_scale_rollout_and_delete() {
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
 
+/// The StatefulSet controller's `verb` of `pod`, under `cause` (directly, or
+/// further down), with the controller's Event about it directly under it.
+fn expect_statefulset_pod(s: &Spans, ns: &str, verb: &str, pod: &str, cause: &Got, direct: bool) -> Result<(), String> {
+    let write = s.named(pod, &format!("{verb} pods {ns}/{pod}"))?;
+    if direct { s.expect_parent(write, cause)? } else { s.expect_below(write, cause)? }
+    if write.service != "statefulset-controller" {
+        return Err(format!("{pod}: {verb} by {}", write.service));
+    }
+    let reason = if verb == "create" { "SuccessfulCreate" } else { "SuccessfulDelete" };
+    let event = s.one(reason, |x| is_event(x, reason, ns, &format!("{verb} Pod {pod} in StatefulSet db")))?;
+    s.expect_parent(event, write)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
 async fn statefulset_create_scale_up_down_and_delete() {
@@ -518,16 +531,7 @@ async fn statefulset_create_scale_up_down_and_delete() {
     eventually(&receiver, ns, "create statefulsets → create pods db-0, db-1 (statefulset-controller) with their Events", |s| {
         let sts = s.named("the StatefulSet create", "create statefulsets e2e-sts/db")?;
         s.expect_intent(sts, ADMIN)?;
-        for pod in ["db-0", "db-1"] {
-            let create = s.named(pod, &format!("create pods e2e-sts/{pod}"))?;
-            s.expect_parent(create, sts)?;
-            if create.service != "statefulset-controller" {
-                return Err(format!("{pod} created by {}", create.service));
-            }
-            let event = s.one("the StatefulSet's SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, &format!("create Pod {pod} in StatefulSet db")))?;
-            s.expect_parent(event, create)?;
-        }
-        Ok(())
+        ["db-0", "db-1"].iter().try_for_each(|pod| expect_statefulset_pod(s, ns, "create", pod, sts, true))
     })
     .await;
     eventually(&receiver, ns, "create services (headless) → create endpoints db (endpoint-controller)", |s| {
@@ -552,16 +556,7 @@ async fn statefulset_create_scale_up_down_and_delete() {
         if patches.len() != 2 {
             return Err(format!("{} scale patches, expected 2", patches.len()));
         }
-        for pod in ["db-2", "db-1"] {
-            let delete = s.named(pod, &format!("delete pods e2e-sts/{pod}"))?;
-            s.expect_below(delete, patch)?;
-            if delete.service != "statefulset-controller" {
-                return Err(format!("{pod} deleted by {}", delete.service));
-            }
-            let event = s.one("the StatefulSet's SuccessfulDelete", |x| is_event(x, "SuccessfulDelete", ns, &format!("delete Pod {pod} in StatefulSet db")))?;
-            s.expect_parent(event, delete)?;
-        }
-        Ok(())
+        ["db-2", "db-1"].iter().try_for_each(|pod| expect_statefulset_pod(s, ns, "delete", pod, patch, false))
     })
     .await;
     api(&client, Some(ns), &ar).delete("db", &DeleteParams::background()).await.unwrap();
