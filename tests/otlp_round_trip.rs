@@ -38,3 +38,40 @@ async fn grpc_receiver_gets_every_span_with_ids_and_parents() {
 async fn http_protobuf_receiver_gets_every_span_with_ids_and_parents() {
     round_trip(OtlpProtocol::HttpProtobuf).await;
 }
+
+/// The server's export loop merges batches already waiting for the same
+/// cluster into one export (one request per actor, not per batch and actor),
+/// keeps clusters apart, and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_loop_merges_waiting_batches_of_one_cluster() {
+    use std::sync::Arc;
+    use kausal::pipeline::SpanBatch;
+    use kausal::sinks::export_task::{self, ExportHealth, ExportSettings};
+    use kausal::sinks::otel::SharedResource;
+    use kausal::sinks::otlp_export::OtlpExporter;
+
+    let spans = rollout_audit().spans;
+    let receiver = Receiver::start(true).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    // The same spans cut into 40 small batches for cluster "a", then one for "b".
+    let chunk = spans.len().div_ceil(40);
+    for piece in spans.chunks(chunk) {
+        tx.send(SpanBatch { cluster: Arc::from("a"), spans: piece.to_vec() }).await.unwrap();
+    }
+    tx.send(SpanBatch { cluster: Arc::from("b"), spans: spans[..1].to_vec() }).await.unwrap();
+    drop(tx);
+    let exporter = OtlpExporter::new(Some(&receiver.endpoint()), OtlpProtocol::Grpc, SharedResource::new(None, [])).unwrap();
+    let settings = ExportSettings { give_up_after: std::time::Duration::from_secs(30) };
+    export_task::run(rx, exporter, settings, Arc::new(ExportHealth::default())).await;
+
+    let requests = receiver.received.lock().unwrap().len();
+    let clusters = otlp_receiver::resource_values(&receiver.received, "k8s.cluster.name");
+    assert_eq!(otlp_receiver::span_count(&receiver.received), spans.len() + 1, "every span, once");
+    assert!(clusters.contains(&"a".to_owned()) && clusters.contains(&"b".to_owned()), "{clusters:?}");
+    let actors: BTreeSet<_> = spans.iter().map(|s| s.actor.as_str()).collect();
+    assert!(
+        requests <= actors.len() + 1,
+        "{requests} requests for {} actors: the 40 batches were not merged",
+        actors.len()
+    );
+}

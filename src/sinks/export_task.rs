@@ -44,6 +44,8 @@ impl ExportHealth {
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// How many spans waiting batches are merged into, at most, for one export.
+const MAX_COALESCED_SPANS: usize = 4096;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Exports every batch the channel delivers until it closes, then shuts the
@@ -55,7 +57,28 @@ pub async fn run(
     health: Arc<ExportHealth>,
 ) {
     let mut resources: HashMap<Arc<str>, SharedResource> = HashMap::new();
-    while let Some(batch) = batches.recv().await {
+    let mut held: Option<SpanBatch> = None;
+    loop {
+        let mut batch = match held.take() {
+            Some(b) => b,
+            None => match batches.recv().await {
+                Some(b) => b,
+                None => break,
+            },
+        };
+        // Under load the worker hands over many small batches as records come
+        // due, and every export is a request per actor: merge what is already
+        // waiting for the same cluster into one export.
+        while batch.spans.len() < MAX_COALESCED_SPANS {
+            match batches.try_recv() {
+                Ok(next) if next.cluster == batch.cluster => batch.spans.extend(next.spans),
+                Ok(next) => {
+                    held = Some(next);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
         // The unnamed cluster (no --cluster-name, no /audit/{cluster}) gets no k8s.cluster.name.
         let resource = resources
             .entry(batch.cluster.clone())
