@@ -93,9 +93,9 @@ fn main() {
         };
         println!(
             "{tracked:>10}   {:>9.1} MB   {:>10.0}   ({:.0})",
-            (collected - before) as f64 / 1e6,
-            (collected - before) as f64 / tracked as f64,
-            (after - before) as f64 / tracked as f64
+            collected.saturating_sub(before) as f64 / 1e6,
+            collected.saturating_sub(before) as f64 / tracked as f64,
+            after.saturating_sub(before) as f64 / tracked as f64
         );
     }
     println!("\nflat memory over a long replay (the capture's workload round after round; TTL and cap on):");
