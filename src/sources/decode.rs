@@ -316,9 +316,13 @@ impl Decoder<'_, '_> {
     /// The line a value starts on, when it lies in the document itself (values
     /// unwrapped from a JSON string, as in AKS, report their wrapper's line).
     fn locate(&self, raw: &RawValue, fallback: usize) -> usize {
-        let base = self.text.as_ptr() as usize;
-        let at = raw.get().as_ptr() as usize;
-        if at >= base && at < base + self.text.len() { self.lines.line_of(at - base) } else { fallback }
+        self.offset_in_text(raw.get()).map_or(fallback, |at| self.lines.line_of(at))
+    }
+
+    /// Where a borrowed slice starts in the document, if it lies in it.
+    fn offset_in_text(&self, s: &str) -> Option<usize> {
+        let at = (s.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize)?;
+        (at < self.text.len()).then_some(at)
     }
 
     /// Decodes one JSON value. `item_kind` is the kind implied by an enclosing
@@ -345,10 +349,9 @@ impl Decoder<'_, '_> {
         if self.replaced.is_empty() {
             return false;
         }
-        let base = self.text.as_ptr() as usize;
-        let start = (record.as_ptr() as usize).wrapping_sub(base);
+        let Some(start) = self.offset_in_text(record) else { return false };
         let end = start + record.len();
-        let inside = start <= self.text.len() && self.replaced.iter().any(|r| r.start < end && r.end > start);
+        let inside = self.replaced.iter().any(|r| r.start < end && r.end > start);
         if inside {
             self.out.reject(BadReason::InvalidUtf8, line, "invalid UTF-8 inside this record");
         }
@@ -489,9 +492,7 @@ impl Decoder<'_, '_> {
 
     /// The line a borrowed string lies on (1 when it is not in the document).
     fn locate_str(&self, s: &str) -> usize {
-        let base = self.text.as_ptr() as usize;
-        let at = s.as_ptr() as usize;
-        if at >= base && at < base + self.text.len() { self.lines.line_of(at - base) } else { self.lines.first_line }
+        self.offset_in_text(s).map_or(self.lines.first_line, |at| self.lines.line_of(at))
     }
 
     fn audit_event(&mut self, text: &str, line: usize) {
