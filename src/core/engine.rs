@@ -321,13 +321,16 @@ impl Engine {
 
         let by_controller = self.config.controllers.is_controller(&w.user);
         let acting = actors::acting_user(&w.user, w.user_agent.as_deref());
+        let actor = actor_name(&acting);
         let mut related = self.related_objects(&w);
-        related.by_pod_gc = actor_name(&acting) == actors::POD_GC_SERVICE_ACCOUNT;
-        let owner_kind = w
-            .controller_owner()
-            .map(|o| o.kind.as_ref())
-            .or_else(|| related.owner.and_then(|u| self.graph.node(&u)).and_then(|n| self.graph.kind_of(n)));
-        let time_triggered = by_controller && linker::is_time_triggered(&w, owner_kind);
+        related.by_pod_gc = actor == actors::POD_GC_SERVICE_ACCOUNT;
+        let time_triggered = by_controller && {
+            let owner_kind = w
+                .controller_owner()
+                .map(|o| o.kind.as_ref())
+                .or_else(|| related.owner.and_then(|u| self.graph.node(&u)).and_then(|n| self.graph.kind_of(n)));
+            linker::is_time_triggered(&w, owner_kind)
+        };
 
         // A time-triggered create has no parent (the clock caused it), only a
         // link to the spec write it runs on behalf of.
@@ -346,21 +349,20 @@ impl Engine {
         let span_ref = SpanRef { trace_id, span_id };
 
         let object_node = related.object.and_then(|u| self.graph.node(&u));
-        let known_kind = object_node.and_then(|n| self.graph.kind_of(n)).map(str::to_owned);
+        let known_kind = object_node.and_then(|n| self.graph.kind_of(n));
         let trigger = if w.dry_run {
             false
         } else {
             let previous_generation = object_node.and_then(|n| n.generation());
             linker::is_trigger(&w, previous_generation, by_controller)
         };
-        let mut span = build_write_span(&w, span_ref, parent, root, &link, known_kind.as_deref(), trigger);
-        span.actor = actor_name(&acting);
+        let placement = Placement { span: span_ref, parent, root };
+        let mut span = build_write_span(&w, actor, placement, &link, known_kind, trigger);
         if let Some(s) = schedule {
             span.links.push(SpanLink { trace_id: s.span.trace_id, span_id: s.span.span_id, reason: "scheduled-by" });
         }
 
         if !w.dry_run {
-            let acting = acting.into_owned();
             self.record_write(&w, &acting, &related, span_ref, trigger);
         }
         self.emit(span);
@@ -496,7 +498,7 @@ impl Engine {
             None => (ids::trace_id_for_orphan_event(&identity), None, Some(RootKind::OrphanEvent)),
         };
         let span_ref = SpanRef { trace_id, span_id };
-        let span = build_event_span(&e, span_ref, parent, root, &link, reporter.actor());
+        let span = build_event_span(&e, Placement { span: span_ref, parent, root }, &link, reporter.actor());
 
         let state = EventState {
             uid: e.uid.clone(),
@@ -558,7 +560,8 @@ impl Engine {
         // under the same parent and linked to the original.
         let identity = e.uid.as_deref().map_or_else(|| key.to_string(), |u| u.to_owned());
         let span_ref = SpanRef { trace_id: original.trace_id, span_id: ids::span_id_for_event_repeat(&identity, e.count) };
-        let mut span = build_event_span(&e, span_ref, parent, None, &Link::default(), event_reporter(&e).actor());
+        let placement = Placement { span: span_ref, parent, root: None };
+        let mut span = build_event_span(&e, placement, &Link::default(), event_reporter(&e).actor());
         span.name = format!("{} (repeat)", span.name);
         span.links.push(SpanLink { trace_id: original.trace_id, span_id: original.span_id, reason: "repeat-of" });
         span.events.push(repeat);
@@ -620,6 +623,14 @@ fn changed_members(before: &[EndpointMember], now: &[EndpointMember]) -> Vec<Uid
     changed.sort_unstable();
     changed.dedup();
     changed
+}
+
+/// Where a new span goes: its own IDs, its parent, and what kind of root it
+/// is when it has none.
+struct Placement {
+    span: SpanRef,
+    parent: Option<ids::SpanId>,
+    root: Option<RootKind>,
 }
 
 /// A second copy of an Event whose span is still open fills in what the first
@@ -700,9 +711,8 @@ pub fn write_span_name(w: &WriteRecord) -> String {
 
 fn build_write_span(
     w: &WriteRecord,
-    span: SpanRef,
-    parent: Option<ids::SpanId>,
-    root: Option<RootKind>,
+    actor: String,
+    Placement { span, parent, root }: Placement,
     link: &Link,
     known_kind: Option<&str>,
     trigger: bool,
@@ -751,7 +761,7 @@ fn build_write_span(
         parent_span_id: parent,
         name: write_span_name(w),
         kind: SpanKind::Write,
-        actor: actor_name(&w.user),
+        actor,
         start: w.received.min(w.completed),
         end: w.completed,
         attributes: attrs,
@@ -764,9 +774,7 @@ fn build_write_span(
 
 fn build_event_span(
     e: &EventRecord,
-    span: SpanRef,
-    parent: Option<ids::SpanId>,
-    root: Option<RootKind>,
+    Placement { span, parent, root }: Placement,
     link: &Link,
     actor: String,
 ) -> Span {
