@@ -84,6 +84,19 @@ async fn start_kausal(env: &Env, receiver: &Receiver, scenario: &str, watch: boo
     kausal
 }
 
+/// The start every audit-stream scenario shares: kausal exporting to a fresh
+/// receiver (and recording with --record), the fake nodes, and the namespace.
+/// `None` outside run.sh's audit phase.
+async fn start_audit_scenario(scenario: &str, ns: &str) -> Option<(Receiver, Kausal, kube::Client)> {
+    let env = env("audit")?;
+    let receiver = Receiver::start(true).await;
+    let kausal = start_kausal(&env, &receiver, scenario, false).await;
+    let client = client().await;
+    ensure_nodes(&client).await;
+    namespace(&client, ns).await;
+    Some((receiver, kausal, client))
+}
+
 // ---- the cluster -------------------------------------------------------------
 
 async fn client() -> kube::Client {
@@ -353,13 +366,8 @@ fn is_event(s: &Got, reason: &str, ns: &str, message_contains: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
 async fn deployment_create_scale_rollout_and_delete() {
-    let Some(env) = env("audit") else { return };
-    let receiver = Receiver::start(true).await;
-    let mut kausal = start_kausal(&env, &receiver, "deployment", false).await;
-    let client = client().await;
     let ns = "e2e-deploy";
-    ensure_nodes(&client).await;
-    namespace(&client, ns).await;
+    let Some((receiver, mut kausal, client)) = start_audit_scenario("deployment", ns).await else { return };
     let ar = deployments();
 
     // 1. create: Deployment → ReplicaSet → 3 pods → bindings, with their Events.
@@ -502,13 +510,8 @@ fn expect_statefulset_pod(s: &Spans, ns: &str, verb: &str, pod: &str, cause: &Go
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
 async fn statefulset_create_scale_up_down_and_delete() {
-    let Some(env) = env("audit") else { return };
-    let receiver = Receiver::start(true).await;
-    let mut kausal = start_kausal(&env, &receiver, "statefulset", false).await;
-    let client = client().await;
     let ns = "e2e-sts";
-    ensure_nodes(&client).await;
-    namespace(&client, ns).await;
+    let Some((receiver, mut kausal, client)) = start_audit_scenario("statefulset", ns).await else { return };
     create(
         &client,
         Some(ns),
@@ -576,13 +579,8 @@ async fn statefulset_create_scale_up_down_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
 async fn daemonset_across_nodes_added_and_removed() {
-    let Some(env) = env("audit") else { return };
-    let receiver = Receiver::start(true).await;
-    let mut kausal = start_kausal(&env, &receiver, "daemonset", false).await;
-    let client = client().await;
     let ns = "e2e-ds";
-    ensure_nodes(&client).await;
-    namespace(&client, ns).await;
+    let Some((receiver, mut kausal, client)) = start_audit_scenario("daemonset", ns).await else { return };
     create(
         &client,
         Some(ns),
@@ -642,13 +640,8 @@ async fn daemonset_across_nodes_added_and_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
 async fn job_and_a_cronjob_that_fires() {
-    let Some(env) = env("audit") else { return };
-    let receiver = Receiver::start(true).await;
-    let mut kausal = start_kausal(&env, &receiver, "batch", false).await;
-    let client = client().await;
     let ns = "e2e-batch";
-    ensure_nodes(&client).await;
-    namespace(&client, ns).await;
+    let Some((receiver, mut kausal, client)) = start_audit_scenario("batch", ns).await else { return };
 
     let mut job_template = pod_template("once", "registry.k8s.io/pause:3.2");
     job_template["spec"]["restartPolicy"] = json!("Never");
@@ -726,13 +719,8 @@ async fn report_ready(client: &kube::Client, ns: &str, pod: &str, ip: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
 async fn service_endpoints_and_slices_follow_their_pods() {
-    let Some(env) = env("audit") else { return };
-    let receiver = Receiver::start(true).await;
-    let mut kausal = start_kausal(&env, &receiver, "service", false).await;
-    let client = client().await;
     let ns = "e2e-svc";
-    ensure_nodes(&client).await;
-    namespace(&client, ns).await;
+    let Some((receiver, mut kausal, client)) = start_audit_scenario("service", ns).await else { return };
     create(
         &client,
         Some(ns),
@@ -796,13 +784,8 @@ async fn service_endpoints_and_slices_follow_their_pods() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
 async fn a_pod_replaced_then_a_rollout_and_its_undo() {
-    let Some(env) = env("audit") else { return };
-    let receiver = Receiver::start(true).await;
-    let mut kausal = start_kausal(&env, &receiver, "rollout-undo", false).await;
-    let client = client().await;
     let ns = "e2e-undo";
-    ensure_nodes(&client).await;
-    namespace(&client, ns).await;
+    let Some((receiver, mut kausal, client)) = start_audit_scenario("rollout-undo", ns).await else { return };
     let ar = deployments();
     create(&client, Some(ns), &ar, deployment("app", 2)).await;
     let first_rs = eventually(&receiver, ns, "the Deployment's ReplicaSet and two pods", |s| {
