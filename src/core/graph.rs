@@ -291,11 +291,12 @@ pub struct Graph {
     stats: GraphStats,
 }
 
-/// The name index's key: the name hashed with its resource and namespace as
-/// the seed, so that no key is assembled (this runs on every write and lookup).
 fn name_key(resource: Sym, namespace: Sym, name: &str) -> u64 {
-    let seed = u64::from(resource.0.get()) << 32 | u64::from(namespace.0.get());
-    xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), seed)
+    let mut key = Vec::with_capacity(8 + name.len());
+    key.extend_from_slice(&resource.0.get().to_le_bytes());
+    key.extend_from_slice(&namespace.0.get().to_le_bytes());
+    key.extend_from_slice(name.as_bytes());
+    xxhash_rust::xxh3::xxh3_64(&key)
 }
 
 impl Graph {
