@@ -71,6 +71,8 @@ pub struct EngineStats {
     pub event_repeats: u64,
     /// Records that arrived after newer records had already been processed.
     pub late_records: u64,
+    /// Spans of replayed records (see [`Engine::ingest_replayed`]) not emitted again.
+    pub replayed_spans_suppressed: u64,
     pub spans_out: u64,
     pub intent_roots: u64,
     pub controller_roots: u64,
@@ -89,6 +91,8 @@ struct Pending {
     class: u8,
     key: Box<str>,
     record: Record,
+    /// Already exported before a restart: processed for graph state only.
+    replayed: bool,
 }
 
 impl Pending {
@@ -139,6 +143,13 @@ pub struct Engine {
     events_queue: VecDeque<(Micros, Box<str>)>,
     open_event_spans: HashMap<Box<str>, Span>,
     open_event_close: BTreeMap<(Micros, Box<str>), ()>,
+    /// Open Event spans that only replayed records reported: closed silently.
+    replayed_open_events: HashSet<Box<str>>,
+    /// The record being processed was replayed: its spans are not emitted.
+    replaying: bool,
+    /// Every record with an order time up to here has been processed
+    /// (`Micros::MAX` after a flush).
+    processed_horizon: Micros,
     out: Vec<Span>,
     unknown_objects: Vec<UnknownObject>,
     stats: EngineStats,
@@ -164,6 +175,9 @@ impl Engine {
             events_queue: VecDeque::new(),
             open_event_spans: HashMap::default(),
             open_event_close: BTreeMap::new(),
+            replayed_open_events: HashSet::default(),
+            replaying: false,
+            processed_horizon: Micros::MIN,
             out: Vec::new(),
             unknown_objects: Vec::new(),
             stats: EngineStats::default(),
@@ -182,6 +196,18 @@ impl Engine {
     /// Buffers a record. Nothing is processed until [`advance`](Self::advance)
     /// or [`flush`](Self::flush).
     pub fn ingest(&mut self, record: Record) {
+        self.buffer(record, false);
+    }
+
+    /// Buffers a record whose spans were already exported before a restart
+    /// (recovery from the write-ahead log). It is processed in order like any
+    /// record, so the graph and every later record's parent come out as they
+    /// did the first time, but its own spans are not emitted again.
+    pub fn ingest_replayed(&mut self, record: Record) {
+        self.buffer(record, true);
+    }
+
+    fn buffer(&mut self, record: Record, replayed: bool) {
         self.stats.records_in += 1;
         let time = record.order_time();
         if time < self.processed_until {
@@ -192,7 +218,7 @@ impl Engine {
             Record::Write(w) => (0, w.audit_id.clone()),
             Record::Event(e) => (1, format!("{}/{}#{:020}", e.namespace, e.name, e.count).into_boxed_str()),
         };
-        self.pending.push(Reverse(Pending { time, class, key, record }));
+        self.pending.push(Reverse(Pending { time, class, key, record, replayed }));
     }
 
     /// Takes the objects Events were about that the graph did not know (only
@@ -234,6 +260,23 @@ impl Engine {
         self.process_until(horizon);
         self.close_events_until(horizon);
         self.expire(horizon);
+        self.processed_horizon = self.processed_horizon.max(horizon);
+    }
+
+    /// Every record ingested so far whose order time is at or before the
+    /// returned time has had all of its spans emitted (they are in
+    /// [`drain_spans`](Self::drain_spans) or were taken already): it has been
+    /// processed and no Event span it opened or extended is still held open.
+    /// A durable source may forget such records once those spans are exported.
+    pub fn emitted_through(&self) -> Micros {
+        let pending = self.pending.peek().map_or(Micros::MAX, |Reverse(p)| p.time.saturating_sub(1));
+        // An open span closes at its Event's time plus the linger, and that
+        // Event's record is ordered no earlier than the Event's time.
+        let open = self
+            .open_event_close
+            .first_key_value()
+            .map_or(Micros::MAX, |((close_at, _), ())| close_at.saturating_sub(self.config.event_linger).saturating_sub(1));
+        self.processed_horizon.min(pending).min(open)
     }
 
     /// The record time at which [`advance`](Self::advance) next has work: the
@@ -249,6 +292,7 @@ impl Engine {
     pub fn flush(&mut self) {
         self.process_until(Micros::MAX);
         self.close_events_until(Micros::MAX);
+        self.processed_horizon = Micros::MAX;
     }
 
     /// Takes the spans produced so far.
@@ -270,10 +314,12 @@ impl Engine {
                 self.since_expiry = 0;
                 self.expire(p.time);
             }
+            self.replaying = p.replayed;
             match p.record {
                 Record::Write(w) => self.process_write(w),
                 Record::Event(e) => self.process_event(e),
             }
+            self.replaying = false;
         }
     }
 
@@ -298,6 +344,10 @@ impl Engine {
     }
 
     fn emit(&mut self, span: Span) {
+        if self.replaying {
+            self.stats.replayed_spans_suppressed += 1;
+            return;
+        }
         self.stats.spans_out += 1;
         match span.root {
             Some(RootKind::Intent) => self.stats.intent_roots += 1,
@@ -517,7 +567,10 @@ impl Engine {
             self.events.get_mut(&key).expect("inserted").open = false;
             self.emit(span);
         } else {
-            self.open_event_close.insert((e.time + self.config.event_linger, key.clone()), ());
+            self.open_event_close.insert((e.time.saturating_add(self.config.event_linger), key.clone()), ());
+            if self.replaying {
+                self.replayed_open_events.insert(key.clone());
+            }
             self.open_event_spans.insert(key, span);
         }
     }
@@ -529,6 +582,10 @@ impl Engine {
         let state = self.events.get_mut(&key).expect("known key");
         if let Some(uid) = &e.uid {
             self.event_uid_keys.entry(uid.clone()).or_insert_with(|| key.clone());
+        }
+        if state.open && !self.replaying {
+            // A report that was not exported yet: the open span must go out.
+            self.replayed_open_events.remove(&key);
         }
         if e.count <= state.count {
             self.stats.duplicate_events += 1;
@@ -578,7 +635,11 @@ impl Engine {
                 state.open = false;
             }
             if let Some(span) = self.open_event_spans.remove(&key) {
-                self.emit(span);
+                if self.replayed_open_events.remove(&key) {
+                    self.stats.replayed_spans_suppressed += 1;
+                } else {
+                    self.emit(span);
+                }
             }
         }
     }
