@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! sources/ (files, webhook over TLS, Event watch) ─► model/ (borrowed, typed input)
+//!        ─► wal (accepted bodies on disk before the 200, live server only)
 //!        ─► pipeline (bounded queue ─► core worker, live server only)
 //!        ─► core/ (pure: reorder ─► graph ─► linker ─► Span)
 //!        ─► sinks/ (tree, OTLP/JSON, OTLP export with retries)
@@ -24,3 +25,4 @@ pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;
+pub mod wal;

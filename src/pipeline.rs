@@ -1,6 +1,11 @@
 //! The live pipeline behind `kausal serve`:
 //! sources → [`IngestQueue`] → core worker (one [`Engine`] per cluster) → span channel → exporter.
 //!
+//! Batches from the write-ahead log carry their entry's sequence number. The
+//! worker hands each one back, on the span batch that completes it, once
+//! [`Engine::emitted_through`] has passed all its records; the export task
+//! acknowledges it to the log after those spans are exported.
+//!
 //! The queue is bounded in *records*, not requests, so a full queue means a
 //! known amount of memory; a source that cannot enqueue answers 429 and the
 //! apiserver retries. The worker is a plain thread because the core is
@@ -26,6 +31,11 @@ pub struct Batch {
     pub cluster: Arc<str>,
     pub records: Vec<Record>,
     pub observed: Vec<ObservedObject>,
+    /// The write-ahead log entry these records came from, to acknowledge once
+    /// their spans are exported.
+    pub wal_seq: Option<u64>,
+    /// Recovered from the log as already exported: graph state only, no spans.
+    pub replayed: bool,
 }
 
 impl Batch {
@@ -90,17 +100,24 @@ impl IngestQueue {
         (queue, QueueReceiver { receiver, permits, capacity })
     }
 
-    /// Enqueues without waiting: the webhook's path.
+    /// Enqueues without waiting.
     pub fn try_enqueue(&self, batch: Batch) -> Result<(), EnqueueError> {
+        self.try_reserve(batch.weight())?.send(batch)
+    }
+
+    /// Takes room for `records` records without waiting: the webhook's path.
+    /// It reserves before writing the body to the write-ahead log, so a full
+    /// queue is answered before anything is on disk.
+    pub fn try_reserve(&self, records: usize) -> Result<Reservation, EnqueueError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(EnqueueError::Closed);
         }
-        let weight = batch.weight();
+        let weight = records.max(1);
         if weight > self.capacity {
             return Err(EnqueueError::TooLarge { records: weight, capacity: self.capacity });
         }
         let permit = self.permits.clone().try_acquire_many_owned(weight as u32).map_err(|_| EnqueueError::Full)?;
-        self.send(batch, permit)
+        Ok(Reservation { queue: self.clone(), permit })
     }
 
     /// Enqueues, waiting for room: the watcher's path (a watch can simply
@@ -147,6 +164,18 @@ impl IngestQueue {
     }
 }
 
+/// Room taken in the queue for one batch; dropping it gives the room back.
+pub struct Reservation {
+    queue: IngestQueue,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Reservation {
+    pub fn send(self, batch: Batch) -> Result<(), EnqueueError> {
+        self.queue.send(batch, self.permit)
+    }
+}
+
 /// Records queued: the permits taken out of the capacity.
 fn depth(permits: &Semaphore, capacity: usize) -> usize {
     capacity - permits.available_permits()
@@ -157,6 +186,11 @@ fn depth(permits: &Semaphore, capacity: usize) -> usize {
 pub struct SpanBatch {
     pub cluster: Arc<str>,
     pub spans: Vec<Span>,
+    /// Write-ahead log entries that are complete once these spans (and every
+    /// earlier batch's) are exported.
+    pub completes: Vec<u64>,
+    /// The newest record time of those entries.
+    pub completes_through: Micros,
 }
 
 /// The core's notion of "now" for a live stream, in record time.
@@ -211,6 +245,9 @@ struct ClusterCore {
     engine: Engine,
     clock: EventClock,
     reported: EngineStats,
+    /// Write-ahead log entries taken in whose spans are not all out yet, with
+    /// their newest record time.
+    unfinished: Vec<(u64, Micros)>,
 }
 
 /// Runs the core over everything the queue delivers until shutdown, then
@@ -276,14 +313,25 @@ fn take_batch(clusters: &mut BTreeMap<Arc<str>, ClusterCore>, core_config: &Core
         engine: Engine::new(core_config.clone()),
         clock: EventClock::default(),
         reported: EngineStats::default(),
+        unfinished: Vec::new(),
     });
     for object in batch.observed {
         core.engine.observe(object);
     }
     let now = Instant::now();
+    let mut newest = Micros::MIN;
     for record in batch.records {
-        core.clock.saw(record.order_time(), now);
-        core.engine.ingest(record);
+        let time = record.order_time();
+        newest = newest.max(time);
+        core.clock.saw(time, now);
+        if batch.replayed {
+            core.engine.ingest_replayed(record);
+        } else {
+            core.engine.ingest(record);
+        }
+    }
+    if let Some(seq) = batch.wal_seq {
+        core.unfinished.push((seq, newest));
     }
 }
 
@@ -306,10 +354,21 @@ fn hand_over(
     }
     report_stats(cluster, core);
     let out = core.engine.drain_spans();
-    if out.is_empty() {
+    let through = core.engine.emitted_through();
+    let mut completes = Vec::new();
+    let mut completes_through = Micros::MIN;
+    core.unfinished.retain(|&(seq, newest)| {
+        let done = newest <= through;
+        if done {
+            completes.push(seq);
+            completes_through = completes_through.max(newest);
+        }
+        !done
+    });
+    if out.is_empty() && completes.is_empty() {
         return true;
     }
-    spans.blocking_send(SpanBatch { cluster: cluster.clone(), spans: out }).is_ok()
+    spans.blocking_send(SpanBatch { cluster: cluster.clone(), spans: out, completes, completes_through }).is_ok()
 }
 
 fn report_stats(cluster: &Arc<str>, core: &mut ClusterCore) {
@@ -363,7 +422,7 @@ mod tests {
                     controller_owner: None,
                 })
                 .collect(),
-            records: Vec::new(),
+            ..Batch::default()
         };
         assert_eq!(queue.try_enqueue(batch(11)), Err(EnqueueError::TooLarge { records: 11, capacity: 10 }));
         queue.try_enqueue(batch(6)).unwrap();

@@ -25,6 +25,7 @@ use crate::sources::recorder::Recorder;
 use crate::sources::watcher::{self, WatchMode, WatchSettings};
 use crate::sources::webhook::{self, Auth, WebhookState};
 use crate::telemetry::{self, LogFormat};
+use crate::wal::{Recovered, Wal, WalConfig};
 
 /// Every flag is also an environment variable (`KAUSAL_` + the flag in upper
 /// snake case) and a key of the `--config` file; flags win over the
@@ -120,6 +121,19 @@ pub struct ServeArgs {
     /// Metadata lookups per second, at most, for objects seen only in Events.
     #[arg(long, env = "KAUSAL_LOOKUP_RATE", default_value_t = 20)]
     pub lookup_rate: u32,
+    /// Directory for the write-ahead log: every accepted body is synced here
+    /// before the 200 and replayed after a crash. Without it, a 200 means
+    /// "in memory" and a crash loses what was not yet exported.
+    #[arg(long, env = "KAUSAL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Disk the write-ahead log may use (suffixes Ki, Mi, Gi); when bodies not
+    /// yet exported fill it, POSTs get 429.
+    #[arg(long, env = "KAUSAL_MAX_WAL_BYTES", default_value = "1Gi", value_parser = parse_bytes)]
+    pub max_wal_bytes: usize,
+    /// How long exported bodies stay in the log (in record time), so a restart
+    /// rebuilds the graph that later writes link to. Removed sooner when room is needed.
+    #[arg(long, env = "KAUSAL_WAL_CONTEXT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub wal_context: Duration,
     /// Keep every accepted body and watched Event under this directory, as
     /// fixtures that `kausal replay DIR/<cluster>` reproduces.
     #[arg(long, env = "KAUSAL_RECORD_DIR", value_name = "DIR")]
@@ -244,7 +258,14 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
     let health = Arc::new(ExportHealth::default());
     let (span_sender, span_receiver) = tokio::sync::mpsc::channel(args.export_queue_batches.max(1));
     let export_settings = ExportSettings { give_up_after: args.export_give_up_after };
-    let exporting = tokio::spawn(export_task::run(span_receiver, exporter, export_settings, health.clone()));
+    let (wal, recovered) = match &args.data_dir {
+        Some(dir) => {
+            let (wal, recovered) = open_wal(&args, dir)?;
+            (Some(Arc::new(wal)), recovered)
+        }
+        None => (None, Vec::new()),
+    };
+    let exporting = tokio::spawn(export_task::run(span_receiver, exporter, export_settings, health.clone(), wal.clone()));
 
     let recorder = match &args.record_dir {
         Some(dir) => Some(Arc::new(
@@ -294,7 +315,11 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
         metrics,
         export_health: health,
         recorder,
+        wal: wal.clone(),
     });
+    if !recovered.is_empty() {
+        replay_recovered(&state, recovered).await?;
+    }
     let limits = ConnectionLimits { header_timeout: args.header_timeout, drain_timeout: args.shutdown_timeout / 2 };
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
     let wait_stop = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
@@ -311,8 +336,14 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
         mtls = state.auth.mtls,
         tokens = state.auth.tokens.len(),
         otlp = %protocol,
-        "kausal serve listening; acknowledged batches are held in memory until exported (a crash loses them)"
+        data_dir = %args.data_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default(),
+        "kausal serve listening"
     );
+    if wal.is_none() {
+        tracing::warn!(
+            "no --data-dir: acknowledged batches are held in memory until exported, and a crash loses them"
+        );
+    }
     if tls.is_none() {
         tracing::warn!("--insecure-http: audit data travels unencrypted");
     }
@@ -332,6 +363,10 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
         }
         let _ = tokio::task::spawn_blocking(move || worker.join()).await;
         let _ = exporting.await;
+        if let Some(wal) = &wal {
+            let wal = wal.clone();
+            let _ = tokio::task::spawn_blocking(move || wal.close()).await;
+        }
         if let Some(ops) = ops {
             ops.abort();
         }
@@ -343,6 +378,61 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
         }
         Err(_) => anyhow::bail!("shutdown did not finish within {:?}; unexported spans are lost", args.shutdown_timeout),
     }
+}
+
+/// Opens the write-ahead log under `DIR/wal` and reports what a previous run left.
+fn open_wal(args: &ServeArgs, dir: &std::path::Path) -> anyhow::Result<(Wal, Vec<Recovered>)> {
+    if args.max_wal_bytes < args.max_body_bytes {
+        tracing::warn!(
+            max_wal_bytes = args.max_wal_bytes,
+            max_body_bytes = args.max_body_bytes,
+            "--max-wal-bytes is below --max-body-bytes: bodies larger than the log get 413"
+        );
+    }
+    let config = WalConfig { dir: dir.join("wal"), max_bytes: args.max_wal_bytes as u64, context: micros(args.wal_context) };
+    let (wal, recovered, report) =
+        Wal::open(config).with_context(|| format!("opening the write-ahead log in {}", dir.join("wal").display()))?;
+    metrics::counter!(telemetry::WAL_RECOVERED, "state" => "acknowledged").increment(report.acknowledged as u64);
+    metrics::counter!(telemetry::WAL_RECOVERED, "state" => "unacknowledged").increment(report.unacknowledged as u64);
+    tracing::info!(
+        dir = %dir.display(),
+        segments = report.segments,
+        bytes = report.bytes,
+        acknowledged = report.acknowledged,
+        unacknowledged = report.unacknowledged,
+        torn_tail_bytes = report.torn_tail_bytes,
+        "write-ahead log opened: accepted bodies are synced before the 200"
+    );
+    for problem in &report.corrupt_segments {
+        tracing::error!(problem = %problem, "write-ahead log records lost to corruption");
+    }
+    Ok((wal, recovered))
+}
+
+/// Feeds what the write-ahead log kept through the pipeline before the
+/// webhook opens: exported entries as context (graph state, no spans), the
+/// rest as new input, in the order they were accepted.
+async fn replay_recovered(state: &WebhookState, recovered: Vec<Recovered>) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let (entries, mut records) = (recovered.len(), 0);
+    for Recovered { entry, acknowledged } in recovered {
+        let Some(cluster) = state.cluster_key(&entry.cluster) else {
+            tracing::error!(cluster = %entry.cluster, seq = entry.seq, "recovered entry for a cluster beyond --max-clusters; skipped");
+            continue;
+        };
+        let decoded = webhook::decode_body(&entry.body, state.decode, entry.accepted_at);
+        records += decoded.records.len();
+        let batch = pipeline::Batch {
+            cluster,
+            records: decoded.records,
+            wal_seq: (!acknowledged).then_some(entry.seq),
+            replayed: acknowledged,
+            ..Default::default()
+        };
+        state.queue.enqueue(batch).await.map_err(|e| anyhow::anyhow!("replaying the write-ahead log: {e:?}"))?;
+    }
+    tracing::info!(entries, records, took = ?started.elapsed(), "write-ahead log replayed");
+    Ok(())
 }
 
 async fn shutdown_signal() {

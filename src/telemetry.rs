@@ -28,6 +28,17 @@ pub const WATCH_EVENTS: &str = "kausal_watch_events_total";
 pub const WATCH_RESTARTS: &str = "kausal_watch_restarts_total";
 pub const LOOKUPS: &str = "kausal_object_lookups_total";
 pub const RECORD_FAILURES: &str = "kausal_record_failures_total";
+pub const WAL_BYTES: &str = "kausal_wal_bytes";
+pub const WAL_SEGMENTS: &str = "kausal_wal_segments";
+pub const WAL_UNACKNOWLEDGED: &str = "kausal_wal_unacknowledged_entries";
+pub const WAL_UNACKNOWLEDGED_BYTES: &str = "kausal_wal_unacknowledged_bytes";
+pub const WAL_APPENDS: &str = "kausal_wal_appends_total";
+pub const WAL_SYNCS: &str = "kausal_wal_syncs_total";
+pub const WAL_REFUSED: &str = "kausal_wal_refused_appends_total";
+pub const WAL_TORN_TAILS: &str = "kausal_wal_torn_tails_total";
+pub const WAL_CORRUPT_SEGMENTS: &str = "kausal_wal_corrupt_segments_total";
+pub const WAL_CONTEXT_EVICTED: &str = "kausal_wal_context_evicted_segments_total";
+pub const WAL_RECOVERED: &str = "kausal_wal_recovered_entries_total";
 
 /// Installs the global Prometheus recorder and describes every metric.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
@@ -62,6 +73,17 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(WATCH_RESTARTS, "Event watch errors after which the watch restarted or relisted.");
     describe_counter!(RECORD_FAILURES, "Inputs that --record-dir could not write.");
     describe_counter!(LOOKUPS, "Metadata lookups of objects the graph had not seen, by result.");
+    describe_gauge!(WAL_BYTES, Unit::Bytes, "Disk used by the write-ahead log's segments (bounded by --max-wal-bytes).");
+    describe_gauge!(WAL_SEGMENTS, "Write-ahead log segment files.");
+    describe_gauge!(WAL_UNACKNOWLEDGED, "Accepted bodies whose spans are not all exported yet.");
+    describe_gauge!(WAL_UNACKNOWLEDGED_BYTES, Unit::Bytes, "Bytes of accepted bodies whose spans are not all exported yet.");
+    describe_counter!(WAL_APPENDS, "Bodies written to the write-ahead log.");
+    describe_counter!(WAL_SYNCS, "fdatasync calls of the write-ahead log (group commit: fewer than appends under load).");
+    describe_counter!(WAL_REFUSED, "Appends refused (the webhook answered 429), by reason: full, io_error.");
+    describe_counter!(WAL_TORN_TAILS, "Partly written records cut off the newest segment at start-up.");
+    describe_counter!(WAL_CORRUPT_SEGMENTS, "Older segments with an unreadable record at start-up (the rest of the segment is lost).");
+    describe_counter!(WAL_CONTEXT_EVICTED, "Acknowledged segments removed before their context period ended, to make room.");
+    describe_counter!(WAL_RECOVERED, "Entries found at start-up, by state: acknowledged (replayed as context), unacknowledged (replayed as new).");
     Ok(handle)
 }
 

@@ -56,13 +56,13 @@ async fn the_export_loop_merges_waiting_batches_of_one_cluster() {
     // The same spans cut into 40 small batches for cluster "a", then one for "b".
     let chunk = spans.len().div_ceil(40);
     for piece in spans.chunks(chunk) {
-        tx.send(SpanBatch { cluster: Arc::from("a"), spans: piece.to_vec() }).await.unwrap();
+        tx.send(SpanBatch { cluster: Arc::from("a"), spans: piece.to_vec(), completes: Vec::new(), completes_through: 0 }).await.unwrap();
     }
-    tx.send(SpanBatch { cluster: Arc::from("b"), spans: spans[..1].to_vec() }).await.unwrap();
+    tx.send(SpanBatch { cluster: Arc::from("b"), spans: spans[..1].to_vec(), completes: Vec::new(), completes_through: 0 }).await.unwrap();
     drop(tx);
     let exporter = OtlpExporter::new(Some(&receiver.endpoint()), OtlpProtocol::Grpc, SharedResource::new(None, [])).unwrap();
     let settings = ExportSettings { give_up_after: std::time::Duration::from_secs(30) };
-    export_task::run(rx, exporter, settings, Arc::new(ExportHealth::default())).await;
+    export_task::run(rx, exporter, settings, Arc::new(ExportHealth::default()), None).await;
 
     let requests = receiver.received.lock().unwrap().len();
     let clusters = otlp_receiver::resource_values(&receiver.received, "k8s.cluster.name");

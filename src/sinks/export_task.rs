@@ -5,6 +5,9 @@
 //! ingest queue fills and the webhook answers 429: the apiserver holds the data
 //! instead of kausal dropping it. Only after `give_up_after` of failures are a
 //! batch's spans abandoned, counted under `reason="retries_exhausted"` and logged.
+//!
+//! After a batch is exported (or given up and counted), the write-ahead log
+//! entries it completes are acknowledged, so the log can let them go.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use super::otel::SharedResource;
 use super::otlp_export::OtlpExporter;
 use crate::pipeline::{SpanBatch, cluster_label};
 use crate::telemetry as m;
+use crate::wal::Wal;
 
 #[derive(Debug, Clone)]
 pub struct ExportSettings {
@@ -55,6 +59,7 @@ pub async fn run(
     mut exporter: OtlpExporter,
     settings: ExportSettings,
     health: Arc<ExportHealth>,
+    wal: Option<Arc<Wal>>,
 ) {
     let mut resources: HashMap<Arc<str>, SharedResource> = HashMap::new();
     let mut held: Option<SpanBatch> = None;
@@ -71,7 +76,11 @@ pub async fn run(
         // waiting for the same cluster into one export.
         while batch.spans.len() < MAX_COALESCED_SPANS {
             match batches.try_recv() {
-                Ok(next) if next.cluster == batch.cluster => batch.spans.extend(next.spans),
+                Ok(next) if next.cluster == batch.cluster => {
+                    batch.spans.extend(next.spans);
+                    batch.completes.extend(next.completes);
+                    batch.completes_through = batch.completes_through.max(next.completes_through);
+                }
                 Ok(next) => {
                     held = Some(next);
                     break;
@@ -85,7 +94,7 @@ pub async fn run(
             .or_insert_with(|| SharedResource::from_env(Some(&*batch.cluster).filter(|c| !c.is_empty())));
         let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
-        loop {
+        while !batch.spans.is_empty() {
             match exporter.export_with(resource, &batch.spans).await {
                 Ok(()) => {
                     health.set(true);
@@ -114,6 +123,9 @@ pub async fn run(
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+        }
+        if let Some(wal) = &wal {
+            wal.acknowledge(&batch.completes, batch.completes_through);
         }
     }
     exporter.shutdown();

@@ -174,7 +174,7 @@ async fn watch_events(api: Api<CoreEvent>, settings: WatchSettings, queue: Inges
         if decoded.records.is_empty() {
             continue;
         }
-        let batch = Batch { cluster: cluster.clone(), records: decoded.records, observed: Vec::new() };
+        let batch = Batch { cluster: cluster.clone(), records: decoded.records, ..Batch::default() };
         if queue.enqueue(batch).await.is_err() {
             return; // shutting down
         }
@@ -204,7 +204,7 @@ async fn look_up_objects(client: kube::Client, mut requests: mpsc::Receiver<Look
         match look_up(&client, &request.object).await {
             Ok(Some(observed)) => {
                 metrics::counter!(m::LOOKUPS, "result" => "found").increment(1);
-                let batch = Batch { cluster: request.cluster, records: Vec::new(), observed: vec![observed] };
+                let batch = Batch { cluster: request.cluster, observed: vec![observed], ..Batch::default() };
                 if queue.enqueue(batch).await.is_err() {
                     return;
                 }

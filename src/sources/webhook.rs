@@ -3,9 +3,11 @@
 //!
 //! The order of checks is the order of cost: authenticate (no body read),
 //! refuse an oversize `Content-Length`, read the body (decompressed, bounded),
-//! decode it, and enqueue. A 200 means every good record is in the queue; bad
-//! records in the same batch are counted and logged, never a reason to fail the
-//! batch (the apiserver would only resend it).
+//! decode it, take room in the queue, write the body to the write-ahead log
+//! (when there is one) and enqueue. A 200 means every good record is in the
+//! queue and, with `--data-dir`, synced to disk; bad records in the same batch
+//! are counted and logged, never a reason to fail the batch (the apiserver
+//! would only resend it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +38,7 @@ use super::recorder::Recorder;
 use crate::pipeline::{Batch, EnqueueError, IngestQueue, cluster_label};
 use crate::sinks::export_task::ExportHealth;
 use crate::telemetry as m;
+use crate::wal::{AppendError, Endpoint, Wal};
 
 /// Who may POST.
 #[derive(Debug, Clone, Default)]
@@ -90,6 +93,8 @@ pub struct WebhookState {
     pub export_health: Arc<ExportHealth>,
     /// `--record-dir`: accepted bodies are kept as fixtures.
     pub recorder: Option<Arc<Recorder>>,
+    /// `--data-dir`: accepted bodies are on disk before the 200.
+    pub wal: Option<Arc<Wal>>,
 }
 
 /// The webhook's routes. Ingest routes are authenticated; health and metrics
@@ -129,6 +134,10 @@ async fn readyz(State(state): State<Arc<WebhookState>>) -> Response {
     }
     if !state.export_health.healthy() {
         problems.push("OTLP exports are failing".to_owned());
+    }
+    if let Some(wal) = state.wal.as_ref().filter(|w| w.saturated()) {
+        let stats = wal.stats();
+        problems.push(format!("write-ahead log {}/{} bytes not yet exported", stats.unacknowledged_bytes, wal.max_bytes()));
     }
     if problems.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
@@ -177,12 +186,12 @@ async fn authenticate(
 
 /// `POST /audit` and `POST /audit/{cluster}`.
 async fn audit(state: State<Arc<WebhookState>>, cluster: Option<Path<String>>, headers: HeaderMap, body: Body) -> Response {
-    ingest(&state, cluster.as_deref().map_or("", String::as_str), "audit", &headers, body).await
+    ingest(&state, cluster.as_deref().map_or("", String::as_str), Endpoint::Audit, &headers, body).await
 }
 
 /// `POST /events` and `POST /events/{cluster}`: the same decoder, counted apart.
 async fn events(state: State<Arc<WebhookState>>, cluster: Option<Path<String>>, headers: HeaderMap, body: Body) -> Response {
-    ingest(&state, cluster.as_deref().map_or("", String::as_str), "events", &headers, body).await
+    ingest(&state, cluster.as_deref().map_or("", String::as_str), Endpoint::Events, &headers, body).await
 }
 
 fn error(status: StatusCode, reason: &str, message: impl Into<String>) -> Response {
@@ -192,12 +201,30 @@ fn error(status: StatusCode, reason: &str, message: impl Into<String>) -> Respon
 /// Bodies from this size on are decoded with `block_in_place`.
 const LARGE_BODY: usize = 1 << 20;
 
+/// Decodes a body accepted at `accepted_at` (Unix microseconds): the
+/// webhook's decoding, also used to replay the write-ahead log, so that a
+/// recovered body yields exactly the records it did when it was accepted.
+pub fn decode_body(bytes: &[u8], options: DecodeOptions, accepted_at: i64) -> Decoded {
+    let mut decoded = Decoded::default();
+    files::decode_bytes(bytes, options, &mut decoded);
+    decoded.reject_records_after(accepted_at.saturating_add(MAX_AHEAD_OF_CLOCK.as_micros() as i64), MAX_AHEAD_OF_CLOCK);
+    decoded
+}
+
 /// A cluster name is a path segment and a metrics label: keep it short and plain.
 pub fn valid_cluster_name(name: &str) -> bool {
     (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-async fn ingest(state: &WebhookState, cluster: &str, endpoint: &'static str, headers: &HeaderMap, body: Body) -> Response {
+/// 429 with `Retry-After`: the apiserver keeps the batch and sends it again.
+fn retry_later(reason: &str, message: String) -> Response {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, reason, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &HeaderMap, body: Body) -> Response {
+    let endpoint = route.as_str();
     if !cluster.is_empty() && !valid_cluster_name(cluster) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -229,16 +256,14 @@ async fn ingest(state: &WebhookState, cluster: &str, endpoint: &'static str, hea
         return error(StatusCode::BAD_REQUEST, "empty_body", "the request body is empty");
     }
 
-    let mut decoded = Decoded::default();
-    if bytes.len() >= LARGE_BODY {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    let decoded = if bytes.len() >= LARGE_BODY {
         // Parsing megabytes takes milliseconds: let the runtime move other
         // connections off this thread meanwhile.
-        tokio::task::block_in_place(|| files::decode_bytes(&bytes, state.decode, &mut decoded));
+        tokio::task::block_in_place(|| decode_body(&bytes, state.decode, now))
     } else {
-        files::decode_bytes(&bytes, state.decode, &mut decoded);
-    }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
-    decoded.reject_records_after(now.saturating_add(MAX_AHEAD_OF_CLOCK.as_micros() as i64), MAX_AHEAD_OF_CLOCK);
+        decode_body(&bytes, state.decode, now)
+    };
     let recognised = decoded.stats.audit_events + decoded.stats.kube_events + decoded.stats.skipped.values().sum::<u64>();
     if recognised == 0 && decoded.records.is_empty() {
         let first = decoded.bad.first();
@@ -257,8 +282,36 @@ async fn ingest(state: &WebhookState, cluster: &str, endpoint: &'static str, hea
 
     let accepted = decoded.records.len();
     let bad = decoded.stats.bad_total();
-    let batch = Batch { cluster: cluster.clone(), records: decoded.records, observed: Vec::new() };
-    match state.queue.try_enqueue(batch) {
+    let reservation = match state.queue.try_reserve(accepted) {
+        Ok(r) => r,
+        Err(EnqueueError::Full) => {
+            return retry_later("queue_full", format!("the ingest queue is full ({} records); retry", state.queue.capacity()));
+        }
+        Err(EnqueueError::TooLarge { records, capacity }) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!("the batch has {records} records; the queue holds {capacity} (--queue-capacity)"),
+            );
+        }
+        Err(EnqueueError::Closed) => return shutting_down(),
+    };
+    // A body with no good record has nothing to keep: it is not logged.
+    let wal_seq = match state.wal.as_ref().filter(|_| accepted > 0) {
+        Some(wal) => {
+            let newest = decoded.records.iter().map(|r| r.order_time()).max().unwrap_or_default();
+            match wal.append(&cluster, route, &bytes, now, newest).await {
+                Ok(seq) => Some(seq),
+                Err(e @ AppendError::Full { .. }) => return retry_later("wal_full", format!("{e}; retry")),
+                Err(e @ AppendError::Io(_)) => return retry_later("wal_write_failed", format!("{e}; retry")),
+                Err(e @ AppendError::TooLarge { .. }) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", e.to_string()),
+                Err(AppendError::Closed) => return shutting_down(),
+            }
+        }
+        None => None,
+    };
+    let batch = Batch { cluster: cluster.clone(), records: decoded.records, wal_seq, ..Batch::default() };
+    match reservation.send(batch) {
         Ok(()) => {
             if let Some(recorder) = &state.recorder {
                 recorder.body(&cluster, endpoint, &bytes);
@@ -266,31 +319,20 @@ async fn ingest(state: &WebhookState, cluster: &str, endpoint: &'static str, hea
             metrics::counter!(m::BATCHES_RECEIVED, "cluster" => label, "endpoint" => endpoint).increment(1);
             (StatusCode::OK, Json(json!({ "accepted": accepted, "bad": bad }))).into_response()
         }
-        Err(EnqueueError::Full) => {
-            let mut response = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "queue_full",
-                format!("the ingest queue is full ({} records); retry", state.queue.capacity()),
-            );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
-        Err(EnqueueError::TooLarge { records, capacity }) => error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("the batch has {records} records; the queue holds {capacity} (--queue-capacity)"),
-        ),
-        Err(EnqueueError::Closed) => {
-            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "kausal is shutting down; retry");
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
+        // The worker is gone (shutdown): an entry already logged is replayed at the next start.
+        Err(_) => shutting_down(),
     }
+}
+
+fn shutting_down() -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "kausal is shutting down; retry");
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 impl WebhookState {
     /// The interned cluster name, or `None` when accepting it would exceed the limit.
-    fn cluster_key(&self, name: &str) -> Option<Arc<str>> {
+    pub fn cluster_key(&self, name: &str) -> Option<Arc<str>> {
         if let Some(entry) = self.clusters.get(name) {
             return Some(entry.key().clone());
         }
