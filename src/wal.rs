@@ -227,6 +227,25 @@ impl Index {
     }
 }
 
+impl Index {
+    /// The disk is full: removes every fully acknowledged segment from the
+    /// head whatever the context period (recovery then has less context,
+    /// but no data is lost). Returns whether anything was freed.
+    fn retire_for_space(&mut self) -> bool {
+        let mut freed = false;
+        while self.segments.len() > 1 {
+            let (&number, head) = self.segments.first_key_value().expect("len > 1");
+            if !head.unacknowledged.is_empty() {
+                break;
+            }
+            let head = self.segments.remove(&number).expect("present");
+            freed |= fs::remove_file(&head.path).is_ok();
+            metrics::counter!(m::WAL_CONTEXT_EVICTED).increment(1);
+        }
+        freed
+    }
+}
+
 enum Request {
     Append { entry: Entry, reply: tokio::sync::oneshot::Sender<Result<(), AppendError>> },
     Acknowledge(Vec<u64>),
@@ -646,21 +665,59 @@ impl Writer {
     }
 
     /// Writes a group and syncs it. On failure (disk full) the segment is cut
-    /// back to where the group began, so no partial record stays behind.
+    /// back to where the group began, so no partial record stays behind;
+    /// then space is reclaimed from acknowledged data and the group is tried
+    /// once more.
     fn write_group(&mut self, buffer: &[u8], sync: bool) -> io::Result<()> {
         if buffer.is_empty() {
             return Ok(());
         }
+        match self.try_write(buffer, sync) {
+            Ok(()) => Ok(()),
+            Err(first) => {
+                if self.reclaim_space() {
+                    tracing::warn!(error = %first, "write-ahead log write failed; retrying after freeing acknowledged segments");
+                    self.try_write(buffer, sync)
+                } else {
+                    Err(first)
+                }
+            }
+        }
+    }
+
+    fn try_write(&mut self, buffer: &[u8], sync: bool) -> io::Result<()> {
         let before = self.index.lock().expect("wal index").segments.get(&self.number).map_or(0, |s| s.bytes);
         let result = self.file.write_all(buffer).and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         if let Err(e) = &result {
-            tracing::error!(error = %e, "write-ahead log write failed; the group is refused");
+            tracing::error!(error = %e, "write-ahead log write failed");
             if let Err(cut) = self.file.set_len(before).and_then(|()| self.file.sync_data()) {
                 tracing::error!(error = %cut, "could not cut the failed write off the segment; starting a new one");
                 let _ = self.roll();
             }
         }
         result
+    }
+
+    /// Frees disk after a failed write: acknowledged segments at the head go,
+    /// and a segment being written that holds only acknowledged entries is
+    /// cut back to its header (a segment larger than the disk would otherwise
+    /// never roll, and never be freed).
+    fn reclaim_space(&mut self) -> bool {
+        let mut index = self.index.lock().expect("wal index");
+        let mut freed = index.retire_for_space();
+        let only_current = index.segments.len() == 1;
+        if let Some(current) = index.segments.get_mut(&self.number)
+            && only_current
+            && current.unacknowledged.is_empty()
+            && current.bytes > MAGIC.len() as u64
+            && self.file.set_len(MAGIC.len() as u64).and_then(|()| self.file.sync_data()).is_ok()
+        {
+            current.bytes = MAGIC.len() as u64;
+            current.max_record_time = Micros::MIN;
+            freed = true;
+        }
+        publish(&index);
+        freed
     }
 
     fn roll_if_full(&mut self) -> io::Result<()> {
