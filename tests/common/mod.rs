@@ -4,6 +4,7 @@
 
 pub mod otlp_receiver;
 pub mod server;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 

@@ -38,6 +38,8 @@ pub struct Receiver {
     pub addr: SocketAddr,
     pub received: Received,
     gate: tokio::sync::watch::Sender<bool>,
+    /// Ends the gRPC server (see [`Receiver::stop`]).
+    stop: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Receiver {
@@ -45,17 +47,39 @@ impl Receiver {
     pub async fn start(open: bool) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let received: Received = Arc::default();
-        let (gate, open_rx) = tokio::sync::watch::channel(open);
-        let service = TraceServiceServer::new(Service { received: received.clone(), open: open_rx });
-        tokio::spawn(async move {
+        let (gate, _) = tokio::sync::watch::channel(open);
+        let mut receiver = Receiver { addr, received: Arc::default(), gate, stop: None };
+        receiver.serve(listener);
+        receiver
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let service = TraceServiceServer::new(Service { received: self.received.clone(), open: self.gate.subscribe() });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                })
                 .await
                 .unwrap();
         });
-        Receiver { addr, received, gate }
+        self.stop = Some((stop, task));
+    }
+
+    /// Shuts the gRPC server down (connections are told to go away, the port
+    /// closes and new connections are refused), as a collector that stopped.
+    pub async fn stop(&mut self) {
+        let (stop, task) = self.stop.take().expect("running");
+        let _ = stop.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(30), task).await.expect("receiver stops").unwrap();
+    }
+
+    /// Starts again on the same address, keeping what was received.
+    pub async fn restart(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
     }
 
     /// An OTLP/HTTP (protobuf) receiver on loopback, always open.
@@ -78,7 +102,7 @@ impl Receiver {
         );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let (gate, _) = tokio::sync::watch::channel(true);
-        Receiver { addr, received, gate }
+        Receiver { addr, received, gate, stop: None }
     }
 
     pub fn endpoint(&self) -> String {

@@ -132,6 +132,17 @@ impl Kausal {
         child.wait().unwrap()
     }
 
+    /// SIGKILL: no shutdown, no flush, exactly a crash.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Waits for a process that is expected to exit on its own.
     pub fn wait_exit(&mut self) -> ExitStatus {
         self.child.take().expect("running").wait().unwrap()

@@ -1,0 +1,476 @@
+//! Fault tests on real processes: the `kausal serve` binary with a write-ahead
+//! log under `--data-dir`, over mTLS, exporting to a real OTLP/gRPC receiver,
+//! fed the real captured batches by senders that retry on any error as the
+//! apiserver does. Every wait is for a condition, with a deadline; nothing
+//! asserts a duration. Each test prints its figures (events sent,
+//! acknowledged, exported, lost, duplicates, recovery time) on one line
+//! starting `fault-figures`, which RELIABILITY.md quotes.
+//!
+//! 1. Crash: SIGKILL mid-stream, restart on the same data directory.
+//! 2. Exporter outage: the receiver shuts down mid-stream and comes back.
+//! 3. Overload: senders at ten times the apiserver's maximum batch rate.
+//! 4. Disk full: a tiny `--max-wal-bytes`, and a 1 MiB tmpfs that really fills.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::otlp_receiver::{self, Receiver, SpanKey, SpanShape};
+use common::server::{Certs, Kausal, metric_sum};
+use common::workload::{self, CORE_FLAGS, SendStats, send_until_accepted};
+
+/// Starts `kausal serve` with mTLS, the test core settings and `extra` flags.
+fn start_kausal(certs: &Certs, receiver: &Receiver, data_dir: Option<&Path>, ports: Option<(u16, u16)>, extra: &[&str]) -> Kausal {
+    let mut args: Vec<String> = vec![
+        "--tls-cert".into(),
+        certs.path("server.crt").display().to_string(),
+        "--tls-key".into(),
+        certs.path("server.key").display().to_string(),
+        "--client-ca".into(),
+        certs.path("ca.crt").display().to_string(),
+        "--otlp-endpoint".into(),
+        receiver.endpoint(),
+    ];
+    args.extend(CORE_FLAGS.iter().map(|s| s.to_string()));
+    if let Some(dir) = data_dir {
+        args.extend(["--data-dir".to_owned(), dir.display().to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match ports {
+        Some((port, ops)) => Kausal::start_at(port, ops, &args, &[]),
+        None => Kausal::start(&args),
+    }
+}
+
+/// Waits until `condition` holds, polling; fails with `what` after `limit`.
+async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, limit: Duration, mut condition: impl FnMut() -> F) {
+    let deadline = Instant::now() + limit;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `/metrics` until `done` says so, keeping the peak of each of
+/// `peaks` (metric names) seen meanwhile; fails with `what` after `limit`.
+async fn watch_metrics(
+    kausal: &Kausal,
+    what: &str,
+    limit: Duration,
+    peaks: &[&str],
+    mut done: impl FnMut(&str) -> bool,
+) -> Vec<f64> {
+    let deadline = Instant::now() + limit;
+    let mut peak = vec![0.0f64; peaks.len()];
+    loop {
+        let metrics = kausal.metrics().await;
+        for (p, name) in peak.iter_mut().zip(peaks) {
+            *p = p.max(metric_sum(&metrics, name, &[]));
+        }
+        if done(&metrics) {
+            return peak;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Deduplicated spans at the receiver, and how many arrived twice or more.
+fn received(receiver: &Receiver) -> (BTreeMap<SpanKey, SpanShape>, usize) {
+    let unique = otlp_receiver::spans_by_id(&receiver.received);
+    let total = otlp_receiver::span_count(&receiver.received);
+    let duplicates = total - unique.len();
+    (unique, duplicates)
+}
+
+/// Waits until every span of `expected` has arrived (or more: extra spans
+/// then fail the comparison that follows).
+async fn wait_for_spans(receiver: &Receiver, expected: &BTreeMap<SpanKey, SpanShape>, limit: Duration) {
+    wait_for("every expected span", limit, || {
+        let n = received(receiver).0.len();
+        async move { n >= expected.len() }
+    })
+    .await;
+}
+
+/// What arrived (deduplicated), how many spans arrived more than once, and
+/// how many expected spans never did.
+fn outcome(receiver: &Receiver, expected: &BTreeMap<SpanKey, SpanShape>) -> (BTreeMap<SpanKey, SpanShape>, usize, usize) {
+    let (got, duplicates) = received(receiver);
+    let lost = expected.keys().filter(|k| !got.contains_key(*k)).count();
+    (got, duplicates, lost)
+}
+
+fn audit_events(bodies: &[String]) -> usize {
+    bodies.iter().map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["items"].as_array().map_or(0, Vec::len)).sum()
+}
+
+/// Sends `bodies` in order, one at a time, as the apiserver's batch backend does.
+fn spawn_sequential_sender(client: reqwest::Client, url: String, bodies: Arc<Vec<String>>, stats: Arc<SendStats>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        for body in bodies.iter() {
+            send_until_accepted(&client, &url, body, &stats, Duration::from_millis(200), deadline).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loses_no_acknowledged_event_and_duplicates_none() {
+    let certs = Certs::generate();
+    let client = certs.client(Some(&certs));
+    let receiver = Receiver::start(true).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut kausal = start_kausal(&certs, &receiver, Some(data.path()), None, &[]);
+    kausal.wait_healthy().await;
+    let (port, ops) = (kausal.port, kausal.ops_port);
+
+    let bodies = Arc::new(workload::workload(3));
+    let expected = otlp_receiver::shape_of(&workload::expected_spans(&bodies));
+    let stats = Arc::new(SendStats::default());
+    let sender = spawn_sequential_sender(client, kausal.url("https", "/audit"), bodies.clone(), stats.clone());
+
+    // Crash in the middle of the second repetition, while batches are in
+    // flight and spans of the first are still being exported.
+    let kill_after = bodies.len() * 4 / 10;
+    wait_for("the sender to get halfway", Duration::from_secs(120), || {
+        let n = stats.accepted.load(Ordering::Relaxed);
+        async move { n >= kill_after }
+    })
+    .await;
+    let exported_before_crash = received(&receiver).0.len();
+    kausal.kill();
+    let accepted_at_crash = stats.accepted.load(Ordering::Relaxed);
+
+    let restarted = Instant::now();
+    let mut kausal = start_kausal(&certs, &receiver, Some(data.path()), Some((port, ops)), &[]);
+    kausal.wait_healthy().await;
+    let recovery = restarted.elapsed();
+    let log = kausal.log();
+    assert!(log.contains("write-ahead log replayed"), "no recovery on restart:\n{log}");
+
+    sender.await.unwrap();
+    wait_for_spans(&receiver, &expected, Duration::from_secs(120)).await;
+    let metrics = kausal.metrics().await;
+    kausal.terminate();
+    let (got, duplicates, lost) = outcome(&receiver, &expected);
+    println!(
+        "fault-figures crash: audit_events_sent={} batches_acknowledged={} spans_expected={} spans_exported={} lost={lost} \
+         duplicates={duplicates} exported_before_crash={exported_before_crash} accepted_at_crash={accepted_at_crash} \
+         recovery_ms={} recovered_unacknowledged={} recovered_acknowledged={}",
+        audit_events(&bodies),
+        stats.accepted.load(Ordering::Relaxed),
+        expected.len(),
+        got.len(),
+        recovery.as_millis(),
+        metric_sum(&metrics, "kausal_wal_recovered_entries_total", &["unacknowledged"]),
+        metric_sum(&metrics, "kausal_wal_recovered_entries_total", &["state=\"acknowledged\""]),
+    );
+    assert_eq!(stats.accepted.load(Ordering::Relaxed), bodies.len());
+    assert!(stats.refused("connect") > 0 || stats.refused("503") > 0, "the crash was not seen by the sender");
+    assert_eq!(lost, 0, "{}", otlp_receiver::describe_difference(&expected, &got));
+    // Same IDs, same parents, same traces as an uninterrupted run: the graph
+    // was rebuilt from the log, and nothing else arrived.
+    assert_eq!(got, expected, "{}", otlp_receiver::describe_difference(&expected, &got));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporter_outage_holds_the_backlog_and_drains_it() {
+    let certs = Certs::generate();
+    let client = certs.client(Some(&certs));
+    let mut receiver = Receiver::start(true).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut kausal = start_kausal(&certs, &receiver, Some(data.path()), None, &[]);
+    kausal.wait_healthy().await;
+
+    let bodies = Arc::new(workload::workload(2));
+    let expected = otlp_receiver::shape_of(&workload::expected_spans(&bodies));
+    let stats = Arc::new(SendStats::default());
+    let sender = spawn_sequential_sender(client, kausal.url("https", "/audit"), bodies.clone(), stats.clone());
+
+    wait_for("spans to flow", Duration::from_secs(120), || {
+        let n = received(&receiver).0.len();
+        async move { n > 0 }
+    })
+    .await;
+    receiver.stop().await;
+    let outage = Instant::now();
+    // The backlog builds: exports fail and are retried, entries wait in the log.
+    let peaks = ["kausal_wal_unacknowledged_entries", "kausal_wal_bytes"];
+    let peak = watch_metrics(&kausal, "a backlog while the receiver is down", Duration::from_secs(120), &peaks, |m| {
+        metric_sum(m, "kausal_export_retries_total", &[]) >= 3.0 && metric_sum(m, "kausal_wal_unacknowledged_entries", &[]) >= 20.0
+    })
+    .await;
+    let (peak_unacknowledged, peak_wal_bytes) = (peak[0], peak[1]);
+    let ready = reqwest::get(kausal.ops_url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready while exports fail");
+    assert!(ready.text().await.unwrap().contains("exports are failing"));
+    let exported_before_outage = received(&receiver).0.len();
+    receiver.restart().await;
+    let outage = outage.elapsed();
+    let restored = Instant::now();
+
+    sender.await.unwrap();
+    wait_for_spans(&receiver, &expected, Duration::from_secs(180)).await;
+    let drain = restored.elapsed();
+    watch_metrics(&kausal, "the log to be drained", Duration::from_secs(60), &[], |m| {
+        metric_sum(m, "kausal_wal_unacknowledged_entries", &[]) == 0.0
+    })
+    .await;
+    let metrics = kausal.metrics().await;
+    let (got, duplicates, lost) = outcome(&receiver, &expected);
+    println!(
+        "fault-figures exporter-outage: audit_events_sent={} batches_acknowledged={} spans_expected={} spans_exported={} \
+         lost={lost} duplicates={duplicates} exported_before_outage={exported_before_outage} outage_ms={} drain_ms={} peak_unacknowledged_entries={peak_unacknowledged} \
+         peak_wal_bytes={peak_wal_bytes} export_retries={} given_up={}",
+        audit_events(&bodies),
+        stats.accepted.load(Ordering::Relaxed),
+        expected.len(),
+        got.len(),
+        outage.as_millis(),
+        drain.as_millis(),
+        metric_sum(&metrics, "kausal_export_retries_total", &[]),
+        metric_sum(&metrics, "kausal_spans_export_failed_total", &[]),
+    );
+    assert_eq!(metric_sum(&metrics, "kausal_spans_export_failed_total", &[]), 0.0, "spans were given up");
+    assert_eq!(metric_sum(&metrics, "kausal_queue_depth_records", &[]), 0.0);
+    assert_eq!(lost, 0, "{}", otlp_receiver::describe_difference(&expected, &got));
+    assert_eq!(got, expected, "{}", otlp_receiver::describe_difference(&expected, &got));
+    kausal.terminate();
+}
+
+/// The apiserver's webhook batch backend sends at most 10 batches a second
+/// (`--audit-webhook-batch-throttle-qps`, default 10).
+const APISERVER_MAX_BATCHES_PER_SECOND: u64 = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_answered_with_429_and_every_acknowledged_event_is_exported() {
+    let certs = Certs::generate();
+    let client = certs.client(Some(&certs));
+    // The receiver holds exports at first: linking pauses, the queue fills.
+    let receiver = Receiver::start(false).await;
+    let data = tempfile::tempdir().unwrap();
+    let queue_capacity = 500;
+    let max_wal_bytes = 16u64 << 20;
+    let mut kausal = start_kausal(
+        &certs,
+        &receiver,
+        Some(data.path()),
+        None,
+        &["--queue-capacity", "500", "--export-queue-batches", "1", "--max-wal-bytes", "16Mi"],
+    );
+    kausal.wait_healthy().await;
+    let pid = kausal.pid();
+
+    let bodies = Arc::new(workload::workload(6));
+    let stats = Arc::new(SendStats::default());
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rate = APISERVER_MAX_BATCHES_PER_SECOND * 10;
+    let started = Instant::now();
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, bodies, stats, next) =
+                (client.clone(), kausal.url("https", "/audit"), bodies.clone(), stats.clone(), next.clone());
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(240);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { return };
+                    // Paced to `rate` batches a second across all senders.
+                    let due = started + Duration::from_micros(i as u64 * 1_000_000 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                    send_until_accepted(&client, &url, body, &stats, Duration::from_secs(1), deadline).await;
+                }
+            })
+        })
+        .collect();
+
+    // Let the pressure build until kausal has refused enough, then open the receiver.
+    let peaks = ["kausal_queue_depth_records", "kausal_wal_bytes"];
+    let peak = watch_metrics(&kausal, "429s under overload", Duration::from_secs(120), &peaks, |_| stats.refused("429") >= 20).await;
+    receiver.open();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let records = workload::records_of(&bodies);
+    let allowed: BTreeSet<Vec<u8>> = records.iter().flat_map(workload::possible_span_ids).map(|id| id.to_vec()).collect();
+    let writes: BTreeSet<Vec<u8>> = records
+        .iter()
+        .filter(|r| matches!(r, kausal::core::Record::Write(_)))
+        .flat_map(workload::possible_span_ids)
+        .map(|id| id.to_vec())
+        .collect();
+    let expected_spans = workload::expected_spans(&bodies).len();
+    wait_for("every acknowledged write's span", Duration::from_secs(180), || {
+        let got = otlp_receiver::span_ids(&received(&receiver).0);
+        let all = writes.is_subset(&got);
+        async move { all }
+    })
+    .await;
+    watch_metrics(&kausal, "the log to be drained", Duration::from_secs(60), &[], |m| {
+        metric_sum(m, "kausal_wal_unacknowledged_entries", &[]) == 0.0
+    })
+    .await;
+    let metrics = kausal.metrics().await;
+    let (peak_queue, peak_wal) = (peak[0].max(metric_sum(&metrics, "kausal_queue_depth_records", &[])), peak[1]);
+    let peak_rss = workload::peak_rss(pid).unwrap_or(0);
+    kausal.terminate();
+    let (got, duplicates) = received(&receiver);
+    let got_ids = otlp_receiver::span_ids(&got);
+    let unexpected = got_ids.difference(&allowed).count();
+    // Every acknowledged write has its span; every acknowledged Event one of
+    // its possible spans (the original, or a repeat: arrival order decides).
+    let lost = writes.difference(&got_ids).count()
+        + records
+            .iter()
+            .filter(|r| matches!(r, kausal::core::Record::Event(_)))
+            .filter(|r| !workload::possible_span_ids(r).iter().any(|id| got_ids.contains(&id.to_vec())))
+            .count();
+    let elapsed = started.elapsed();
+    println!(
+        "fault-figures overload: offered_batches_per_s={rate} batches={} attempts={} refused_429={} with_retry_after={} \
+         audit_events_sent={} batches_acknowledged={} write_spans_expected={} spans_exported={} spans_in_order_run={expected_spans} \
+         lost={lost} unexpected={unexpected} duplicates={duplicates} peak_queue_records={peak_queue} queue_capacity={queue_capacity} \
+         peak_wal_bytes={peak_wal} max_wal_bytes={max_wal_bytes} peak_rss_bytes={peak_rss} elapsed_ms={}",
+        bodies.len(),
+        stats.attempts.load(Ordering::Relaxed),
+        stats.refused("429"),
+        stats.retry_after.load(Ordering::Relaxed),
+        audit_events(&bodies),
+        stats.accepted.load(Ordering::Relaxed),
+        writes.len(),
+        got.len(),
+        elapsed.as_millis(),
+    );
+    assert_eq!(stats.accepted.load(Ordering::Relaxed), bodies.len());
+    assert_eq!(stats.no_retry_after.load(Ordering::Relaxed), 0, "a 429 without Retry-After");
+    assert_eq!(lost, 0);
+    assert_eq!(unexpected, 0, "spans that no acknowledged record accounts for");
+    assert_eq!(metric_sum(&metrics, "kausal_spans_export_failed_total", &[]), 0.0);
+    assert!(peak_queue <= queue_capacity as f64, "queue {peak_queue} above its capacity");
+    assert!(peak_wal <= max_wal_bytes as f64, "log {peak_wal} above --max-wal-bytes");
+    // Bounded memory: far below what the offered load would take unbounded
+    // (the whole workload decoded, twice over), whatever the exporter did.
+    assert!(peak_rss < 512 << 20, "peak RSS {peak_rss} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_answers_429_and_loses_nothing() {
+    let certs = Certs::generate();
+    let client = certs.client(Some(&certs));
+    let receiver = Receiver::start(false).await;
+    let data = tempfile::tempdir().unwrap();
+    let max_wal_bytes = 1u64 << 20;
+    let mut kausal = start_kausal(&certs, &receiver, Some(data.path()), None, &["--max-wal-bytes", "1Mi"]);
+    kausal.wait_healthy().await;
+    let bodies = Arc::new(workload::workload(1));
+    let expected = otlp_receiver::shape_of(&workload::expected_spans(&bodies));
+    let stats = Arc::new(SendStats::default());
+    let sender = spawn_sequential_sender(client, kausal.url("https", "/audit"), bodies.clone(), stats.clone());
+    let peak = watch_metrics(&kausal, "the log to fill", Duration::from_secs(120), &["kausal_wal_bytes"], |_| {
+        stats.refused("wal_full") >= 3
+    })
+    .await;
+    let peak_wal = peak[0];
+    receiver.open();
+    sender.await.unwrap();
+    wait_for_spans(&receiver, &expected, Duration::from_secs(120)).await;
+    let metrics = kausal.metrics().await;
+    kausal.terminate();
+    let (got, duplicates, lost) = outcome(&receiver, &expected);
+    println!(
+        "fault-figures wal-budget: max_wal_bytes={max_wal_bytes} peak_wal_bytes={peak_wal} refused_wal_full={} \
+         audit_events_sent={} batches_acknowledged={} spans_expected={} spans_exported={} lost={lost} duplicates={duplicates}",
+        stats.refused("wal_full"),
+        audit_events(&bodies),
+        stats.accepted.load(Ordering::Relaxed),
+        expected.len(),
+        got.len(),
+    );
+    assert!(metric_sum(&metrics, "kausal_wal_refused_appends_total", &["full"]) >= 3.0);
+    assert!(peak_wal <= max_wal_bytes as f64);
+    assert_eq!(lost, 0, "{}", otlp_receiver::describe_difference(&expected, &got));
+    assert_eq!(got, expected, "{}", otlp_receiver::describe_difference(&expected, &got));
+}
+
+/// Mounts a tmpfs of `size` at a new directory; `None` where mounting is not
+/// permitted (not root, or no CAP_SYS_ADMIN).
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_429_without_corrupting_the_log() {
+    let Some(disk) = Tmpfs::mount("1m") else {
+        // The budget test above covers 429 on a full log everywhere; this one
+        // needs the right to mount, which CI (root) has.
+        println!("fault-figures disk-full: skipped (mounting a tmpfs is not permitted here)");
+        return;
+    };
+    let certs = Certs::generate();
+    let client = certs.client(Some(&certs));
+    let receiver = Receiver::start(false).await;
+    // A budget far above the disk: the disk fills first, with ENOSPC.
+    // No context period, so exported segments give their space back at once.
+    let flags = ["--max-wal-bytes", "64Mi", "--wal-context", "0s"];
+    let mut kausal = start_kausal(&certs, &receiver, Some(disk.0.path()), None, &flags);
+    kausal.wait_healthy().await;
+    let (port, ops) = (kausal.port, kausal.ops_port);
+    let bodies = Arc::new(workload::workload(1));
+    let expected = otlp_receiver::shape_of(&workload::expected_spans(&bodies));
+    let stats = Arc::new(SendStats::default());
+    let sender = spawn_sequential_sender(client, kausal.url("https", "/audit"), bodies.clone(), stats.clone());
+    wait_for("the disk to fill", Duration::from_secs(120), || {
+        let failed = stats.refused("wal_write_failed");
+        async move { failed >= 3 }
+    })
+    .await;
+    receiver.open();
+    sender.await.unwrap();
+    wait_for_spans(&receiver, &expected, Duration::from_secs(120)).await;
+    // A crash now, and a restart on the same disk: the log must read back clean.
+    kausal.kill();
+    let restarted = Instant::now();
+    let mut kausal = start_kausal(&certs, &receiver, Some(disk.0.path()), Some((port, ops)), &flags);
+    kausal.wait_healthy().await;
+    let recovery = restarted.elapsed();
+    let log = kausal.log();
+    kausal.terminate();
+    let (got, duplicates, lost) = outcome(&receiver, &expected);
+    println!(
+        "fault-figures disk-full: disk_bytes=1048576 refused_write_failed={} audit_events_sent={} batches_acknowledged={} \
+         spans_expected={} spans_exported={} lost={lost} duplicates={duplicates} recovery_ms={}",
+        stats.refused("wal_write_failed"),
+        audit_events(&bodies),
+        stats.accepted.load(Ordering::Relaxed),
+        expected.len(),
+        got.len(),
+        recovery.as_millis()
+    );
+    assert!(!log.contains("corrupt write-ahead log segment"), "corruption after a full disk:\n{log}");
+    assert!(!log.contains("cutting a torn tail"), "a partial record was left behind:\n{log}");
+    assert_eq!(lost, 0, "{}", otlp_receiver::describe_difference(&expected, &got));
+    assert_eq!(got, expected, "{}", otlp_receiver::describe_difference(&expected, &got));
+}
