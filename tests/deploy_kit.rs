@@ -235,6 +235,18 @@ fn names_ports_and_paths_agree_across_the_kit() {
     let secret = str_of(&deployment["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"], "secretName");
     assert!(text("deploy/kind/up.sh").contains(&format!("create secret generic {secret}")));
 
+    // The write-ahead log lives on a writable volume larger than its budget
+    // (the root filesystem is read-only).
+    let data_dir = env(c, "KAUSAL_DATA_DIR");
+    let data_mount = c["volumeMounts"].as_sequence().unwrap().iter().find(|m| m["mountPath"] == data_dir);
+    let data_mount = data_mount.unwrap_or_else(|| panic!("KAUSAL_DATA_DIR={data_dir} is not a mounted volume"));
+    assert!(data_mount["readOnly"] != true, "the data volume is read-only");
+    let volume_name = &data_mount["name"];
+    let volume = deployment["spec"]["template"]["spec"]["volumes"].as_sequence().unwrap().iter().find(|v| &v["name"] == volume_name).unwrap();
+    let limit = kausal::serve::parse_bytes(str_of(&volume["emptyDir"]["sizeLimit"], "sizeLimit")).unwrap();
+    let wal = kausal::serve::parse_bytes(env(c, "KAUSAL_MAX_WAL_BYTES")).unwrap();
+    assert!(wal < limit, "KAUSAL_MAX_WAL_BYTES {wal} does not fit the volume's sizeLimit {limit}");
+
     // kausal exports to the Jaeger Service's OTLP/gRPC port.
     let jaeger_service = documents("deploy/jaeger.yaml").into_iter().find(|d| d["kind"] == "Service").unwrap();
     let otlp_port = jaeger_service["spec"]["ports"].as_sequence().unwrap().iter().find(|p| p["name"] == "otlp-grpc").unwrap()["port"]
