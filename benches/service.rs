@@ -167,14 +167,21 @@ impl Drop for Kausal {
     }
 }
 
-async fn start_kausal(certs: &Certs, otlp: SocketAddr) -> Kausal {
+/// `kausal serve`; with `data_dir`, with its write-ahead log there (a budget
+/// large enough that the run measures syncing, not 429s).
+async fn start_kausal(certs: &Certs, otlp: SocketAddr, data_dir: Option<&std::path::Path>) -> Kausal {
     let (port, ops) = (free_port(), free_port());
+    let wal: Vec<String> = match data_dir {
+        Some(dir) => vec!["--data-dir".into(), dir.display().to_string(), "--max-wal-bytes".into(), "8Gi".into(), "--wal-context".into(), "0s".into()],
+        None => Vec::new(),
+    };
     // Wrapped at once, so that Drop kills and reaps it on every path.
     let mut kausal = Kausal { child: Command::new(env!("CARGO_BIN_EXE_kausal"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
         .args(["--tls-cert", &certs.path("server.crt"), "--tls-key", &certs.path("server.key")])
         .args(["--client-ca", &certs.path("ca.crt"), "--otlp-endpoint", &format!("http://{otlp}")])
         .args(["--watch-events", "off", "--log-level", "warn"])
+        .args(&wal)
         .stdout(Stdio::null())
         .spawn()
         .unwrap(), port };
@@ -280,7 +287,7 @@ fn ms(d: Duration) -> f64 {
 
 fn print_load(who: &str, connections: usize, l: &Load) {
     println!(
-        "{who:<6} {connections:>3} conn: {:>7.1} batches/s {:>9.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  p999 {:>6.2} ms  ({} acknowledged, {} not)",
+        "{who:<10} {connections:>3} conn: {:>7.1} batches/s {:>9.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  p999 {:>6.2} ms  ({} acknowledged, {} not)",
         l.acknowledged as f64 / l.seconds,
         l.acknowledged as f64 * BATCH_EVENTS as f64 / l.seconds,
         ms(l.percentile(0.50)),
@@ -309,22 +316,32 @@ async fn main() {
     println!("webhook: {BATCH_EVENTS}-event batches of the capture's events ({:.0} KB each), {duration:?} per run", size as f64 / 1e3);
 
     let null_port = start_null(&certs).await;
-    let kausal = start_kausal(&certs, otlp).await;
+    let kausal = start_kausal(&certs, otlp, None).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let durable = start_kausal(&certs, otlp, Some(data_dir.path())).await;
     let null_url = format!("https://127.0.0.1:{null_port}/audit");
     let kausal_url = format!("https://127.0.0.1:{}/audit", kausal.port);
+    let durable_url = format!("https://127.0.0.1:{}/audit", durable.port);
+    let settle = if quick { Duration::from_millis(200) } else { Duration::from_secs(3) };
     for connections in [1, 8, 32] {
         let null = load(&certs, &null_url, &bodies, connections, duration).await;
         print_load("null", connections, &null);
         let served = load(&certs, &kausal_url, &bodies, connections, duration).await;
         print_load("kausal", connections, &served);
-        println!(
-            "           ratio kausal/null: {:.2} (acknowledged batches/s)",
-            (served.acknowledged as f64 / served.seconds) / (null.acknowledged as f64 / null.seconds)
-        );
         // Let kausal drain its queue before the next run.
-        tokio::time::sleep(if quick { Duration::from_millis(200) } else { Duration::from_secs(3) }).await;
+        tokio::time::sleep(settle).await;
+        let synced = load(&certs, &durable_url, &bodies, connections, duration).await;
+        print_load("kausal+wal", connections, &synced);
+        let per_second = |l: &Load| l.acknowledged as f64 / l.seconds;
+        println!(
+            "           ratio kausal/null: {:.2}, kausal+wal/null: {:.2} (acknowledged batches/s)",
+            per_second(&served) / per_second(&null),
+            per_second(&synced) / per_second(&null)
+        );
+        tokio::time::sleep(settle).await;
     }
     drop(kausal);
+    drop(durable);
 
     // OTLP/gRPC export to the loopback receiver.
     let mut engine = Engine::new(CoreConfig::default());
@@ -341,7 +358,7 @@ async fn main() {
     println!("\notlp export over gRPC to loopback: {:.0} spans/s ({} spans in {elapsed:.2}s)", (rounds * spans.len()) as f64 / elapsed, rounds * spans.len());
 
     // Export lag at 12,000 events/s: 30 batches of 400 a second, timestamped now.
-    let kausal = start_kausal(&certs, otlp).await;
+    let kausal = start_kausal(&certs, otlp, None).await;
     let url = format!("https://127.0.0.1:{}/audit", kausal.port);
     let client = certs.client();
     counting.measure_lag.store(true, Ordering::Relaxed);
