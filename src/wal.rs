@@ -254,6 +254,9 @@ enum Request {
 
 /// The handle sources and the export task share.
 pub struct Wal {
+    /// Held (an advisory lock on `LOCK`) while this process owns the
+    /// directory; the OS releases it when the process dies, however it dies.
+    _lock: File,
     config: WalConfig,
     index: Arc<Mutex<Index>>,
     requests: mpsc::Sender<Request>,
@@ -267,6 +270,19 @@ impl Wal {
     pub fn open(config: WalConfig) -> anyhow::Result<(Wal, Vec<Recovered>, RecoveryReport)> {
         use anyhow::Context as _;
         fs::create_dir_all(&config.dir).with_context(|| format!("creating {}", config.dir.display()))?;
+        let lock_path = config.dir.join("LOCK");
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "{} is in use by another kausal process: two writers would corrupt the log",
+                config.dir.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(anyhow::Error::new(e).context(format!("locking {}", lock_path.display())));
+            }
+        }
         let mut numbers: Vec<u64> = Vec::new();
         for item in fs::read_dir(&config.dir).with_context(|| format!("reading {}", config.dir.display()))? {
             let name = item?.file_name();
@@ -349,7 +365,7 @@ impl Wal {
         let writer = Writer { dir: config.dir.clone(), segment_bytes: config.segment_bytes(), index: index.clone(), file, number };
         let handle = std::thread::Builder::new().name("kausal-wal".into()).spawn(move || writer.run(receiver))?;
         publish(&index.lock().expect("wal index"));
-        Ok((Wal { config, index, requests, writer: Mutex::new(Some(handle)) }, recovered, report))
+        Ok((Wal { _lock: lock, config, index, requests, writer: Mutex::new(Some(handle)) }, recovered, report))
     }
 
     /// Appends a body and returns its sequence number once it is on disk
@@ -773,6 +789,17 @@ mod tests {
     }
 
     #[test]
+    fn a_second_process_cannot_open_the_same_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _, _) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
+        let Err(second) = Wal::open(config(dir.path(), 1 << 20)) else { panic!("opened twice") };
+        assert!(second.to_string().contains("in use by another kausal process"), "{second}");
+        wal.close();
+        drop(wal);
+        assert!(Wal::open(config(dir.path(), 1 << 20)).is_ok(), "the lock outlived its owner");
+    }
+
+    #[test]
     fn a_torn_tail_is_cut_off_and_everything_before_it_kept() {
         let dir = tempfile::tempdir().unwrap();
         let rt = runtime();
@@ -898,6 +925,7 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted, (1..=64).collect::<Vec<_>>());
         wal.close();
+        drop(wal);
         let (_, recovered, _) = Wal::open(config(dir.path(), 1 << 30)).unwrap();
         assert_eq!(recovered.len(), 64);
     }

@@ -74,6 +74,11 @@ async fn start_kausal(env: &Env, receiver: &Receiver, scenario: &str, watch: boo
         "3s".into(),
         "--watch-events".into(),
         if watch { "on" } else { "off" }.into(),
+        // Each scenario has its own write-ahead log, so the apiserver's
+        // batches go through it, and a restart under a new scenario name
+        // still starts from an empty graph.
+        "--data-dir".into(),
+        format!("{}/kausal-data/{}-{scenario}", env.dir, env.phase),
     ];
     if let Some(record) = &env.record {
         args.extend(["--record-dir".into(), format!("{record}/{}-{scenario}", env.phase)]);
