@@ -122,9 +122,20 @@ fn spawn_sequential_sender(client: reqwest::Client, url: String, bodies: Arc<Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loses_no_acknowledged_event_and_duplicates_none() {
+    crash(false).await;
+}
+
+/// The same crash while the receiver holds every export: at the kill,
+/// nothing is exported, so recovery replays the whole backlog as new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_during_an_export_backlog_replays_it_all() {
+    crash(true).await;
+}
+
+async fn crash(hold_exports: bool) {
     let certs = Certs::generate();
     let client = certs.client(Some(&certs));
-    let receiver = Receiver::start(true).await;
+    let receiver = Receiver::start(!hold_exports).await;
     let data = tempfile::tempdir().unwrap();
     let mut kausal = start_kausal(&certs, &receiver, Some(data.path()), None, &[]);
     kausal.wait_healthy().await;
@@ -153,6 +164,9 @@ async fn crash_loses_no_acknowledged_event_and_duplicates_none() {
     let recovery = restarted.elapsed();
     let log = kausal.log();
     assert!(log.contains("write-ahead log replayed"), "no recovery on restart:\n{log}");
+    // Exports the receiver held for the killed process died with its
+    // connection; the new process's go through.
+    receiver.open();
 
     sender.await.unwrap();
     wait_for_spans(&receiver, &expected, Duration::from_secs(120)).await;
@@ -160,9 +174,10 @@ async fn crash_loses_no_acknowledged_event_and_duplicates_none() {
     kausal.terminate();
     let (got, duplicates, lost) = outcome(&receiver, &expected);
     println!(
-        "fault-figures crash: audit_events_sent={} batches_acknowledged={} spans_expected={} spans_exported={} lost={lost} \
+        "fault-figures crash{}: audit_events_sent={} batches_acknowledged={} spans_expected={} spans_exported={} lost={lost} \
          duplicates={duplicates} exported_before_crash={exported_before_crash} accepted_at_crash={accepted_at_crash} \
          recovery_ms={} recovered_unacknowledged={} recovered_acknowledged={}",
+        if hold_exports { "-during-backlog" } else { "" },
         audit_events(&bodies),
         stats.accepted.load(Ordering::Relaxed),
         expected.len(),
