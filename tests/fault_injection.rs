@@ -183,8 +183,8 @@ async fn crash(hold_exports: bool) {
         expected.len(),
         got.len(),
         recovery.as_millis(),
-        metric_sum(&metrics, "kausal_wal_recovered_entries_total", &["unacknowledged"]),
-        metric_sum(&metrics, "kausal_wal_recovered_entries_total", &["state=\"acknowledged\""]),
+        metric_sum(&metrics, "kausal_wal_recovered_entries_total", &["unacknowledged"]) as u64,
+        metric_sum(&metrics, "kausal_wal_recovered_entries_total", &["state=\"acknowledged\""]) as u64,
     );
     assert_eq!(stats.accepted.load(Ordering::Relaxed), bodies.len());
     assert!(stats.refused("connect") > 0 || stats.refused("503") > 0, "the crash was not seen by the sender");
@@ -249,8 +249,8 @@ async fn exporter_outage_holds_the_backlog_and_drains_it() {
         got.len(),
         outage.as_millis(),
         drain.as_millis(),
-        metric_sum(&metrics, "kausal_export_retries_total", &[]),
-        metric_sum(&metrics, "kausal_spans_export_failed_total", &[]),
+        metric_sum(&metrics, "kausal_export_retries_total", &[]) as u64,
+        metric_sum(&metrics, "kausal_spans_export_failed_total", &[]) as u64,
     );
     assert_eq!(metric_sum(&metrics, "kausal_spans_export_failed_total", &[]), 0.0, "spans were given up");
     assert_eq!(metric_sum(&metrics, "kausal_queue_depth_records", &[]), 0.0);
