@@ -158,6 +158,7 @@ fn free_port() -> u16 {
 struct Kausal {
     child: Child,
     port: u16,
+    ops: u16,
 }
 
 impl Drop for Kausal {
@@ -184,7 +185,7 @@ async fn start_kausal(certs: &Certs, otlp: SocketAddr, data_dir: Option<&std::pa
         .args(&wal)
         .stdout(Stdio::null())
         .spawn()
-        .unwrap(), port };
+        .unwrap(), port, ops };
     let url = format!("http://127.0.0.1:{ops}/healthz");
     for _ in 0..600 {
         if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
@@ -316,22 +317,29 @@ async fn main() {
     println!("webhook: {BATCH_EVENTS}-event batches of the capture's events ({:.0} KB each), {duration:?} per run", size as f64 / 1e3);
 
     let null_port = start_null(&certs).await;
-    let kausal = start_kausal(&certs, otlp, None).await;
-    let data_dir = tempfile::tempdir().unwrap();
-    let durable = start_kausal(&certs, otlp, Some(data_dir.path())).await;
     let null_url = format!("https://127.0.0.1:{null_port}/audit");
-    let kausal_url = format!("https://127.0.0.1:{}/audit", kausal.port);
-    let durable_url = format!("https://127.0.0.1:{}/audit", durable.port);
     let settle = if quick { Duration::from_millis(200) } else { Duration::from_secs(3) };
     for connections in [1, 8, 32] {
         let null = load(&certs, &null_url, &bodies, connections, duration).await;
         print_load("null", connections, &null);
-        let served = load(&certs, &kausal_url, &bodies, connections, duration).await;
+        // A fresh process for each row, stopped before the next row starts,
+        // so no row competes with an earlier row's export backlog.
+        let kausal = start_kausal(&certs, otlp, None).await;
+        let served = load(&certs, &format!("https://127.0.0.1:{}/audit", kausal.port), &bodies, connections, duration).await;
         print_load("kausal", connections, &served);
-        // Let kausal drain its queue before the next run.
+        drop(kausal);
         tokio::time::sleep(settle).await;
-        let synced = load(&certs, &durable_url, &bodies, connections, duration).await;
+        let data_dir = tempfile::tempdir().unwrap();
+        let durable = start_kausal(&certs, otlp, Some(data_dir.path())).await;
+        let synced = load(&certs, &format!("https://127.0.0.1:{}/audit", durable.port), &bodies, connections, duration).await;
         print_load("kausal+wal", connections, &synced);
+        let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", durable.ops)).await.unwrap().text().await.unwrap();
+        let counter = |name: &str| {
+            metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).unwrap_or(0.0)
+        };
+        let (appends, syncs) = (counter("kausal_wal_appends_total"), counter("kausal_wal_syncs_total"));
+        println!("           group commit: {appends} appends in {syncs} syncs ({:.1} per sync)", appends / syncs.max(1.0));
+        drop(durable);
         let per_second = |l: &Load| l.acknowledged as f64 / l.seconds;
         println!(
             "           ratio kausal/null: {:.2}, kausal+wal/null: {:.2} (acknowledged batches/s)",
@@ -340,8 +348,6 @@ async fn main() {
         );
         tokio::time::sleep(settle).await;
     }
-    drop(kausal);
-    drop(durable);
 
     // OTLP/gRPC export to the loopback receiver.
     let mut engine = Engine::new(CoreConfig::default());

@@ -36,6 +36,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+
 use crate::model::time::Micros;
 use crate::telemetry as m;
 
@@ -103,7 +105,8 @@ pub struct Entry {
     pub max_record_time: Micros,
     pub endpoint: Endpoint,
     pub cluster: String,
-    pub body: Vec<u8>,
+    /// Shared with the request that brought it: the log never copies a body.
+    pub body: Bytes,
 }
 
 /// An entry found at start-up.
@@ -374,11 +377,12 @@ impl Wal {
         &self,
         cluster: &str,
         endpoint: Endpoint,
-        body: &[u8],
+        body: impl Into<Bytes>,
         accepted_at: Micros,
         max_record_time: Micros,
     ) -> Result<u64, AppendError> {
-        let size = entry_size(cluster, body);
+        let body = body.into();
+        let size = entry_size(cluster, &body);
         let seq = {
             let mut index = self.index.lock().expect("wal index");
             if index.closed {
@@ -399,7 +403,7 @@ impl Wal {
             index.next_seq += 1;
             seq
         };
-        let entry = Entry { seq, accepted_at, max_record_time, endpoint, cluster: cluster.to_owned(), body: body.to_vec() };
+        let entry = Entry { seq, accepted_at, max_record_time, endpoint, cluster: cluster.to_owned(), body };
         let (reply, answer) = tokio::sync::oneshot::channel();
         let outcome = match self.requests.send(Request::Append { entry, reply }) {
             Ok(()) => answer.await.unwrap_or(Err(AppendError::Closed)),
@@ -488,18 +492,23 @@ fn entry_size(cluster: &str, body: &[u8]) -> u64 {
     (RECORD_HEADER + 1 + 8 + 8 + 8 + 1 + 2 + cluster.len() + body.len()) as u64
 }
 
-fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
+/// An entry's frame header and fields, and its checksum, computed over the
+/// fields and then the body without joining them: the body is written from
+/// the request's own buffer.
+fn encode_entry_head(entry: &Entry, out: &mut Vec<u8>) {
     let cluster = &entry.cluster.as_bytes()[..entry.cluster.len().min(u16::MAX as usize)];
-    let mut payload = Vec::with_capacity(28 + cluster.len() + entry.body.len());
-    payload.push(KIND_ENTRY);
-    payload.extend_from_slice(&entry.seq.to_le_bytes());
-    payload.extend_from_slice(&entry.accepted_at.to_le_bytes());
-    payload.extend_from_slice(&entry.max_record_time.to_le_bytes());
-    payload.push(entry.endpoint.code());
-    payload.extend_from_slice(&(cluster.len() as u16).to_le_bytes());
-    payload.extend_from_slice(cluster);
-    payload.extend_from_slice(&entry.body);
-    frame(&payload, out);
+    let mut fields = Vec::with_capacity(28 + cluster.len());
+    fields.push(KIND_ENTRY);
+    fields.extend_from_slice(&entry.seq.to_le_bytes());
+    fields.extend_from_slice(&entry.accepted_at.to_le_bytes());
+    fields.extend_from_slice(&entry.max_record_time.to_le_bytes());
+    fields.push(entry.endpoint.code());
+    fields.extend_from_slice(&(cluster.len() as u16).to_le_bytes());
+    fields.extend_from_slice(cluster);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&fields), &entry.body);
+    out.extend_from_slice(&((fields.len() + entry.body.len()) as u32).to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&fields);
 }
 
 fn encode_acks(seqs: &[u64], out: &mut Vec<u8>) {
@@ -578,7 +587,7 @@ fn decode_payload(payload: &[u8], size: u64) -> Option<Scanned> {
             let endpoint = Endpoint::from_code(*rest.get(24)?)?;
             let cluster_len = u16::from_le_bytes(rest.get(25..27)?.try_into().ok()?) as usize;
             let cluster = std::str::from_utf8(rest.get(27..27 + cluster_len)?).ok()?.to_owned();
-            let body = rest.get(27 + cluster_len..)?.to_vec();
+            let body = Bytes::copy_from_slice(rest.get(27 + cluster_len..)?);
             Some(Scanned::Entry(Entry { seq, accepted_at, max_record_time, endpoint, cluster, body }, size))
         }
         KIND_ACKS => {
@@ -604,7 +613,6 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, requests: mpsc::Receiver<Request>) {
-        let mut buffer = Vec::new();
         while let Ok(first) = requests.recv() {
             let mut group = vec![first];
             let mut group_bytes = 0;
@@ -624,13 +632,17 @@ impl Writer {
             let mut acks = Vec::new();
             let mut shutdown = false;
             let mut needs_sync = false;
-            buffer.clear();
+            // Small headers and the bodies themselves, written in turn.
+            let mut chunks: Vec<Bytes> = Vec::new();
             for request in group {
                 match request {
                     Request::Append { entry, reply } => {
-                        let start = buffer.len();
-                        encode_entry(&entry, &mut buffer);
-                        replies.push((entry.seq, entry.max_record_time, (buffer.len() - start) as u64, reply));
+                        let mut head = Vec::new();
+                        encode_entry_head(&entry, &mut head);
+                        let size = (head.len() + entry.body.len()) as u64;
+                        chunks.push(head.into());
+                        chunks.push(entry.body);
+                        replies.push((entry.seq, entry.max_record_time, size, reply));
                         appended += 1;
                         needs_sync = true;
                     }
@@ -639,14 +651,17 @@ impl Writer {
                 }
             }
             if !acks.is_empty() {
-                encode_acks(&acks, &mut buffer);
+                let mut record = Vec::new();
+                encode_acks(&acks, &mut record);
+                chunks.push(record.into());
             }
+            let written: u64 = chunks.iter().map(|c| c.len() as u64).sum();
             // A full segment is closed when the next appends come, so an
             // acknowledged segment can be removed while the log is idle.
             if needs_sync && let Err(e) = self.roll_if_full() {
                 tracing::error!(error = %e, "could not start a new write-ahead log segment; appending to the current one");
             }
-            let outcome = self.write_group(&buffer, needs_sync);
+            let outcome = self.write_group(&chunks, needs_sync);
             let mut index = self.index.lock().expect("wal index");
             for (seq, max_time, size, reply) in replies {
                 index.reserved = index.reserved.saturating_sub(size);
@@ -665,7 +680,7 @@ impl Writer {
             if outcome.is_ok()
                 && let Some(segment) = index.segments.get_mut(&self.number)
             {
-                segment.bytes += buffer.len() as u64;
+                segment.bytes += written;
             }
             publish(&index);
             drop(index);
@@ -684,16 +699,16 @@ impl Writer {
     /// back to where the group began, so no partial record stays behind;
     /// then space is reclaimed from acknowledged data and the group is tried
     /// once more.
-    fn write_group(&mut self, buffer: &[u8], sync: bool) -> io::Result<()> {
-        if buffer.is_empty() {
+    fn write_group(&mut self, chunks: &[Bytes], sync: bool) -> io::Result<()> {
+        if chunks.is_empty() {
             return Ok(());
         }
-        match self.try_write(buffer, sync) {
+        match self.try_write(chunks, sync) {
             Ok(()) => Ok(()),
             Err(first) => {
                 if self.reclaim_space() {
                     tracing::warn!(error = %first, "write-ahead log write failed; retrying after freeing acknowledged segments");
-                    self.try_write(buffer, sync)
+                    self.try_write(chunks, sync)
                 } else {
                     Err(first)
                 }
@@ -701,9 +716,12 @@ impl Writer {
         }
     }
 
-    fn try_write(&mut self, buffer: &[u8], sync: bool) -> io::Result<()> {
+    fn try_write(&mut self, chunks: &[Bytes], sync: bool) -> io::Result<()> {
         let before = self.index.lock().expect("wal index").segments.get(&self.number).map_or(0, |s| s.bytes);
-        let result = self.file.write_all(buffer).and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
+        let result = chunks
+            .iter()
+            .try_for_each(|c| self.file.write_all(c))
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         if let Err(e) = &result {
             tracing::error!(error = %e, "write-ahead log write failed");
             if let Err(cut) = self.file.set_len(before).and_then(|()| self.file.sync_data()) {
@@ -770,8 +788,8 @@ mod tests {
         let rt = runtime();
         let (wal, recovered, _) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
         assert!(recovered.is_empty());
-        let a = rt.block_on(wal.append("prod", Endpoint::Audit, b"{\"a\":1}", 10, 100)).unwrap();
-        let b = rt.block_on(wal.append("", Endpoint::Events, b"{\"b\":2}", 11, 200)).unwrap();
+        let a = rt.block_on(wal.append("prod", Endpoint::Audit, &b"{\"a\":1}"[..], 10, 100)).unwrap();
+        let b = rt.block_on(wal.append("", Endpoint::Events, &b"{\"b\":2}"[..], 11, 200)).unwrap();
         assert_eq!((a, b), (1, 2));
         wal.acknowledge(&[a], 100);
         wal.close();
@@ -781,10 +799,10 @@ mod tests {
         assert_eq!((report.acknowledged, report.unacknowledged, report.torn_tail_bytes), (1, 1, 0));
         assert_eq!(recovered.len(), 2);
         assert!(recovered[0].acknowledged && !recovered[1].acknowledged);
-        assert_eq!(recovered[1].entry, Entry { seq: 2, accepted_at: 11, max_record_time: 200, endpoint: Endpoint::Events, cluster: String::new(), body: b"{\"b\":2}".to_vec() });
+        assert_eq!(recovered[1].entry, Entry { seq: 2, accepted_at: 11, max_record_time: 200, endpoint: Endpoint::Events, cluster: String::new(), body: Bytes::from_static(b"{\"b\":2}") });
         assert_eq!(wal.stats().unacknowledged_entries, 1);
         // Numbering goes on after the recovered entries.
-        assert_eq!(rt.block_on(wal.append("", Endpoint::Audit, b"c", 12, 300)).unwrap(), 3);
+        assert_eq!(rt.block_on(wal.append("", Endpoint::Audit, &b"c"[..], 12, 300)).unwrap(), 3);
         wal.close();
     }
 
@@ -805,7 +823,7 @@ mod tests {
         let rt = runtime();
         let (wal, _, _) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
         for i in 0..3u8 {
-            rt.block_on(wal.append("", Endpoint::Audit, &[b'x'; 100][..50 + i as usize], 0, 0)).unwrap();
+            rt.block_on(wal.append("", Endpoint::Audit, vec![b'x'; 50 + i as usize], 0, 0)).unwrap();
         }
         wal.close();
         drop(wal);
@@ -830,13 +848,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rt = runtime();
         let (wal, _, _) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
-        rt.block_on(wal.append("", Endpoint::Audit, b"first body", 0, 0)).unwrap();
-        rt.block_on(wal.append("", Endpoint::Audit, b"second body", 0, 0)).unwrap();
+        rt.block_on(wal.append("", Endpoint::Audit, &b"first body"[..], 0, 0)).unwrap();
+        rt.block_on(wal.append("", Endpoint::Audit, &b"second body"[..], 0, 0)).unwrap();
         wal.close();
         drop(wal);
         // A second run writes segment 2, so segment 1 is no longer the newest.
         let (wal, _, _) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
-        rt.block_on(wal.append("", Endpoint::Audit, b"third body", 0, 0)).unwrap();
+        rt.block_on(wal.append("", Endpoint::Audit, &b"third body"[..], 0, 0)).unwrap();
         wal.close();
         drop(wal);
         let path = segment_path(dir.path(), 1);
@@ -846,7 +864,7 @@ mod tests {
         fs::write(&path, data).unwrap();
 
         let (wal, recovered, report) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
-        let bodies: Vec<&[u8]> = recovered.iter().map(|r| r.entry.body.as_slice()).collect();
+        let bodies: Vec<&[u8]> = recovered.iter().map(|r| r.entry.body.as_ref()).collect();
         assert_eq!(bodies, [&b"first body"[..], &b"third body"[..]]);
         assert_eq!(report.corrupt_segments.len(), 1, "{report:?}");
         assert!(report.corrupt_segments[0].contains("checksum mismatch"), "{report:?}");
@@ -863,7 +881,7 @@ mod tests {
         let body = vec![b'x'; 40 << 10];
         let mut seqs = Vec::new();
         let full = loop {
-            match rt.block_on(wal.append("", Endpoint::Audit, &body, 0, 0)) {
+            match rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 0)) {
                 Ok(seq) => seqs.push(seq),
                 Err(e) => break e,
             }
@@ -872,12 +890,12 @@ mod tests {
         assert_eq!(full, AppendError::Full { max_bytes: 256 << 10 });
         assert!(wal.stats().bytes <= 256 << 10, "{:?}", wal.stats());
         assert_eq!(
-            rt.block_on(wal.append("", Endpoint::Audit, &vec![0; 300 << 10], 0, 0)),
+            rt.block_on(wal.append("", Endpoint::Audit, vec![0; 300 << 10], 0, 0)),
             Err(AppendError::TooLarge { bytes: entry_size("", &vec![0; 300 << 10]), max_bytes: 256 << 10 })
         );
         // Once exported, the head segments are removed and appends fit again.
         wal.acknowledge(&seqs, 0);
-        assert!(rt.block_on(wal.append("", Endpoint::Audit, &body, 0, 0)).is_ok());
+        assert!(rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 0)).is_ok());
         assert!(wal.stats().segments <= 3, "{:?}", wal.stats());
         wal.close();
     }
@@ -890,11 +908,11 @@ mod tests {
         let wal_config = WalConfig { context: 1_000, ..config(dir.path(), 512 << 10) };
         let (wal, _, _) = Wal::open(wal_config).unwrap();
         let body = vec![b'x'; 70 << 10]; // each append fills a 64 KiB segment
-        let first = rt.block_on(wal.append("", Endpoint::Audit, &body, 0, 500)).unwrap();
-        let second = rt.block_on(wal.append("", Endpoint::Audit, &body, 0, 1_200)).unwrap();
+        let first = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 500)).unwrap();
+        let second = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 1_200)).unwrap();
         wal.acknowledge(&[first, second], 1_200);
         assert_eq!(wal.stats().segments, 2, "record time 500 is within 1,000 of 1,200: kept");
-        let third = rt.block_on(wal.append("", Endpoint::Audit, &body, 0, 1_600)).unwrap();
+        let third = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 1_600)).unwrap();
         wal.acknowledge(&[third], 1_600);
         assert_eq!(wal.stats().segments, 2, "record time 500 is past the context: segment 1 removed");
         assert!(!segment_path(dir.path(), 1).exists() && segment_path(dir.path(), 2).exists());
@@ -911,7 +929,7 @@ mod tests {
             let tasks: Vec<_> = (0..64)
                 .map(|_| {
                     let wal = wal.clone();
-                    tokio::spawn(async move { wal.append("", Endpoint::Audit, &[b'y'; 2000], 0, 0).await.unwrap() })
+                    tokio::spawn(async move { wal.append("", Endpoint::Audit, vec![b'y'; 2000], 0, 0).await.unwrap() })
                 })
                 .collect();
             let mut out = Vec::new();

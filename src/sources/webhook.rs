@@ -300,7 +300,7 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
     let wal_seq = match state.wal.as_ref().filter(|_| accepted > 0) {
         Some(wal) => {
             let newest = decoded.records.iter().map(|r| r.order_time()).max().unwrap_or_default();
-            match wal.append(&cluster, route, &bytes, now, newest).await {
+            match wal.append(&cluster, route, bytes.clone(), now, newest).await {
                 Ok(seq) => Some(seq),
                 Err(e @ AppendError::Full { .. }) => return retry_later("wal_full", format!("{e}; retry")),
                 Err(e @ AppendError::Io(_)) => return retry_later("wal_write_failed", format!("{e}; retry")),
