@@ -322,7 +322,9 @@ impl Spans {
     }
 
     fn render_subtree(&self, spans: &[&Got], span: &Got, depth: usize, out: &mut String) {
-        let _ = writeln!(out, "{}{}  {}", "  ".repeat(depth), span.service, span.name);
+        let failed = span.attr("http.response.status_code").filter(|code| !code.starts_with('2'));
+        let status = failed.map(|code| format!("  ✗ {code}")).unwrap_or_default();
+        let _ = writeln!(out, "{}{}  {}{status}", "  ".repeat(depth), span.service, span.name);
         for child in spans.iter().filter(|s| s.parent.as_ref() == Some(&span.span)) {
             self.render_subtree(spans, child, depth + 1, out);
         }
@@ -351,8 +353,12 @@ async fn eventually<T>(receiver: &Receiver, namespace: &str, expected: &str, che
     }
 }
 
+/// A write that took effect. Failed attempts are left out: the deployment
+/// controller, for one, sometimes creates a ReplicaSet its informer has not
+/// seen yet and gets 409 AlreadyExists, and that attempt is not "the create".
 fn is_write(s: &Got, verb: &str, resource: &str, ns: &str, name_prefix: &str) -> bool {
     s.attr("kausal.span.kind") == Some("write")
+        && s.attr("http.response.status_code").is_none_or(|code| code.starts_with('2'))
         && s.attr("k8s.verb") == Some(verb)
         && s.name.split(' ').nth(1) == Some(resource)
         && s.in_namespace(ns)
