@@ -206,8 +206,11 @@ impl Index {
 
     /// Removes segments from the head while they are fully acknowledged and
     /// either past the context period or, with `need` bytes wanted, in the
-    /// way of the budget. The segment being written is never removed.
-    fn retire(&mut self, context: Micros, max_bytes: u64, need: u64) {
+    /// way of the budget (`u64::MAX`: every acknowledged segment, as when the
+    /// disk is full). The segment being written is never removed. Returns
+    /// whether a file was removed.
+    fn retire(&mut self, context: Micros, max_bytes: u64, need: u64) -> bool {
+        let mut freed = false;
         let cutoff = self.acknowledged_horizon.saturating_sub(context);
         while self.segments.len() > 1 {
             let (&number, head) = self.segments.first_key_value().expect("len > 1");
@@ -220,30 +223,13 @@ impl Index {
                 break;
             }
             let head = self.segments.remove(&number).expect("present");
-            if let Err(e) = fs::remove_file(&head.path) {
-                tracing::warn!(path = %head.path.display(), error = %e, "could not remove a write-ahead log segment");
+            match fs::remove_file(&head.path) {
+                Ok(()) => freed = true,
+                Err(e) => tracing::warn!(path = %head.path.display(), error = %e, "could not remove a write-ahead log segment"),
             }
             if !expired {
                 metrics::counter!(m::WAL_CONTEXT_EVICTED).increment(1);
             }
-        }
-    }
-}
-
-impl Index {
-    /// The disk is full: removes every fully acknowledged segment from the
-    /// head whatever the context period (recovery then has less context,
-    /// but no data is lost). Returns whether anything was freed.
-    fn retire_for_space(&mut self) -> bool {
-        let mut freed = false;
-        while self.segments.len() > 1 {
-            let (&number, head) = self.segments.first_key_value().expect("len > 1");
-            if !head.unacknowledged.is_empty() {
-                break;
-            }
-            let head = self.segments.remove(&number).expect("present");
-            freed |= fs::remove_file(&head.path).is_ok();
-            metrics::counter!(m::WAL_CONTEXT_EVICTED).increment(1);
         }
         freed
     }
@@ -365,7 +351,15 @@ impl Wal {
             closed: false,
         }));
         let (requests, receiver) = mpsc::channel();
-        let writer = Writer { dir: config.dir.clone(), segment_bytes: config.segment_bytes(), index: index.clone(), file, number };
+        let writer = Writer {
+            dir: config.dir.clone(),
+            segment_bytes: config.segment_bytes(),
+            context: config.context,
+            max_bytes: config.max_bytes,
+            index: index.clone(),
+            file,
+            number,
+        };
         let handle = std::thread::Builder::new().name("kausal-wal".into()).spawn(move || writer.run(receiver))?;
         publish(&index.lock().expect("wal index"));
         Ok((Wal { _lock: lock, config, index, requests, writer: Mutex::new(Some(handle)) }, recovered, report))
@@ -606,6 +600,8 @@ fn decode_payload(payload: &[u8], size: u64) -> Option<Scanned> {
 struct Writer {
     dir: PathBuf,
     segment_bytes: u64,
+    context: Micros,
+    max_bytes: u64,
     index: Arc<Mutex<Index>>,
     file: File,
     number: u64,
@@ -738,7 +734,10 @@ impl Writer {
     /// never roll, and never be freed).
     fn reclaim_space(&mut self) -> bool {
         let mut index = self.index.lock().expect("wal index");
-        let mut freed = index.retire_for_space();
+        // The disk is full: every acknowledged segment goes, whatever the
+        // context period (recovery then has less context; no data is lost).
+        let (context, max_bytes) = (self.context, self.max_bytes);
+        let mut freed = index.retire(context, max_bytes, u64::MAX);
         let only_current = index.segments.len() == 1;
         if let Some(current) = index.segments.get_mut(&self.number)
             && only_current
