@@ -183,6 +183,9 @@ struct Index {
     entry_segment: BTreeMap<u64, u64>,
     /// Bytes promised to appends in flight.
     reserved: u64,
+    /// The sizes in every segment's `unacknowledged`, summed: kept as entries
+    /// come and go, because metrics read it on every append and acknowledgement.
+    unacknowledged_bytes: u64,
     /// Newest record time acknowledged so far: retention is measured from it.
     acknowledged_horizon: Micros,
     next_seq: u64,
@@ -195,12 +198,11 @@ impl Index {
     }
 
     fn stats(&self) -> WalStats {
-        let unacknowledged_bytes = self.segments.values().flat_map(|s| s.unacknowledged.values()).sum();
         WalStats {
             bytes: self.bytes(),
             segments: self.segments.len(),
             unacknowledged_entries: self.entry_segment.len(),
-            unacknowledged_bytes,
+            unacknowledged_bytes: self.unacknowledged_bytes,
         }
     }
 
@@ -342,10 +344,12 @@ impl Wal {
         let number = numbers.last().map_or(1, |n| n + 1);
         let (file, segment) = create_segment(&config.dir, number)?;
         segments.insert(number, segment);
+        let unacknowledged_bytes = segments.values().flat_map(|s| s.unacknowledged.values()).sum();
         let index = Arc::new(Mutex::new(Index {
             segments,
             entry_segment,
             reserved: 0,
+            unacknowledged_bytes,
             acknowledged_horizon: Micros::MIN,
             next_seq,
             closed: false,
@@ -419,9 +423,8 @@ impl Wal {
         let mut written = Vec::with_capacity(seqs.len());
         for &seq in seqs {
             if let Some(number) = index.entry_segment.remove(&seq) {
-                if let Some(segment) = index.segments.get_mut(&number) {
-                    segment.unacknowledged.remove(&seq);
-                }
+                let size = index.segments.get_mut(&number).and_then(|segment| segment.unacknowledged.remove(&seq));
+                index.unacknowledged_bytes -= size.unwrap_or(0);
                 written.push(seq);
             }
         }
@@ -667,6 +670,7 @@ impl Writer {
                         segment.unacknowledged.insert(seq, size);
                         segment.max_record_time = segment.max_record_time.max(max_time);
                         index.entry_segment.insert(seq, self.number);
+                        index.unacknowledged_bytes += size;
                         Ok(())
                     }
                     Err(e) => Err(AppendError::Io(e.to_string())),
@@ -790,7 +794,9 @@ mod tests {
         let a = rt.block_on(wal.append("prod", Endpoint::Audit, &b"{\"a\":1}"[..], 10, 100)).unwrap();
         let b = rt.block_on(wal.append("", Endpoint::Events, &b"{\"b\":2}"[..], 11, 200)).unwrap();
         assert_eq!((a, b), (1, 2));
+        assert_eq!(wal.stats().unacknowledged_bytes, entry_size("prod", b"{\"a\":1}") + entry_size("", b"{\"b\":2}"));
         wal.acknowledge(&[a], 100);
+        assert_eq!(wal.stats().unacknowledged_bytes, entry_size("", b"{\"b\":2}"));
         wal.close();
         drop(wal);
 
@@ -800,6 +806,7 @@ mod tests {
         assert!(recovered[0].acknowledged && !recovered[1].acknowledged);
         assert_eq!(recovered[1].entry, Entry { seq: 2, accepted_at: 11, max_record_time: 200, endpoint: Endpoint::Events, cluster: String::new(), body: Bytes::from_static(b"{\"b\":2}") });
         assert_eq!(wal.stats().unacknowledged_entries, 1);
+        assert_eq!(wal.stats().unacknowledged_bytes, entry_size("", b"{\"b\":2}"), "the running total after recovery");
         // Numbering goes on after the recovered entries.
         assert_eq!(rt.block_on(wal.append("", Endpoint::Audit, &b"c"[..], 12, 300)).unwrap(), 3);
         wal.close();
