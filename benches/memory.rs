@@ -66,7 +66,11 @@ fn flat(passes: usize, rounds_per_pass: u32) {
             rss as f64 / 1e6,
             stats.graph.objects,
             stats.pending,
-            if pass > 2 { format!(", {:+.1} MB since pass 2", (rss as f64 - first as f64) / 1e6) } else { String::new() }
+            if pass > 2 {
+                format!(", {:+.1} MB since pass 2", (rss as f64 - first as f64) / 1e6)
+            } else {
+                String::new()
+            }
         );
     }
 }

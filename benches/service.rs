@@ -111,7 +111,8 @@ fn batch_body(items: &[Value], n: u64, now: Option<String>) -> Vec<u8> {
             e
         })
         .collect();
-    serde_json::to_vec(&serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": events})).unwrap()
+    serde_json::to_vec(&serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": events}))
+        .unwrap()
 }
 
 fn now_rfc3339() -> String {
@@ -173,19 +174,30 @@ impl Drop for Kausal {
 async fn start_kausal(certs: &Certs, otlp: SocketAddr, data_dir: Option<&std::path::Path>) -> Kausal {
     let (port, ops) = (free_port(), free_port());
     let wal: Vec<String> = match data_dir {
-        Some(dir) => vec!["--data-dir".into(), dir.display().to_string(), "--max-wal-bytes".into(), "8Gi".into(), "--wal-context".into(), "0s".into()],
+        Some(dir) => vec![
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--max-wal-bytes".into(),
+            "8Gi".into(),
+            "--wal-context".into(),
+            "0s".into(),
+        ],
         None => Vec::new(),
     };
     // Wrapped at once, so that Drop kills and reaps it on every path.
-    let mut kausal = Kausal { child: Command::new(env!("CARGO_BIN_EXE_kausal"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
-        .args(["--tls-cert", &certs.path("server.crt"), "--tls-key", &certs.path("server.key")])
-        .args(["--client-ca", &certs.path("ca.crt"), "--otlp-endpoint", &format!("http://{otlp}")])
-        .args(["--watch-events", "off", "--log-level", "warn"])
-        .args(&wal)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap(), port, ops };
+    let mut kausal = Kausal {
+        child: Command::new(env!("CARGO_BIN_EXE_kausal"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
+            .args(["--tls-cert", &certs.path("server.crt"), "--tls-key", &certs.path("server.key")])
+            .args(["--client-ca", &certs.path("ca.crt"), "--otlp-endpoint", &format!("http://{otlp}")])
+            .args(["--watch-events", "off", "--log-level", "warn"])
+            .args(&wal)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        port,
+        ops,
+    };
     let url = format!("http://127.0.0.1:{ops}/healthz");
     for _ in 0..600 {
         if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
@@ -259,7 +271,13 @@ async fn load(certs: &Certs, url: &str, bodies: &Arc<Vec<Vec<u8>>>, connections:
                 let n = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let body = bodies[n % bodies.len()].clone();
                 let sent = Instant::now();
-                let status = client.post(&url).header("content-type", "application/json").body(body).send().await.map(|r| r.status());
+                let status = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status());
                 match status {
                     Ok(s) if s.is_success() => {
                         ok += 1;
@@ -312,9 +330,13 @@ async fn main() {
     let certs = Certs::new();
     let (otlp, counting) = start_receiver().await;
     let items = capture_items();
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..if quick { 4 } else { 64 }).map(|n| batch_body(&items, n, None)).collect());
+    let bodies: Arc<Vec<Vec<u8>>> =
+        Arc::new((0..if quick { 4 } else { 64 }).map(|n| batch_body(&items, n, None)).collect());
     let size = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
-    println!("webhook: {BATCH_EVENTS}-event batches of the capture's events ({:.0} KB each), {duration:?} per run", size as f64 / 1e3);
+    println!(
+        "webhook: {BATCH_EVENTS}-event batches of the capture's events ({:.0} KB each), {duration:?} per run",
+        size as f64 / 1e3
+    );
 
     let null_port = start_null(&certs).await;
     let null_url = format!("https://127.0.0.1:{null_port}/audit");
@@ -325,20 +347,30 @@ async fn main() {
         // A fresh process for each row, stopped before the next row starts,
         // so no row competes with an earlier row's export backlog.
         let kausal = start_kausal(&certs, otlp, None).await;
-        let served = load(&certs, &format!("https://127.0.0.1:{}/audit", kausal.port), &bodies, connections, duration).await;
+        let served =
+            load(&certs, &format!("https://127.0.0.1:{}/audit", kausal.port), &bodies, connections, duration).await;
         print_load("kausal", connections, &served);
         drop(kausal);
         tokio::time::sleep(settle).await;
         let data_dir = tempfile::tempdir().unwrap();
         let durable = start_kausal(&certs, otlp, Some(data_dir.path())).await;
-        let synced = load(&certs, &format!("https://127.0.0.1:{}/audit", durable.port), &bodies, connections, duration).await;
+        let synced =
+            load(&certs, &format!("https://127.0.0.1:{}/audit", durable.port), &bodies, connections, duration).await;
         print_load("kausal+wal", connections, &synced);
-        let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", durable.ops)).await.unwrap().text().await.unwrap();
+        let metrics =
+            reqwest::get(format!("http://127.0.0.1:{}/metrics", durable.ops)).await.unwrap().text().await.unwrap();
         let counter = |name: &str| {
-            metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).unwrap_or(0.0)
+            metrics
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
         };
         let (appends, syncs) = (counter("kausal_wal_appends_total"), counter("kausal_wal_syncs_total"));
-        println!("           group commit: {appends} appends in {syncs} syncs ({:.1} per sync)", appends / syncs.max(1.0));
+        println!(
+            "           group commit: {appends} appends in {syncs} syncs ({:.1} per sync)",
+            appends / syncs.max(1.0)
+        );
         drop(durable);
         let per_second = |l: &Load| l.acknowledged as f64 / l.seconds;
         println!(
@@ -354,14 +386,20 @@ async fn main() {
     support::capture_records().into_iter().for_each(|r| engine.ingest(r));
     engine.flush();
     let spans = engine.drain_spans();
-    let mut exporter = OtlpExporter::new(Some(&format!("http://{otlp}")), OtlpProtocol::Grpc, SharedResource::new(Some("bench"), [])).unwrap();
+    let mut exporter =
+        OtlpExporter::new(Some(&format!("http://{otlp}")), OtlpProtocol::Grpc, SharedResource::new(Some("bench"), []))
+            .unwrap();
     let rounds = if quick { 5 } else { 200 };
     let start = Instant::now();
     for _ in 0..rounds {
         exporter.export(&spans).await.unwrap();
     }
     let elapsed = start.elapsed().as_secs_f64();
-    println!("\notlp export over gRPC to loopback: {:.0} spans/s ({} spans in {elapsed:.2}s)", (rounds * spans.len()) as f64 / elapsed, rounds * spans.len());
+    println!(
+        "\notlp export over gRPC to loopback: {:.0} spans/s ({} spans in {elapsed:.2}s)",
+        (rounds * spans.len()) as f64 / elapsed,
+        rounds * spans.len()
+    );
 
     // Export lag at 12,000 events/s: 30 batches of 400 a second, timestamped now.
     let kausal = start_kausal(&certs, otlp, None).await;

@@ -36,7 +36,8 @@ pub fn path_from(args: &[String]) -> Option<String> {
 /// variable is not set yet. Unknown keys are an error that lists the known ones.
 pub fn env_defaults(path: &Path, settable: &[Settable]) -> anyhow::Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-    let table: toml::Table = text.parse().with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+    let table: toml::Table =
+        text.parse().with_context(|| format!("config file {} is not valid TOML", path.display()))?;
     let mut out = Vec::new();
     for (key, value) in table {
         let normalised = key.replace('_', "-");
@@ -57,7 +58,11 @@ pub fn env_defaults(path: &Path, settable: &[Settable]) -> anyhow::Result<Vec<(S
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?
                 .join(","),
-            other => anyhow::bail!("{}: key `{key}` has a {} value; expected a string, number, boolean or list", path.display(), other.type_str()),
+            other => anyhow::bail!(
+                "{}: key `{key}` has a {} value; expected a string, number, boolean or list",
+                path.display(),
+                other.type_str()
+            ),
         };
         if std::env::var_os(&flag.env).is_none() {
             out.push((flag.env.clone(), text));
@@ -74,7 +79,8 @@ mod tests {
     fn file_keys_become_unset_environment_variables() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kausal.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nqueue_capacity = 5\nwatch-namespace = [\"a\", \"b\"]\n").unwrap();
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nqueue_capacity = 5\nwatch-namespace = [\"a\", \"b\"]\n")
+            .unwrap();
         let settable = [
             Settable { long: "listen".into(), env: "KAUSAL_TEST_CF_LISTEN".into() },
             Settable { long: "queue-capacity".into(), env: "KAUSAL_TEST_CF_QUEUE".into() },

@@ -186,7 +186,8 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
     if args.otlp_endpoint.is_some() || env_endpoint {
-        let protocol = OtlpProtocol::choose(args.otlp_protocol, args.otlp_endpoint.as_deref()).map_err(anyhow::Error::msg)?;
+        let protocol =
+            OtlpProtocol::choose(args.otlp_protocol, args.otlp_endpoint.as_deref()).map_err(anyhow::Error::msg)?;
         rustls::crypto::aws_lc_rs::default_provider().install_default().ok();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(replay::export(&result.spans, args.otlp_endpoint.as_deref(), protocol))?;

@@ -96,7 +96,8 @@ impl IngestQueue {
         let (sender, receiver) = mpsc::channel();
         metrics::gauge!(m::QUEUE_CAPACITY).set(capacity as f64);
         let permits = Arc::new(Semaphore::new(capacity));
-        let queue = IngestQueue { sender, permits: permits.clone(), capacity, closed: Arc::new(AtomicBool::new(false)) };
+        let queue =
+            IngestQueue { sender, permits: permits.clone(), capacity, closed: Arc::new(AtomicBool::new(false)) };
         (queue, QueueReceiver { receiver, permits, capacity })
     }
 

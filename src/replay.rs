@@ -65,7 +65,14 @@ pub fn run(inputs: &[Input], decode: DecodeOptions, core: CoreConfig, progress: 
         bar.finish_and_clear();
     }
     engine.flush();
-    ReplayResult { spans: engine.drain_spans(), inputs: inputs.len(), bytes, decode: stats, bad, engine: engine.stats() }
+    ReplayResult {
+        spans: engine.drain_spans(),
+        inputs: inputs.len(),
+        bytes,
+        decode: stats,
+        bad,
+        engine: engine.stats(),
+    }
 }
 
 fn input_size(input: &Input) -> u64 {
@@ -155,7 +162,14 @@ pub fn summary(result: &ReplayResult, elapsed: std::time::Duration) -> String {
         let parts: Vec<String> = result.decode.bad.iter().map(|(k, v)| format!("{} {v}", k.as_str())).collect();
         let _ = writeln!(s, "  bad records: {bad_total} ({})", parts.join(", "));
         for bad in result.bad.iter().take(BAD_RECORDS_SHOWN) {
-            let _ = writeln!(s, "    {}:{}: {}: {}", bad.input, bad.record.line, bad.record.reason.as_str(), bad.record.detail);
+            let _ = writeln!(
+                s,
+                "    {}:{}: {}: {}",
+                bad.input,
+                bad.record.line,
+                bad.record.reason.as_str(),
+                bad.record.detail
+            );
         }
         if result.bad.len() > BAD_RECORDS_SHOWN {
             let _ = writeln!(s, "    … and {} more; bad records by input:", result.bad.len() - BAD_RECORDS_SHOWN);

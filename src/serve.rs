@@ -173,7 +173,8 @@ fn micros(d: Duration) -> Micros {
 fn auth_and_tls(args: &ServeArgs) -> anyhow::Result<(Auth, Option<Arc<rustls::ServerConfig>>)> {
     let tokens = match &args.token_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading --token-file {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading --token-file {}", path.display()))?;
             let tokens: Vec<Vec<u8>> = text
                 .lines()
                 .map(str::trim)
@@ -236,7 +237,8 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
     let ops_listener = match args.ops_listen.as_str() {
         "off" | "" => None,
         addr => {
-            let addr: SocketAddr = addr.parse().with_context(|| format!("--ops-listen `{addr}` is not an address or `off`"))?;
+            let addr: SocketAddr =
+                addr.parse().with_context(|| format!("--ops-listen `{addr}` is not an address or `off`"))?;
             Some(TcpListener::bind(addr).await.with_context(|| format!("listening on {addr} (--ops-listen)"))?)
         }
     };
@@ -253,7 +255,8 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
     }
     let decode = DecodeOptions { keep_leader_election: args.keep_leader_election };
 
-    let protocol = OtlpProtocol::choose(args.otlp_protocol, args.otlp_endpoint.as_deref()).map_err(anyhow::Error::msg)?;
+    let protocol =
+        OtlpProtocol::choose(args.otlp_protocol, args.otlp_endpoint.as_deref()).map_err(anyhow::Error::msg)?;
     let exporter = OtlpExporter::new(args.otlp_endpoint.as_deref(), protocol, SharedResource::default())?;
     let health = Arc::new(ExportHealth::default());
     let (span_sender, span_receiver) = tokio::sync::mpsc::channel(args.export_queue_batches.max(1));
@@ -265,12 +268,13 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
         }
         None => (None, Vec::new()),
     };
-    let exporting = tokio::spawn(export_task::run(span_receiver, exporter, export_settings, health.clone(), wal.clone()));
+    let exporting =
+        tokio::spawn(export_task::run(span_receiver, exporter, export_settings, health.clone(), wal.clone()));
 
     let recorder = match &args.record_dir {
-        Some(dir) => Some(Arc::new(
-            Recorder::new(dir).with_context(|| format!("creating --record-dir {}", dir.display()))?,
-        )),
+        Some(dir) => {
+            Some(Arc::new(Recorder::new(dir).with_context(|| format!("creating --record-dir {}", dir.display()))?))
+        }
         None => None,
     };
     let (queue, receiver) = IngestQueue::new(args.queue_capacity);
@@ -340,9 +344,7 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
         "kausal serve listening"
     );
     if wal.is_none() {
-        tracing::warn!(
-            "no --data-dir: acknowledged batches are held in memory until exported, and a crash loses them"
-        );
+        tracing::warn!("no --data-dir: acknowledged batches are held in memory until exported, and a crash loses them");
     }
     if tls.is_none() {
         tracing::warn!("--insecure-http: audit data travels unencrypted");
@@ -350,7 +352,8 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
     if state.auth.insecure_no_auth {
         tracing::warn!("--insecure-no-auth: anyone who can connect may POST audit data");
     }
-    let server = tokio::spawn(listener::serve(listener, tls, webhook::router(state.clone()), limits, wait_stop(stop.clone())));
+    let server =
+        tokio::spawn(listener::serve(listener, tls, webhook::router(state.clone()), limits, wait_stop(stop.clone())));
 
     shutdown_signal().await;
     tracing::info!(deadline = ?args.shutdown_timeout, "shutting down: no new connections; draining");
@@ -376,7 +379,9 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
             tracing::info!("shutdown complete: queue drained and spans exported");
             Ok(())
         }
-        Err(_) => anyhow::bail!("shutdown did not finish within {:?}; unexported spans are lost", args.shutdown_timeout),
+        Err(_) => {
+            anyhow::bail!("shutdown did not finish within {:?}; unexported spans are lost", args.shutdown_timeout)
+        }
     }
 }
 
@@ -389,7 +394,8 @@ fn open_wal(args: &ServeArgs, dir: &std::path::Path) -> anyhow::Result<(Wal, Vec
             "--max-wal-bytes is below --max-body-bytes: bodies larger than the log get 413"
         );
     }
-    let config = WalConfig { dir: dir.join("wal"), max_bytes: args.max_wal_bytes as u64, context: micros(args.wal_context) };
+    let config =
+        WalConfig { dir: dir.join("wal"), max_bytes: args.max_wal_bytes as u64, context: micros(args.wal_context) };
     let (wal, recovered, report) =
         Wal::open(config).with_context(|| format!("opening the write-ahead log in {}", dir.join("wal").display()))?;
     metrics::counter!(telemetry::WAL_RECOVERED, "state" => "acknowledged").increment(report.acknowledged as u64);

@@ -56,7 +56,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(AUDIT_EVENTS_RECEIVED, "Well-formed audit events received, by cluster, verb and stage.");
     describe_counter!(KUBE_EVENTS_RECEIVED, "Kubernetes Event objects received, by cluster and source.");
     describe_counter!(BAD_RECORDS, "Malformed records rejected (the rest of their batch is kept), by reason.");
-    describe_counter!(SKIPPED_RECORDS, "Well-formed records that are not turned into spans (reads, leases...), by reason.");
+    describe_counter!(
+        SKIPPED_RECORDS,
+        "Well-formed records that are not turned into spans (reads, leases...), by reason."
+    );
     describe_counter!(REJECTED_REQUESTS, "Webhook requests answered with an error, by status code.");
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Webhook request latency, from headers to answer.");
     describe_gauge!(QUEUE_DEPTH, "Records accepted but not yet handed to the causal core.");
@@ -64,7 +67,11 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(SPANS_EXPORTED, "Spans acknowledged by the OTLP endpoint.");
     describe_counter!(SPANS_EXPORT_FAILED, "Spans given up after every export retry failed, by reason.");
     describe_counter!(EXPORT_RETRIES, "OTLP export attempts that failed and were retried.");
-    describe_histogram!(EXPORT_LAG, Unit::Seconds, "Time from a record's stageTimestamp (or Event time) to the export of its span.");
+    describe_histogram!(
+        EXPORT_LAG,
+        Unit::Seconds,
+        "Time from a record's stageTimestamp (or Event time) to the export of its span."
+    );
     describe_gauge!(GRAPH_OBJECTS, "Objects tracked in the relation graph, by cluster.");
     describe_gauge!(PENDING_RECORDS, "Records in the settle buffer, waiting to be put in timestamp order, by cluster.");
     describe_counter!(ROOTS, "Trace roots, by cluster and kind (intent, controller_initiated, orphan_event).");
@@ -73,17 +80,37 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(WATCH_RESTARTS, "Event watch errors after which the watch restarted or relisted.");
     describe_counter!(RECORD_FAILURES, "Inputs that --record-dir could not write.");
     describe_counter!(LOOKUPS, "Metadata lookups of objects the graph had not seen, by result.");
-    describe_gauge!(WAL_BYTES, Unit::Bytes, "Disk used by the write-ahead log's segments (bounded by --max-wal-bytes).");
+    describe_gauge!(
+        WAL_BYTES,
+        Unit::Bytes,
+        "Disk used by the write-ahead log's segments (bounded by --max-wal-bytes)."
+    );
     describe_gauge!(WAL_SEGMENTS, "Write-ahead log segment files.");
     describe_gauge!(WAL_UNACKNOWLEDGED, "Accepted bodies whose spans are not all exported yet.");
-    describe_gauge!(WAL_UNACKNOWLEDGED_BYTES, Unit::Bytes, "Bytes of accepted bodies whose spans are not all exported yet.");
+    describe_gauge!(
+        WAL_UNACKNOWLEDGED_BYTES,
+        Unit::Bytes,
+        "Bytes of accepted bodies whose spans are not all exported yet."
+    );
     describe_counter!(WAL_APPENDS, "Bodies written to the write-ahead log.");
-    describe_counter!(WAL_SYNCS, "fdatasync calls of the write-ahead log (group commit: fewer than appends under load).");
+    describe_counter!(
+        WAL_SYNCS,
+        "fdatasync calls of the write-ahead log (group commit: fewer than appends under load)."
+    );
     describe_counter!(WAL_REFUSED, "Appends refused (the webhook answered 429), by reason: full, io_error.");
     describe_counter!(WAL_TORN_TAILS, "Partly written records cut off the newest segment at start-up.");
-    describe_counter!(WAL_CORRUPT_SEGMENTS, "Older segments with an unreadable record at start-up (the rest of the segment is lost).");
-    describe_counter!(WAL_CONTEXT_EVICTED, "Acknowledged segments removed before their context period ended, to make room.");
-    describe_counter!(WAL_RECOVERED, "Entries found at start-up, by state: acknowledged (replayed as context), unacknowledged (replayed as new).");
+    describe_counter!(
+        WAL_CORRUPT_SEGMENTS,
+        "Older segments with an unreadable record at start-up (the rest of the segment is lost)."
+    );
+    describe_counter!(
+        WAL_CONTEXT_EVICTED,
+        "Acknowledged segments removed before their context period ended, to make room."
+    );
+    describe_counter!(
+        WAL_RECOVERED,
+        "Entries found at start-up, by state: acknowledged (replayed as context), unacknowledged (replayed as new)."
+    );
     Ok(handle)
 }
 

@@ -151,7 +151,10 @@ impl std::fmt::Display for AppendError {
                 write!(f, "the write-ahead log holds {max_bytes} bytes not yet exported (--max-wal-bytes)")
             }
             AppendError::TooLarge { bytes, max_bytes } => {
-                write!(f, "the body ({bytes} bytes) is larger than the write-ahead log ({max_bytes} bytes, --max-wal-bytes)")
+                write!(
+                    f,
+                    "the body ({bytes} bytes) is larger than the write-ahead log ({max_bytes} bytes, --max-wal-bytes)"
+                )
             }
             AppendError::Io(e) => write!(f, "writing the write-ahead log failed: {e}"),
             AppendError::Closed => f.write_str("the write-ahead log is closed"),
@@ -227,7 +230,9 @@ impl Index {
             let head = self.segments.remove(&number).expect("present");
             match fs::remove_file(&head.path) {
                 Ok(()) => freed = true,
-                Err(e) => tracing::warn!(path = %head.path.display(), error = %e, "could not remove a write-ahead log segment"),
+                Err(e) => {
+                    tracing::warn!(path = %head.path.display(), error = %e, "could not remove a write-ahead log segment")
+                }
             }
             if !expired {
                 metrics::counter!(m::WAL_CONTEXT_EVICTED).increment(1);
@@ -262,7 +267,11 @@ impl Wal {
         use anyhow::Context as _;
         fs::create_dir_all(&config.dir).with_context(|| format!("creating {}", config.dir.display()))?;
         let lock_path = config.dir.join("LOCK");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
             .with_context(|| format!("opening {}", lock_path.display()))?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -307,7 +316,12 @@ impl Wal {
                     metrics::counter!(m::WAL_CORRUPT_SEGMENTS).increment(1);
                 }
             }
-            let mut segment = Segment { path, bytes: scan.good_len as u64, unacknowledged: BTreeMap::new(), max_record_time: Micros::MIN };
+            let mut segment = Segment {
+                path,
+                bytes: scan.good_len as u64,
+                unacknowledged: BTreeMap::new(),
+                max_record_time: Micros::MIN,
+            };
             for record in scan.records {
                 match record {
                     Scanned::Entry(entry, size) => {
@@ -480,7 +494,8 @@ fn create_segment(dir: &Path, number: u64) -> io::Result<(File, Segment)> {
     file.sync_all()?;
     // The new name must survive a crash too.
     File::open(dir)?.sync_all()?;
-    let segment = Segment { path, bytes: MAGIC.len() as u64, unacknowledged: BTreeMap::new(), max_record_time: Micros::MIN };
+    let segment =
+        Segment { path, bytes: MAGIC.len() as u64, unacknowledged: BTreeMap::new(), max_record_time: Micros::MIN };
     Ok((file, segment))
 }
 
@@ -593,7 +608,9 @@ fn decode_payload(payload: &[u8], size: u64) -> Option<Scanned> {
             if seqs.len() != count.checked_mul(8)? {
                 return None;
             }
-            Some(Scanned::Acks(seqs.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()))
+            Some(Scanned::Acks(
+                seqs.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+            ))
         }
         _ => None,
     }
@@ -758,7 +775,13 @@ impl Writer {
     }
 
     fn roll_if_full(&mut self) -> io::Result<()> {
-        let full = self.index.lock().expect("wal index").segments.get(&self.number).is_some_and(|s| s.bytes >= self.segment_bytes);
+        let full = self
+            .index
+            .lock()
+            .expect("wal index")
+            .segments
+            .get(&self.number)
+            .is_some_and(|s| s.bytes >= self.segment_bytes);
         if full { self.roll() } else { Ok(()) }
     }
 
@@ -804,7 +827,17 @@ mod tests {
         assert_eq!((report.acknowledged, report.unacknowledged, report.torn_tail_bytes), (1, 1, 0));
         assert_eq!(recovered.len(), 2);
         assert!(recovered[0].acknowledged && !recovered[1].acknowledged);
-        assert_eq!(recovered[1].entry, Entry { seq: 2, accepted_at: 11, max_record_time: 200, endpoint: Endpoint::Events, cluster: String::new(), body: Bytes::from_static(b"{\"b\":2}") });
+        assert_eq!(
+            recovered[1].entry,
+            Entry {
+                seq: 2,
+                accepted_at: 11,
+                max_record_time: 200,
+                endpoint: Endpoint::Events,
+                cluster: String::new(),
+                body: Bytes::from_static(b"{\"b\":2}")
+            }
+        );
         assert_eq!(wal.stats().unacknowledged_entries, 1);
         assert_eq!(wal.stats().unacknowledged_bytes, entry_size("", b"{\"b\":2}"), "the running total after recovery");
         // Numbering goes on after the recovered entries.

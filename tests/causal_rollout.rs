@@ -51,9 +51,11 @@ fn create_intent_nests_replicaset_pods_bindings_and_events() {
 
     // A status write reports on its object's triggers and its children's
     // creates: its parent is the latest of those before it. It causes nothing.
-    let mut rs_causes = spans.all(|s| s.name.starts_with("create pods default/web-5d894c86f5-") && s.trace_id == root.trace_id);
+    let mut rs_causes =
+        spans.all(|s| s.name.starts_with("create pods default/web-5d894c86f5-") && s.trace_id == root.trace_id);
     rs_causes.push(rs_create);
-    let statuses = spans.all(|s| s.name == "update replicasets/status default/web-5d894c86f5" && s.trace_id == root.trace_id);
+    let statuses =
+        spans.all(|s| s.name == "update replicasets/status default/web-5d894c86f5" && s.trace_id == root.trace_id);
     assert!(!statuses.is_empty());
     for status in statuses {
         assert_parent(&spans, status, latest_before(&rs_causes, status.end));
@@ -90,12 +92,17 @@ fn delete_intent_cascades_through_the_garbage_collector() {
     let result = rollout_audit();
     let spans = Spans(&result.spans);
     let root = spans.intent("delete deployments default/web");
-    assert_eq!(root.attr_str("k8s.object.uid"), Some("2fb028b3-cf59-4505-afd6-c66d1ac6964d"), "UID from Status.details");
+    assert_eq!(
+        root.attr_str("k8s.object.uid"),
+        Some("2fb028b3-cf59-4505-afd6-c66d1ac6964d"),
+        "UID from Status.details"
+    );
     let rs_delete = spans.one("GC RS delete", |s| s.name == "delete replicasets default/web-5d894c86f5");
     assert_eq!(rs_delete.actor, "generic-garbage-collector");
     assert_parent(&spans, rs_delete, root);
 
-    let gc_pod_deletes = spans.all(|s| s.name.starts_with("delete pods default/web-") && s.actor == "generic-garbage-collector");
+    let gc_pod_deletes =
+        spans.all(|s| s.name.starts_with("delete pods default/web-") && s.actor == "generic-garbage-collector");
     assert_eq!(gc_pod_deletes.len(), 3);
     for delete in &gc_pod_deletes {
         // The sibling rule applies to creates only: deletes never chain under each other.
@@ -154,16 +161,17 @@ fn no_span_of_one_intent_appears_in_another_intents_trace() {
         assert!(cur.root.is_some(), "{} chains to a root", s.name);
     }
     // Everything about `web` is in one of the three Deployment intents.
-    let web: HashSet<_> = [
-        "create deployments default/web",
-        "patch deployments/scale default/web",
-        "delete deployments default/web",
-    ]
-    .iter()
-    .map(|n| spans.intent(n).trace_id)
-    .collect();
+    let web: HashSet<_> =
+        ["create deployments default/web", "patch deployments/scale default/web", "delete deployments default/web"]
+            .iter()
+            .map(|n| spans.intent(n).trace_id)
+            .collect();
     // (The pod GC's deletes after the node delete are in the node delete's trace.)
-    for s in spans.all(|s| s.attr_str("k8s.namespace.name") == Some("default") && s.name.contains("web") && s.actor != "pod-garbage-collector") {
+    for s in spans.all(|s| {
+        s.attr_str("k8s.namespace.name") == Some("default")
+            && s.name.contains("web")
+            && s.actor != "pod-garbage-collector"
+    }) {
         assert!(web.contains(&s.trace_id), "{} {} is outside the web intents", s.actor, s.name);
     }
 }
@@ -177,7 +185,9 @@ fn events_from_a_watch_or_list_deduplicate_against_the_audit_stream() {
     let shape = |spans: &[kausal::core::Span]| -> Vec<String> {
         let mut v: Vec<String> = spans
             .iter()
-            .map(|s| format!("{:?} {:?} {:?} {} {} {}", s.trace_id, s.span_id, s.parent_span_id, s.name, s.start, s.end))
+            .map(|s| {
+                format!("{:?} {:?} {:?} {} {} {}", s.trace_id, s.span_id, s.parent_span_id, s.name, s.start, s.end)
+            })
             .collect();
         v.sort();
         v

@@ -32,7 +32,8 @@ fn batches() -> &'static Vec<Vec<Record>> {
     BATCHES.get_or_init(|| {
         let mut batches = Vec::new();
         let e2e = ["deployment", "statefulset", "daemonset", "batch", "service", "rollout-undo"];
-        let recordings = e2e.iter().map(|s| format!("e2e/{s}/audit-batches")).chain(["rollout-basic/audit-batches".to_owned()]);
+        let recordings =
+            e2e.iter().map(|s| format!("e2e/{s}/audit-batches")).chain(["rollout-basic/audit-batches".to_owned()]);
         for scenario in recordings {
             let mut files: Vec<_> = std::fs::read_dir(fixture(&scenario)).unwrap().map(|e| e.unwrap().path()).collect();
             files.sort();

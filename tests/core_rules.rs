@@ -1,12 +1,12 @@
 //! The causal rules one at a time, on small synthetic inputs driven through the
 //! pure engine. Times are explicit: no clock, no I/O.
 
+use kausal::core::ids::Uid;
 use kausal::core::record::{
     Deletion, EndpointMember, EventOrigin, EventRecord, Owner, Record, Regarding, Relations, Verb, WriteRecord,
 };
 use kausal::core::span::{RootKind, Span};
 use kausal::core::{CoreConfig, Engine};
-use kausal::core::ids::Uid;
 use kausal::model::time::MICROS_PER_SECOND as S;
 
 const RS_UID: &str = "00000000-0000-0000-0000-0000000000aa";
@@ -39,7 +39,8 @@ fn write(id: &str, user: &str, verb: Verb, resource: &str, name: &str, uid: &str
 }
 
 fn owned_by_rs(mut w: WriteRecord) -> WriteRecord {
-    w.owners = vec![Owner { kind: "ReplicaSet".into(), name: "rs".into(), uid: Uid::from_text(RS_UID), controller: true }];
+    w.owners =
+        vec![Owner { kind: "ReplicaSet".into(), name: "rs".into(), uid: Uid::from_text(RS_UID), controller: true }];
     w
 }
 
@@ -70,11 +71,51 @@ fn rs_create() -> Record {
 fn a_replacement_pod_is_caused_by_the_sibling_delete_but_deletes_never_chain() {
     let spans = run(vec![
         rs_create(),
-        Record::Write(owned_by_rs(write("pod-a", RS_CTRL, Verb::Create, "pods", "a", "00000000-0000-0000-0000-00000000000a", S))),
-        Record::Write(owned_by_rs(write("pod-c", RS_CTRL, Verb::Create, "pods", "c", "00000000-0000-0000-0000-00000000000c", S + 10))),
-        Record::Write(owned_by_rs(write("delete-a", "alice", Verb::Delete, "pods", "a", "00000000-0000-0000-0000-00000000000a", 5 * S))),
-        Record::Write(owned_by_rs(write("pod-b", RS_CTRL, Verb::Create, "pods", "b", "00000000-0000-0000-0000-00000000000b", 5 * S + 100))),
-        Record::Write(owned_by_rs(write("delete-c", GC, Verb::Delete, "pods", "c", "00000000-0000-0000-0000-00000000000c", 6 * S))),
+        Record::Write(owned_by_rs(write(
+            "pod-a",
+            RS_CTRL,
+            Verb::Create,
+            "pods",
+            "a",
+            "00000000-0000-0000-0000-00000000000a",
+            S,
+        ))),
+        Record::Write(owned_by_rs(write(
+            "pod-c",
+            RS_CTRL,
+            Verb::Create,
+            "pods",
+            "c",
+            "00000000-0000-0000-0000-00000000000c",
+            S + 10,
+        ))),
+        Record::Write(owned_by_rs(write(
+            "delete-a",
+            "alice",
+            Verb::Delete,
+            "pods",
+            "a",
+            "00000000-0000-0000-0000-00000000000a",
+            5 * S,
+        ))),
+        Record::Write(owned_by_rs(write(
+            "pod-b",
+            RS_CTRL,
+            Verb::Create,
+            "pods",
+            "b",
+            "00000000-0000-0000-0000-00000000000b",
+            5 * S + 100,
+        ))),
+        Record::Write(owned_by_rs(write(
+            "delete-c",
+            GC,
+            Verb::Delete,
+            "pods",
+            "c",
+            "00000000-0000-0000-0000-00000000000c",
+            6 * S,
+        ))),
     ]);
     let pod_b = by_id(&spans, "pod-b");
     assert_eq!(parent_id(&spans, pod_b), Some("delete-a"), "the replacement belongs to alice's delete");
@@ -87,7 +128,15 @@ fn a_replacement_pod_is_caused_by_the_sibling_delete_but_deletes_never_chain() {
 fn a_controller_write_outside_the_window_starts_its_own_trace() {
     let spans = run(vec![
         rs_create(),
-        Record::Write(owned_by_rs(write("late", RS_CTRL, Verb::Create, "pods", "x", "00000000-0000-0000-0000-000000000001", 31 * S))),
+        Record::Write(owned_by_rs(write(
+            "late",
+            RS_CTRL,
+            Verb::Create,
+            "pods",
+            "x",
+            "00000000-0000-0000-0000-000000000001",
+            31 * S,
+        ))),
     ]);
     let late = by_id(&spans, "late");
     assert_eq!(late.parent_span_id, None);
@@ -110,7 +159,11 @@ fn a_delete_in_progress_stays_a_trigger_until_the_object_is_gone() {
     assert_eq!(parent_id(&spans, by_id(&spans, "force")), Some("graceful"), "5 minutes later, still the cause");
     // The force delete made the pod gone: 40 s later (outside the window)
     // nothing is active any more.
-    assert_eq!(by_id(&spans, "after-gone").root, Some(RootKind::ControllerInitiated), "gone objects keep no active delete");
+    assert_eq!(
+        by_id(&spans, "after-gone").root,
+        Some(RootKind::ControllerInitiated),
+        "gone objects keep no active delete"
+    );
 }
 
 #[test]
@@ -122,7 +175,15 @@ fn failed_and_dry_run_writes_are_spans_but_never_triggers() {
     let spans = run(vec![
         Record::Write(failed),
         Record::Write(dry),
-        Record::Write(owned_by_rs(write("pod", RS_CTRL, Verb::Create, "pods", "x", "00000000-0000-0000-0000-000000000003", 2 * S))),
+        Record::Write(owned_by_rs(write(
+            "pod",
+            RS_CTRL,
+            Verb::Create,
+            "pods",
+            "x",
+            "00000000-0000-0000-0000-000000000003",
+            2 * S,
+        ))),
     ]);
     assert!(matches!(by_id(&spans, "failed").status, kausal::core::span::SpanStatus::Error(_)));
     let dry = by_id(&spans, "dry");
@@ -134,8 +195,24 @@ fn failed_and_dry_run_writes_are_spans_but_never_triggers() {
 fn arrival_order_within_the_settle_delay_does_not_matter() {
     let records = vec![
         rs_create(),
-        Record::Write(owned_by_rs(write("p1", RS_CTRL, Verb::Create, "pods", "a", "00000000-0000-0000-0000-000000000004", S / 2))),
-        Record::Write(owned_by_rs(write("p2", RS_CTRL, Verb::Create, "pods", "b", "00000000-0000-0000-0000-000000000005", S))),
+        Record::Write(owned_by_rs(write(
+            "p1",
+            RS_CTRL,
+            Verb::Create,
+            "pods",
+            "a",
+            "00000000-0000-0000-0000-000000000004",
+            S / 2,
+        ))),
+        Record::Write(owned_by_rs(write(
+            "p2",
+            RS_CTRL,
+            Verb::Create,
+            "pods",
+            "b",
+            "00000000-0000-0000-0000-000000000005",
+            S,
+        ))),
     ];
     let mut reversed = records.clone();
     reversed.reverse();
@@ -197,7 +274,15 @@ fn event(count: i64, at: i64, coarse: bool) -> EventRecord {
 fn a_whole_second_event_matches_a_write_later_in_the_same_second() {
     let spans = run(vec![
         rs_create(),
-        Record::Write(owned_by_rs(write("pod-a", RS_CTRL, Verb::Create, "pods", "a", "00000000-0000-0000-0000-00000000000a", 10 * S + 700_000))),
+        Record::Write(owned_by_rs(write(
+            "pod-a",
+            RS_CTRL,
+            Verb::Create,
+            "pods",
+            "a",
+            "00000000-0000-0000-0000-00000000000a",
+            10 * S + 700_000,
+        ))),
         Record::Event(event(1, 10 * S, true)),
     ]);
     let ev = spans.iter().find(|s| s.attr_str("k8s.event.reason") == Some("SuccessfulCreate")).unwrap();
@@ -270,7 +355,12 @@ fn an_object_known_only_from_an_event_is_reported_and_a_lookup_teaches_the_graph
         kind: Some("Pod".into()),
         namespace: "default".into(),
         name: "old".into(),
-        controller_owner: Some(Owner { kind: "ReplicaSet".into(), name: "rs".into(), uid: Uid::from_text(RS_UID), controller: true }),
+        controller_owner: Some(Owner {
+            kind: "ReplicaSet".into(),
+            name: "rs".into(),
+            uid: Uid::from_text(RS_UID),
+            controller: true,
+        }),
     });
     assert!(engine.knows_object(POD_UID));
     engine.ingest(Record::Write(write("rs-delete", "alice", Verb::Delete, "replicasets", "rs", RS_UID, 10 * S)));
@@ -301,7 +391,15 @@ fn a_lookup_that_lands_before_a_buffered_write_does_not_hide_its_spec_change() {
         name: "rs".into(),
         controller_owner: None,
     });
-    engine.ingest(Record::Write(owned_by_rs(write("pod-new", RS_CTRL, Verb::Create, "pods", "new", "00000000-0000-0000-0000-0000000000n1", 10 * S + 5000))));
+    engine.ingest(Record::Write(owned_by_rs(write(
+        "pod-new",
+        RS_CTRL,
+        Verb::Create,
+        "pods",
+        "new",
+        "00000000-0000-0000-0000-0000000000n1",
+        10 * S + 5000,
+    ))));
     engine.flush();
     let spans = engine.drain_spans();
     assert_eq!(parent_id(&spans, by_id(&spans, "pod-new")), Some("rs-scale-up"));
@@ -329,9 +427,13 @@ fn on_node(w: WriteRecord, node: &str) -> WriteRecord {
 }
 
 fn listing(w: WriteRecord, service: Option<&str>, members: &[(&str, u64)]) -> WriteRecord {
-    let mut members: Vec<EndpointMember> = members.iter().map(|(uid, state)| EndpointMember { pod: Uid::from_text(uid), state: *state }).collect();
+    let mut members: Vec<EndpointMember> =
+        members.iter().map(|(uid, state)| EndpointMember { pod: Uid::from_text(uid), state: *state }).collect();
     members.sort();
-    with_relations(w, Relations { service_name: service.map(Into::into), endpoint_members: Some(members), ..Relations::default() })
+    with_relations(
+        w,
+        Relations { service_name: service.map(Into::into), endpoint_members: Some(members), ..Relations::default() },
+    )
 }
 
 fn status(mut w: WriteRecord) -> WriteRecord {
@@ -356,15 +458,35 @@ fn a_status_write_reports_on_children_so_a_persons_pod_delete_owns_it() {
         Record::Write(owned_by_rs(write("pod-a", RS_CTRL, Verb::Create, "pods", "a", pod, S / 5))),
         Record::Write(rs(status(write("rs-status-1", RS_CTRL, Verb::Update, "replicasets", "rs", RS_UID, S / 2)))),
         Record::Write(owned_by_rs(write("alice-delete", "alice", Verb::Delete, "pods", "a", pod, 5 * S))),
-        Record::Write(owned_by_rs(write("pod-b", RS_CTRL, Verb::Create, "pods", "b", "00000000-0000-0000-0000-00000000000b", 5 * S + 1000))),
-        Record::Write(rs(status(write("rs-status-2", RS_CTRL, Verb::Update, "replicasets", "rs", RS_UID, 5 * S + 2000)))),
+        Record::Write(owned_by_rs(write(
+            "pod-b",
+            RS_CTRL,
+            Verb::Create,
+            "pods",
+            "b",
+            "00000000-0000-0000-0000-00000000000b",
+            5 * S + 1000,
+        ))),
+        Record::Write(rs(status(write(
+            "rs-status-2",
+            RS_CTRL,
+            Verb::Update,
+            "replicasets",
+            "rs",
+            RS_UID,
+            5 * S + 2000,
+        )))),
     ]);
     assert_eq!(parent_id(&spans, by_id(&spans, "rs-status-1")), Some("pod-a"), "the latest child create");
     let replacement = by_id(&spans, "pod-b");
     assert_eq!(parent_id(&spans, replacement), Some("alice-delete"));
     let status_2 = by_id(&spans, "rs-status-2");
     assert_eq!(parent_id(&spans, status_2), Some("pod-b"));
-    assert_eq!(status_2.trace_id, by_id(&spans, "alice-delete").trace_id, "in alice's trace, not the Deployment create's");
+    assert_eq!(
+        status_2.trace_id,
+        by_id(&spans, "alice-delete").trace_id,
+        "in alice's trace, not the Deployment create's"
+    );
 }
 
 #[test]
@@ -373,9 +495,15 @@ fn endpoints_follow_their_service_and_the_pod_writes_that_change_the_listing() {
     const EP: &str = "00000000-0000-0000-0000-0000000000e1";
     const SLICE: &str = "00000000-0000-0000-0000-0000000000e2";
     let (a, b) = ("00000000-0000-0000-0000-00000000000a", "00000000-0000-0000-0000-00000000000b");
-    let ep = |id: &str, verb, at, members: &[(&str, u64)]| listing(write(id, EP_CTRL, verb, "endpoints", "web", EP, at), None, members);
+    let ep = |id: &str, verb, at, members: &[(&str, u64)]| {
+        listing(write(id, EP_CTRL, verb, "endpoints", "web", EP, at), None, members)
+    };
     let slice = |id: &str, verb, at, members: &[(&str, u64)]| {
-        listing(owned_by(write(id, SLICE_CTRL, verb, "endpointslices", "web-x1", SLICE, at), "Service", "web", SVC), Some("web"), members)
+        listing(
+            owned_by(write(id, SLICE_CTRL, verb, "endpointslices", "web-x1", SLICE, at), "Service", "web", SVC),
+            Some("web"),
+            members,
+        )
     };
     let spans = run(vec![
         Record::Write(write("svc-create", "admin", Verb::Create, "services", "web", SVC, 0)),
@@ -415,20 +543,42 @@ fn a_daemonset_pod_for_a_new_node_belongs_to_the_node_and_pod_gc_to_its_removal(
     let ds_pod = |id: &str, name: &str, uid: &str, node: &str, at| {
         on_node(owned_by(write(id, DS_CTRL, Verb::Create, "pods", name, uid, at), "DaemonSet", "agent", DS_UID), node)
     };
-    let mut node_delete = cluster_scoped(write("node-c-delete", "admin", Verb::Delete, "nodes", "node-c", NODE_C, 100 * S));
+    let mut node_delete =
+        cluster_scoped(write("node-c-delete", "admin", Verb::Delete, "nodes", "node-c", NODE_C, 100 * S));
     node_delete.deletion = Deletion::Gone;
     let spans = run(vec![
-        Record::Write(cluster_scoped(write("node-a-create", "system:node:node-a", Verb::Create, "nodes", "node-a", "00000000-0000-0000-0000-0000000000c1", 0))),
+        Record::Write(cluster_scoped(write(
+            "node-a-create",
+            "system:node:node-a",
+            Verb::Create,
+            "nodes",
+            "node-a",
+            "00000000-0000-0000-0000-0000000000c1",
+            0,
+        ))),
         Record::Write(write("ds-create", "admin", Verb::Create, "daemonsets", "agent", DS_UID, 10 * S)),
         Record::Write(ds_pod("pod-a", "agent-a", pod_a, "node-a", 10 * S + 100)),
         Record::Write(cluster_scoped(write("node-c-create", "admin", Verb::Create, "nodes", "node-c", NODE_C, 20 * S))),
         Record::Write(ds_pod("pod-c", "agent-c", pod_c, "node-c", 20 * S + 100)),
         Record::Write(node_delete),
         // The pod garbage collector removes the orphan minutes later, outside any window.
-        Record::Write(owned_by(write("pod-c-gc", POD_GC, Verb::Delete, "pods", "agent-c", pod_c, 400 * S), "DaemonSet", "agent", DS_UID)),
+        Record::Write(owned_by(
+            write("pod-c-gc", POD_GC, Verb::Delete, "pods", "agent-c", pod_c, 400 * S),
+            "DaemonSet",
+            "agent",
+            DS_UID,
+        )),
     ]);
-    assert_eq!(parent_id(&spans, by_id(&spans, "pod-a")), Some("ds-create"), "the DaemonSet's create, newer than node-a's");
-    assert_eq!(parent_id(&spans, by_id(&spans, "pod-c")), Some("node-c-create"), "the new node, not the DaemonSet's last write");
+    assert_eq!(
+        parent_id(&spans, by_id(&spans, "pod-a")),
+        Some("ds-create"),
+        "the DaemonSet's create, newer than node-a's"
+    );
+    assert_eq!(
+        parent_id(&spans, by_id(&spans, "pod-c")),
+        Some("node-c-create"),
+        "the new node, not the DaemonSet's last write"
+    );
     let gc = by_id(&spans, "pod-c-gc");
     assert_eq!(parent_id(&spans, gc), Some("node-c-delete"), "5 minutes after, still the node's removal");
     assert_eq!(gc.trace_id, by_id(&spans, "node-c-delete").trace_id);
@@ -457,7 +607,9 @@ fn only_the_pod_garbage_collector_is_blamed_on_a_removed_node() {
 fn a_cronjobs_job_is_a_controller_root_linked_to_the_cronjobs_spec_write() {
     const CRON_UID: &str = "00000000-0000-0000-0000-0000000000cc";
     const CRON: &str = "system:serviceaccount:kube-system:cronjob-controller";
-    let job = |id: &str, name: &str, uid: &str, at| owned_by(write(id, CRON, Verb::Create, "jobs", name, uid, at), "CronJob", "tick", CRON_UID);
+    let job = |id: &str, name: &str, uid: &str, at| {
+        owned_by(write(id, CRON, Verb::Create, "jobs", name, uid, at), "CronJob", "tick", CRON_UID)
+    };
     let spans = run(vec![
         Record::Write(write("cron-create", "admin", Verb::Create, "cronjobs", "tick", CRON_UID, 0)),
         Record::Write(job("job-1", "tick-1", "00000000-0000-0000-0000-0000000000j1", 20 * S)),
@@ -496,8 +648,24 @@ fn next_due_says_when_the_oldest_record_settles() {
     let mut engine = Engine::new(CoreConfig::default());
     let settle = engine.config().settle;
     assert_eq!(engine.next_due(), None, "nothing buffered, nothing due");
-    engine.ingest(Record::Write(write("b", "admin", Verb::Create, "pods", "b", "00000000-0000-0000-0000-00000000000b", 5 * S)));
-    engine.ingest(Record::Write(write("a", "admin", Verb::Create, "pods", "a", "00000000-0000-0000-0000-00000000000a", 4 * S)));
+    engine.ingest(Record::Write(write(
+        "b",
+        "admin",
+        Verb::Create,
+        "pods",
+        "b",
+        "00000000-0000-0000-0000-00000000000b",
+        5 * S,
+    )));
+    engine.ingest(Record::Write(write(
+        "a",
+        "admin",
+        Verb::Create,
+        "pods",
+        "a",
+        "00000000-0000-0000-0000-00000000000a",
+        4 * S,
+    )));
     assert_eq!(engine.next_due(), Some(4 * S + settle));
     engine.advance(Some(4 * S + settle - 1));
     assert!(engine.drain_spans().is_empty(), "one microsecond early");

@@ -195,7 +195,11 @@ fn names_ports_and_paths_agree_across_the_kit() {
     let deployment = documents("deploy/kausal.yaml").into_iter().find(|d| d["kind"] == "Deployment").unwrap();
     let service = documents("deploy/kausal.yaml").into_iter().find(|d| d["kind"] == "Service").unwrap();
     let c = container(&deployment);
-    for doc in documents("deploy/kausal.yaml").iter().chain(&documents("deploy/rbac.yaml")).chain(&documents("deploy/jaeger.yaml")) {
+    for doc in documents("deploy/kausal.yaml")
+        .iter()
+        .chain(&documents("deploy/rbac.yaml"))
+        .chain(&documents("deploy/jaeger.yaml"))
+    {
         if doc["kind"] != "ClusterRole" && doc["kind"] != "ClusterRoleBinding" {
             assert_eq!(doc["metadata"]["namespace"], ns, "{:?} is not in namespace {ns}", doc["metadata"]["name"]);
         }
@@ -218,8 +222,12 @@ fn names_ports_and_paths_agree_across_the_kit() {
         let port = &c[probe]["httpGet"]["port"];
         assert!(port == "metrics", "{probe} must use the plain-HTTP ops port (no client certificate there)");
     }
-    let service_ports: Vec<&str> =
-        service["spec"]["ports"].as_sequence().unwrap().iter().map(|p| str_of(&p["targetPort"], "targetPort")).collect();
+    let service_ports: Vec<&str> = service["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| str_of(&p["targetPort"], "targetPort"))
+        .collect();
     assert_eq!(service_ports, ["webhook", "metrics"]);
     let dockerfile = text("Dockerfile");
     assert!(dockerfile.contains(&format!("EXPOSE {webhook_port} {metrics_port}")), "Dockerfile EXPOSE disagrees");
@@ -230,7 +238,10 @@ fn names_ports_and_paths_agree_across_the_kit() {
         let path = env(c, var);
         assert!(path.starts_with(mount), "{var}={path} is outside the Secret mount {mount}");
         let key = path.rsplit('/').next().unwrap();
-        assert!(text("deploy/kind/up.sh").contains(&format!("--from-file={key}=")), "up.sh does not put {key} in the Secret");
+        assert!(
+            text("deploy/kind/up.sh").contains(&format!("--from-file={key}=")),
+            "up.sh does not put {key} in the Secret"
+        );
     }
     let secret = str_of(&deployment["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"], "secretName");
     assert!(text("deploy/kind/up.sh").contains(&format!("create secret generic {secret}")));
@@ -242,14 +253,24 @@ fn names_ports_and_paths_agree_across_the_kit() {
     let data_mount = data_mount.unwrap_or_else(|| panic!("KAUSAL_DATA_DIR={data_dir} is not a mounted volume"));
     assert!(data_mount["readOnly"] != true, "the data volume is read-only");
     let volume_name = &data_mount["name"];
-    let volume = deployment["spec"]["template"]["spec"]["volumes"].as_sequence().unwrap().iter().find(|v| &v["name"] == volume_name).unwrap();
+    let volume = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| &v["name"] == volume_name)
+        .unwrap();
     let limit = kausal::serve::parse_bytes(str_of(&volume["emptyDir"]["sizeLimit"], "sizeLimit")).unwrap();
     let wal = kausal::serve::parse_bytes(env(c, "KAUSAL_MAX_WAL_BYTES")).unwrap();
     assert!(wal < limit, "KAUSAL_MAX_WAL_BYTES {wal} does not fit the volume's sizeLimit {limit}");
 
     // kausal exports to the Jaeger Service's OTLP/gRPC port.
     let jaeger_service = documents("deploy/jaeger.yaml").into_iter().find(|d| d["kind"] == "Service").unwrap();
-    let otlp_port = jaeger_service["spec"]["ports"].as_sequence().unwrap().iter().find(|p| p["name"] == "otlp-grpc").unwrap()["port"]
+    let otlp_port = jaeger_service["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "otlp-grpc")
+        .unwrap()["port"]
         .as_u64()
         .unwrap();
     let jaeger_name = str_of(&jaeger_service["metadata"]["name"], "jaeger service");
@@ -301,7 +322,8 @@ fn the_cluster_role_is_least_privilege() {
     let mut watches_events = false;
     for rule in rules {
         let verbs: Vec<&str> = rule["verbs"].as_sequence().unwrap().iter().map(|v| str_of(v, "verb")).collect();
-        let resources: Vec<&str> = rule["resources"].as_sequence().unwrap().iter().map(|v| str_of(v, "resource")).collect();
+        let resources: Vec<&str> =
+            rule["resources"].as_sequence().unwrap().iter().map(|v| str_of(v, "resource")).collect();
         assert!(!verbs.contains(&"*") && !resources.contains(&"*"), "wildcards in {rule:?}");
         assert!(verbs.iter().all(|v| ["get", "list", "watch"].contains(v)), "write verbs in {rule:?}");
         assert!(!resources.iter().any(|r| ["secrets", "configmaps"].contains(r)), "kausal never reads {resources:?}");
@@ -328,7 +350,8 @@ fn every_kausal_variable_in_the_manifests_is_a_real_flag() {
 #[test]
 fn kausal_cert_writes_a_kubeconfig_shaped_like_the_template() {
     let certs = common::server::Certs::generate();
-    let written: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(certs.path("webhook-kubeconfig.yaml")).unwrap()).unwrap();
+    let written: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(certs.path("webhook-kubeconfig.yaml")).unwrap()).unwrap();
     let template = one("audit-policy/webhook-kubeconfig.yaml", "Config");
     for path in [["clusters", "cluster"], ["users", "user"], ["contexts", "context"]] {
         let keys = |v: &Value| -> Vec<String> {

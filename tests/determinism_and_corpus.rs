@@ -64,7 +64,11 @@ fn otlp_json_lines_are_standard_otlp_json() {
                     assert!(span["startTimeUnixNano"].is_string(), "64-bit integers as strings");
                     for attr in span["attributes"].as_array().unwrap() {
                         let v = &attr["value"];
-                        assert!(v.get("stringValue").is_some() || v.get("intValue").is_some() || v.get("boolValue").is_some());
+                        assert!(
+                            v.get("stringValue").is_some()
+                                || v.get("intValue").is_some()
+                                || v.get("boolValue").is_some()
+                        );
                         if let Some(i) = v.get("intValue") {
                             assert!(i.is_string(), "intValue is a string in OTLP/JSON");
                         }

@@ -159,7 +159,13 @@ async fn ensure_nodes(client: &kube::Client) {
 }
 
 async fn namespace(client: &kube::Client, name: &str) {
-    create(client, None, &resource("", "v1", "Namespace", "namespaces"), json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await;
+    create(
+        client,
+        None,
+        &resource("", "v1", "Namespace", "namespaces"),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+    )
+    .await;
 }
 
 fn pod_template(app: &str, image: &str) -> Value {
@@ -182,7 +188,12 @@ fn deployment(name: &str, replicas: i64) -> Value {
 
 async fn scale(client: &kube::Client, ns: &str, ar: &ApiResource, name: &str, replicas: i64) {
     api(client, Some(ns), ar)
-        .patch_subresource("scale", name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": replicas}})))
+        .patch_subresource(
+            "scale",
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
         .await
         .unwrap_or_else(|e| panic!("scale {name}: {e}"));
 }
@@ -280,8 +291,15 @@ impl Spans {
     fn expect_parent(&self, child: &Got, parent: &Got) -> Result<(), String> {
         match self.parent(child) {
             Some(p) if p.span == parent.span && p.trace == parent.trace => Ok(()),
-            Some(p) => Err(format!("`{}` should hang under `{}`, but hangs under `{}`", child.name, parent.name, p.name)),
-            None => Err(format!("`{}` should hang under `{}`, but is a root ({:?})", child.name, parent.name, child.attr("kausal.root"))),
+            Some(p) => {
+                Err(format!("`{}` should hang under `{}`, but hangs under `{}`", child.name, parent.name, p.name))
+            }
+            None => Err(format!(
+                "`{}` should hang under `{}`, but is a root ({:?})",
+                child.name,
+                parent.name,
+                child.attr("kausal.root")
+            )),
         }
     }
 
@@ -299,7 +317,12 @@ impl Spans {
 
     fn expect_intent(&self, span: &Got, who: &str) -> Result<(), String> {
         if span.parent.is_some() || span.attr("kausal.root") != Some("intent") || span.service != who {
-            return Err(format!("`{}` should be an intent of {who}: root={:?}, service={}", span.name, span.attr("kausal.root"), span.service));
+            return Err(format!(
+                "`{}` should be an intent of {who}: root={:?}, service={}",
+                span.name,
+                span.attr("kausal.root"),
+                span.service
+            ));
         }
         Ok(())
     }
@@ -336,7 +359,12 @@ const WAIT: Duration = Duration::from_secs(120);
 
 /// Polls the receiver until `check` passes; on timeout, fails with what was
 /// expected beside the trees that arrived for `namespace`.
-async fn eventually<T>(receiver: &Receiver, namespace: &str, expected: &str, check: impl Fn(&Spans) -> Result<T, String>) -> T {
+async fn eventually<T>(
+    receiver: &Receiver,
+    namespace: &str,
+    expected: &str,
+    check: impl Fn(&Spans) -> Result<T, String>,
+) -> T {
     let deadline = Instant::now() + WAIT;
     loop {
         let spans = Spans(received(receiver));
@@ -383,29 +411,34 @@ async fn deployment_create_scale_rollout_and_delete() {
 
     // 1. create: Deployment → ReplicaSet → 3 pods → bindings, with their Events.
     create(&client, Some(ns), &ar, deployment("web", 3)).await;
-    let first_rs = eventually(&receiver, ns, "create deployments → create replicasets → 3 × create pods → pods/binding, with Events", |s| {
-        let deploy = s.named("the Deployment create", "create deployments e2e-deploy/web")?;
-        s.expect_intent(deploy, ADMIN)?;
-        let rs = s.one("the ReplicaSet create", |x| is_write(x, "create", "replicasets", ns, "web-"))?;
-        s.expect_parent(rs, deploy)?;
-        let pods = s.all(|x| is_write(x, "create", "pods", ns, "web-") && x.trace == deploy.trace);
-        if pods.len() != 3 {
-            return Err(format!("{} pod creates in the trace, expected 3", pods.len()));
-        }
-        for pod in &pods {
-            s.expect_parent(pod, rs)?;
-            let name = pod.attr("k8s.object.name").unwrap();
-            let binding = s.one("a binding", |x| x.name == format!("create pods/binding {ns}/{name}"))?;
-            s.expect_parent(binding, pod)?;
-            let created = s.one("SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, name))?;
-            s.expect_parent(created, pod)?;
-            let scheduled = s.one("Scheduled", |x| is_event(x, "Scheduled", ns, name))?;
-            s.expect_below(scheduled, deploy)?;
-        }
-        let scaled = s.one("ScalingReplicaSet", |x| is_event(x, "ScalingReplicaSet", ns, "Scaled up"))?;
-        s.expect_parent(scaled, rs)?;
-        Ok(rs.attr("k8s.object.name").unwrap().to_owned())
-    })
+    let first_rs = eventually(
+        &receiver,
+        ns,
+        "create deployments → create replicasets → 3 × create pods → pods/binding, with Events",
+        |s| {
+            let deploy = s.named("the Deployment create", "create deployments e2e-deploy/web")?;
+            s.expect_intent(deploy, ADMIN)?;
+            let rs = s.one("the ReplicaSet create", |x| is_write(x, "create", "replicasets", ns, "web-"))?;
+            s.expect_parent(rs, deploy)?;
+            let pods = s.all(|x| is_write(x, "create", "pods", ns, "web-") && x.trace == deploy.trace);
+            if pods.len() != 3 {
+                return Err(format!("{} pod creates in the trace, expected 3", pods.len()));
+            }
+            for pod in &pods {
+                s.expect_parent(pod, rs)?;
+                let name = pod.attr("k8s.object.name").unwrap();
+                let binding = s.one("a binding", |x| x.name == format!("create pods/binding {ns}/{name}"))?;
+                s.expect_parent(binding, pod)?;
+                let created = s.one("SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, name))?;
+                s.expect_parent(created, pod)?;
+                let scheduled = s.one("Scheduled", |x| is_event(x, "Scheduled", ns, name))?;
+                s.expect_below(scheduled, deploy)?;
+            }
+            let scaled = s.one("ScalingReplicaSet", |x| is_event(x, "ScalingReplicaSet", ns, "Scaled up"))?;
+            s.expect_parent(scaled, rs)?;
+            Ok(rs.attr("k8s.object.name").unwrap().to_owned())
+        },
+    )
     .await;
 
     // 2. scale up 3 → 5: its own trace; the ReplicaSet update and two new pods under it.
@@ -413,7 +446,9 @@ async fn deployment_create_scale_rollout_and_delete() {
     eventually(&receiver, ns, "patch deployments/scale → update replicasets → 2 × create pods", |s| {
         let patch = s.one("the scale-up", |x| x.name == "patch deployments/scale e2e-deploy/web")?;
         s.expect_intent(patch, ADMIN)?;
-        let update = s.one("the ReplicaSet scale-up", |x| is_write(x, "update", "replicasets", ns, &first_rs) && x.trace == patch.trace)?;
+        let update = s.one("the ReplicaSet scale-up", |x| {
+            is_write(x, "update", "replicasets", ns, &first_rs) && x.trace == patch.trace
+        })?;
         s.expect_parent(update, patch)?;
         let pods = s.all(|x| is_write(x, "create", "pods", ns, "web-") && x.trace == patch.trace);
         if pods.len() != 2 {
@@ -425,22 +460,30 @@ async fn deployment_create_scale_rollout_and_delete() {
 
     // 3. scale down 5 → 4: the pod delete and SuccessfulDelete under the ReplicaSet update.
     scale(&client, ns, &ar, "web", 4).await;
-    eventually(&receiver, ns, "patch deployments/scale → update replicasets → delete pods + SuccessfulDelete", |s| {
-        let patches = s.all(|x| x.name == "patch deployments/scale e2e-deploy/web");
-        let patch = patches.iter().max_by_key(|x| x.start).ok_or("no scale patch")?;
-        if patches.len() != 2 {
-            return Err(format!("{} scale patches, expected 2", patches.len()));
-        }
-        let update = s.one("the ReplicaSet scale-down", |x| is_write(x, "update", "replicasets", ns, &first_rs) && x.trace == patch.trace)?;
-        s.expect_parent(update, patch)?;
-        let delete = s.one("the pod delete", |x| is_write(x, "delete", "pods", ns, "web-") && x.trace == patch.trace)?;
-        s.expect_parent(delete, update)?;
-        if delete.service != "replicaset-controller" {
-            return Err(format!("the pod delete is by {}, expected replicaset-controller", delete.service));
-        }
-        let event = s.one("SuccessfulDelete", |x| is_event(x, "SuccessfulDelete", ns, "Deleted pod"))?;
-        s.expect_below(event, update)
-    })
+    eventually(
+        &receiver,
+        ns,
+        "patch deployments/scale → update replicasets → delete pods + SuccessfulDelete",
+        |s| {
+            let patches = s.all(|x| x.name == "patch deployments/scale e2e-deploy/web");
+            let patch = patches.iter().max_by_key(|x| x.start).ok_or("no scale patch")?;
+            if patches.len() != 2 {
+                return Err(format!("{} scale patches, expected 2", patches.len()));
+            }
+            let update = s.one("the ReplicaSet scale-down", |x| {
+                is_write(x, "update", "replicasets", ns, &first_rs) && x.trace == patch.trace
+            })?;
+            s.expect_parent(update, patch)?;
+            let delete =
+                s.one("the pod delete", |x| is_write(x, "delete", "pods", ns, "web-") && x.trace == patch.trace)?;
+            s.expect_parent(delete, update)?;
+            if delete.service != "replicaset-controller" {
+                return Err(format!("the pod delete is by {}, expected replicaset-controller", delete.service));
+            }
+            let event = s.one("SuccessfulDelete", |x| is_event(x, "SuccessfulDelete", ns, "Deleted pod"))?;
+            s.expect_below(event, update)
+        },
+    )
     .await;
 
     // 4. image rollout: a new ReplicaSet, and the old one scaled down, in the patch's trace.
@@ -448,37 +491,57 @@ async fn deployment_create_scale_rollout_and_delete() {
         .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.4.1"}]}}}})))
         .await
         .unwrap();
-    eventually(&receiver, ns, "patch deployments → create replicasets (new) + update replicasets (old, scaled down)", |s| {
-        let patch = s.named("the rollout", "patch deployments e2e-deploy/web")?;
-        s.expect_intent(patch, ADMIN)?;
-        let new_rs = s.one("the new ReplicaSet", |x| is_write(x, "create", "replicasets", ns, "web-") && x.trace == patch.trace)?;
-        s.expect_parent(new_rs, patch)?;
-        if new_rs.attr("k8s.object.name") == Some(first_rs.as_str()) {
-            return Err("the rollout did not create a new ReplicaSet".into());
-        }
-        let old = s.all(|x| is_write(x, "update", "replicasets", ns, &first_rs) && x.trace == patch.trace && x.attr("k8s.subresource").is_none());
-        let old = old.first().ok_or("the old ReplicaSet was not scaled down in the rollout's trace")?;
-        s.expect_parent(old, patch)
-    })
+    eventually(
+        &receiver,
+        ns,
+        "patch deployments → create replicasets (new) + update replicasets (old, scaled down)",
+        |s| {
+            let patch = s.named("the rollout", "patch deployments e2e-deploy/web")?;
+            s.expect_intent(patch, ADMIN)?;
+            let new_rs = s.one("the new ReplicaSet", |x| {
+                is_write(x, "create", "replicasets", ns, "web-") && x.trace == patch.trace
+            })?;
+            s.expect_parent(new_rs, patch)?;
+            if new_rs.attr("k8s.object.name") == Some(first_rs.as_str()) {
+                return Err("the rollout did not create a new ReplicaSet".into());
+            }
+            let old = s.all(|x| {
+                is_write(x, "update", "replicasets", ns, &first_rs)
+                    && x.trace == patch.trace
+                    && x.attr("k8s.subresource").is_none()
+            });
+            let old = old.first().ok_or("the old ReplicaSet was not scaled down in the rollout's trace")?;
+            s.expect_parent(old, patch)
+        },
+    )
     .await;
 
     // 5a. foreground delete: the garbage collector's deletes in the delete's trace.
     api(&client, Some(ns), &ar).delete("web", &DeleteParams::foreground()).await.unwrap();
-    eventually(&receiver, ns, "delete deployments (foreground) → GC deletes of both ReplicaSets and their pods", |s| {
-        let delete = s.named("the foreground delete", "delete deployments e2e-deploy/web")?;
-        s.expect_intent(delete, ADMIN)?;
-        let rs_deletes = s.all(|x| is_write(x, "delete", "replicasets", ns, "web-") && x.trace == delete.trace);
-        if rs_deletes.len() != 2 {
-            return Err(format!("{} ReplicaSet deletes in the trace, expected 2", rs_deletes.len()));
-        }
-        let pod_deletes = s.all(|x| is_write(x, "delete", "pods", ns, "web-") && x.trace == delete.trace);
-        if pod_deletes.len() < 4 {
-            return Err(format!("{} pod deletes in the trace, expected at least 4", pod_deletes.len()));
-        }
-        pod_deletes.iter().chain(&rs_deletes).try_for_each(|x| {
-            if x.service == "generic-garbage-collector" { Ok(()) } else { Err(format!("`{}` by {}", x.name, x.service)) }
-        })
-    })
+    eventually(
+        &receiver,
+        ns,
+        "delete deployments (foreground) → GC deletes of both ReplicaSets and their pods",
+        |s| {
+            let delete = s.named("the foreground delete", "delete deployments e2e-deploy/web")?;
+            s.expect_intent(delete, ADMIN)?;
+            let rs_deletes = s.all(|x| is_write(x, "delete", "replicasets", ns, "web-") && x.trace == delete.trace);
+            if rs_deletes.len() != 2 {
+                return Err(format!("{} ReplicaSet deletes in the trace, expected 2", rs_deletes.len()));
+            }
+            let pod_deletes = s.all(|x| is_write(x, "delete", "pods", ns, "web-") && x.trace == delete.trace);
+            if pod_deletes.len() < 4 {
+                return Err(format!("{} pod deletes in the trace, expected at least 4", pod_deletes.len()));
+            }
+            pod_deletes.iter().chain(&rs_deletes).try_for_each(|x| {
+                if x.service == "generic-garbage-collector" {
+                    Ok(())
+                } else {
+                    Err(format!("`{}` by {}", x.name, x.service))
+                }
+            })
+        },
+    )
     .await;
 
     // 5b. background delete of another Deployment.
@@ -509,7 +572,11 @@ async fn deployment_create_scale_rollout_and_delete() {
 /// further down), with the controller's Event about it directly under it.
 fn expect_statefulset_pod(s: &Spans, ns: &str, verb: &str, pod: &str, cause: &Got, direct: bool) -> Result<(), String> {
     let write = s.named(pod, &format!("{verb} pods {ns}/{pod}"))?;
-    if direct { s.expect_parent(write, cause)? } else { s.expect_below(write, cause)? }
+    if direct {
+        s.expect_parent(write, cause)?
+    } else {
+        s.expect_below(write, cause)?
+    }
     if write.service != "statefulset-controller" {
         return Err(format!("{pod}: {verb} by {}", write.service));
     }
@@ -542,11 +609,16 @@ async fn statefulset_create_scale_up_down_and_delete() {
                         "selector": {"matchLabels": {"app": "db"}}, "template": pod_template("db", "registry.k8s.io/pause:3.2")}}),
     )
     .await;
-    eventually(&receiver, ns, "create statefulsets → create pods db-0, db-1 (statefulset-controller) with their Events", |s| {
-        let sts = s.named("the StatefulSet create", "create statefulsets e2e-sts/db")?;
-        s.expect_intent(sts, ADMIN)?;
-        ["db-0", "db-1"].iter().try_for_each(|pod| expect_statefulset_pod(s, ns, "create", pod, sts, true))
-    })
+    eventually(
+        &receiver,
+        ns,
+        "create statefulsets → create pods db-0, db-1 (statefulset-controller) with their Events",
+        |s| {
+            let sts = s.named("the StatefulSet create", "create statefulsets e2e-sts/db")?;
+            s.expect_intent(sts, ADMIN)?;
+            ["db-0", "db-1"].iter().try_for_each(|pod| expect_statefulset_pod(s, ns, "create", pod, sts, true))
+        },
+    )
     .await;
     eventually(&receiver, ns, "create services (headless) → create endpoints db (endpoint-controller)", |s| {
         let svc = s.named("the Service create", "create services e2e-sts/db")?;
@@ -564,25 +636,36 @@ async fn statefulset_create_scale_up_down_and_delete() {
     })
     .await;
     scale(&client, ns, &ar, "db", 1).await;
-    eventually(&receiver, ns, "scale down 3 → 1: delete pods db-2 and db-1 (statefulset-controller), each with its SuccessfulDelete", |s| {
-        let patches = s.all(|x| x.name == "patch statefulsets/scale e2e-sts/db");
-        let patch = patches.iter().max_by_key(|x| x.start).ok_or("no scale patch")?;
-        if patches.len() != 2 {
-            return Err(format!("{} scale patches, expected 2", patches.len()));
-        }
-        ["db-2", "db-1"].iter().try_for_each(|pod| expect_statefulset_pod(s, ns, "delete", pod, patch, false))
-    })
+    eventually(
+        &receiver,
+        ns,
+        "scale down 3 → 1: delete pods db-2 and db-1 (statefulset-controller), each with its SuccessfulDelete",
+        |s| {
+            let patches = s.all(|x| x.name == "patch statefulsets/scale e2e-sts/db");
+            let patch = patches.iter().max_by_key(|x| x.start).ok_or("no scale patch")?;
+            if patches.len() != 2 {
+                return Err(format!("{} scale patches, expected 2", patches.len()));
+            }
+            ["db-2", "db-1"].iter().try_for_each(|pod| expect_statefulset_pod(s, ns, "delete", pod, patch, false))
+        },
+    )
     .await;
     api(&client, Some(ns), &ar).delete("db", &DeleteParams::background()).await.unwrap();
-    eventually(&receiver, ns, "delete statefulsets → the garbage collector deletes db-0 in the delete's trace", |s| {
-        let delete = s.named("the StatefulSet delete", "delete statefulsets e2e-sts/db")?;
-        s.expect_intent(delete, ADMIN)?;
-        let pod = s.one("db-0's delete", |x| is_write(x, "delete", "pods", ns, "db-0") && x.trace == delete.trace)?;
-        if pod.service != "generic-garbage-collector" {
-            return Err(format!("db-0 deleted by {}", pod.service));
-        }
-        s.expect_below(pod, delete)
-    })
+    eventually(
+        &receiver,
+        ns,
+        "delete statefulsets → the garbage collector deletes db-0 in the delete's trace",
+        |s| {
+            let delete = s.named("the StatefulSet delete", "delete statefulsets e2e-sts/db")?;
+            s.expect_intent(delete, ADMIN)?;
+            let pod =
+                s.one("db-0's delete", |x| is_write(x, "delete", "pods", ns, "db-0") && x.trace == delete.trace)?;
+            if pod.service != "generic-garbage-collector" {
+                return Err(format!("db-0 deleted by {}", pod.service));
+            }
+            s.expect_below(pod, delete)
+        },
+    )
     .await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
@@ -600,50 +683,66 @@ async fn daemonset_across_nodes_added_and_removed() {
                "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": pod_template("agent", "registry.k8s.io/pause:3.2")}}),
     )
     .await;
-    eventually(&receiver, ns, "create daemonsets → one pod per node (daemon-set-controller), each with SuccessfulCreate", |s| {
-        let ds = s.named("the DaemonSet create", "create daemonsets e2e-ds/agent")?;
-        s.expect_intent(ds, ADMIN)?;
-        let pods = s.all(|x| is_write(x, "create", "pods", ns, "agent-"));
-        if pods.len() < 2 {
-            return Err(format!("{} DaemonSet pods, expected one per node (at least 2)", pods.len()));
-        }
-        for pod in pods {
-            s.expect_parent(pod, ds)?;
-            let name = pod.attr("k8s.object.name").unwrap();
-            let event = s.one("SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, name))?;
-            s.expect_parent(event, pod)?;
-        }
-        Ok(())
-    })
+    eventually(
+        &receiver,
+        ns,
+        "create daemonsets → one pod per node (daemon-set-controller), each with SuccessfulCreate",
+        |s| {
+            let ds = s.named("the DaemonSet create", "create daemonsets e2e-ds/agent")?;
+            s.expect_intent(ds, ADMIN)?;
+            let pods = s.all(|x| is_write(x, "create", "pods", ns, "agent-"));
+            if pods.len() < 2 {
+                return Err(format!("{} DaemonSet pods, expected one per node (at least 2)", pods.len()));
+            }
+            for pod in pods {
+                s.expect_parent(pod, ds)?;
+                let name = pod.attr("k8s.object.name").unwrap();
+                let event = s.one("SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, name))?;
+                s.expect_parent(event, pod)?;
+            }
+            Ok(())
+        },
+    )
     .await;
 
     // A node joins: the DaemonSet's pod for it belongs to the node's create.
     let nodes = resource("", "v1", "Node", "nodes");
     create(&client, None, &nodes, fake_node(EXTRA_NODE)).await;
-    let pod_name = eventually(&receiver, ns, "create nodes e2e-node-c → create pods agent-… for that node (daemon-set-controller)", |s| {
-        let node = s.named("the node create", &format!("create nodes {EXTRA_NODE}"))?;
-        s.expect_intent(node, ADMIN)?;
-        let pod = s.one("the new node's pod", |x| is_write(x, "create", "pods", ns, "agent-") && x.trace == node.trace)?;
-        s.expect_parent(pod, node)?;
-        let name = pod.attr("k8s.object.name").unwrap();
-        let event = s.one("SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, name))?;
-        s.expect_parent(event, pod)?;
-        Ok(name.to_owned())
-    })
+    let pod_name = eventually(
+        &receiver,
+        ns,
+        "create nodes e2e-node-c → create pods agent-… for that node (daemon-set-controller)",
+        |s| {
+            let node = s.named("the node create", &format!("create nodes {EXTRA_NODE}"))?;
+            s.expect_intent(node, ADMIN)?;
+            let pod =
+                s.one("the new node's pod", |x| is_write(x, "create", "pods", ns, "agent-") && x.trace == node.trace)?;
+            s.expect_parent(pod, node)?;
+            let name = pod.attr("k8s.object.name").unwrap();
+            let event = s.one("SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, name))?;
+            s.expect_parent(event, pod)?;
+            Ok(name.to_owned())
+        },
+    )
     .await;
 
     // The node leaves: the pod garbage collector deletes its orphaned pod
     // 40-60 s later (its quarantine), caused by the node's delete.
     api(&client, None, &nodes).delete(EXTRA_NODE, &DeleteParams::default()).await.unwrap();
-    eventually(&receiver, ns, "delete nodes e2e-node-c → (40-60 s) pod-garbage-collector deletes its DaemonSet pod", |s| {
-        let node_delete = s.named("the node delete", &format!("delete nodes {EXTRA_NODE}"))?;
-        s.expect_intent(node_delete, ADMIN)?;
-        let gc = s.one("the orphan's delete", |x| is_write(x, "delete", "pods", ns, &pod_name))?;
-        if gc.service != "pod-garbage-collector" {
-            return Err(format!("{pod_name} deleted by {}", gc.service));
-        }
-        s.expect_parent(gc, node_delete)
-    })
+    eventually(
+        &receiver,
+        ns,
+        "delete nodes e2e-node-c → (40-60 s) pod-garbage-collector deletes its DaemonSet pod",
+        |s| {
+            let node_delete = s.named("the node delete", &format!("delete nodes {EXTRA_NODE}"))?;
+            s.expect_intent(node_delete, ADMIN)?;
+            let gc = s.one("the orphan's delete", |x| is_write(x, "delete", "pods", ns, &pod_name))?;
+            if gc.service != "pod-garbage-collector" {
+                return Err(format!("{pod_name} deleted by {}", gc.service));
+            }
+            s.expect_parent(gc, node_delete)
+        },
+    )
     .await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
@@ -692,16 +791,29 @@ async fn job_and_a_cronjob_that_fires() {
                "spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": {"template": cron_template}}}}),
     )
     .await;
-    eventually(&receiver, ns, "the CronJob's Job: a controller-initiated root by cronjob-controller, with its pod under it", |s| {
-        let cron = s.named("the CronJob create", "create cronjobs e2e-batch/tick")?;
-        s.expect_intent(cron, ADMIN)?;
-        let job = s.one("the fired Job", |x| is_write(x, "create", "jobs", ns, "tick-"))?;
-        if job.service != "cronjob-controller" || job.parent.is_some() || job.attr("kausal.root") != Some("controller") {
-            return Err(format!("the fired Job: service {}, root {:?}, parent {:?}", job.service, job.attr("kausal.root"), job.parent));
-        }
-        let pod = s.one("the fired Job's pod", |x| is_write(x, "create", "pods", ns, "tick-"))?;
-        s.expect_parent(pod, job)
-    })
+    eventually(
+        &receiver,
+        ns,
+        "the CronJob's Job: a controller-initiated root by cronjob-controller, with its pod under it",
+        |s| {
+            let cron = s.named("the CronJob create", "create cronjobs e2e-batch/tick")?;
+            s.expect_intent(cron, ADMIN)?;
+            let job = s.one("the fired Job", |x| is_write(x, "create", "jobs", ns, "tick-"))?;
+            if job.service != "cronjob-controller"
+                || job.parent.is_some()
+                || job.attr("kausal.root") != Some("controller")
+            {
+                return Err(format!(
+                    "the fired Job: service {}, root {:?}, parent {:?}",
+                    job.service,
+                    job.attr("kausal.root"),
+                    job.parent
+                ));
+            }
+            let pod = s.one("the fired Job's pod", |x| is_write(x, "create", "pods", ns, "tick-"))?;
+            s.expect_parent(pod, job)
+        },
+    )
     .await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
@@ -710,7 +822,9 @@ async fn pods_named(client: &kube::Client, ns: &str, prefix: &str) -> Vec<Dynami
     let list = api(client, Some(ns), &resource("", "v1", "Pod", "pods")).list(&Default::default()).await.unwrap();
     list.items
         .into_iter()
-        .filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)) && p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.metadata.name.as_deref().is_some_and(|n| n.starts_with(prefix)) && p.metadata.deletion_timestamp.is_none()
+        })
         .collect()
 }
 
@@ -740,14 +854,19 @@ async fn service_endpoints_and_slices_follow_their_pods() {
                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
     )
     .await;
-    eventually(&receiver, ns, "create services → create endpoints (endpoint-controller) + create endpointslices (endpointslice-controller)", |s| {
-        let svc = s.named("the Service create", "create services e2e-svc/web")?;
-        s.expect_intent(svc, ADMIN)?;
-        let endpoints = s.named("the Endpoints create", "create endpoints e2e-svc/web")?;
-        s.expect_parent(endpoints, svc)?;
-        let slice = s.one("the EndpointSlice create", |x| is_write(x, "create", "endpointslices", ns, "web-"))?;
-        s.expect_parent(slice, svc)
-    })
+    eventually(
+        &receiver,
+        ns,
+        "create services → create endpoints (endpoint-controller) + create endpointslices (endpointslice-controller)",
+        |s| {
+            let svc = s.named("the Service create", "create services e2e-svc/web")?;
+            s.expect_intent(svc, ADMIN)?;
+            let endpoints = s.named("the Endpoints create", "create endpoints e2e-svc/web")?;
+            s.expect_parent(endpoints, svc)?;
+            let slice = s.one("the EndpointSlice create", |x| is_write(x, "create", "endpointslices", ns, "web-"))?;
+            s.expect_parent(slice, svc)
+        },
+    )
     .await;
     create(&client, Some(ns), &deployments(), deployment("web", 2)).await;
     eventually(&receiver, ns, "two pods bound", |s| {
@@ -763,12 +882,15 @@ async fn service_endpoints_and_slices_follow_their_pods() {
     eventually(&receiver, ns, "patch pods/status (ready, IP) → update endpoints + update endpointslices", |s| {
         let ready = s.one("the status patch", |x| is_write(x, "patch", "pods/status", ns, &first))?;
         s.expect_intent(ready, ADMIN)?;
-        let endpoints = s.one("the Endpoints update", |x| is_write(x, "update", "endpoints", ns, "web") && x.trace == ready.trace)?;
+        let endpoints =
+            s.one("the Endpoints update", |x| is_write(x, "update", "endpoints", ns, "web") && x.trace == ready.trace)?;
         s.expect_parent(endpoints, ready)?;
         if endpoints.service != "endpoint-controller" {
             return Err(format!("the Endpoints update is by {}", endpoints.service));
         }
-        let slice = s.one("the EndpointSlice update", |x| is_write(x, "update", "endpointslices", ns, "web-") && x.trace == ready.trace)?;
+        let slice = s.one("the EndpointSlice update", |x| {
+            is_write(x, "update", "endpointslices", ns, "web-") && x.trace == ready.trace
+        })?;
         s.expect_parent(slice, ready)
     })
     .await;
@@ -776,18 +898,24 @@ async fn service_endpoints_and_slices_follow_their_pods() {
     // A person deletes that pod: it leaves the lists because of the delete,
     // and its ReplicaSet's replacement and status land in the person's trace.
     api(&client, Some(ns), &resource("", "v1", "Pod", "pods")).delete(&first, &DeleteParams::default()).await.unwrap();
-    eventually(&receiver, ns, "delete pods → update endpoints + endpointslices, and the ReplicaSet's replacement pod", |s| {
-        let delete = s.named("the pod delete", &format!("delete pods {ns}/{first}"))?;
-        s.expect_intent(delete, ADMIN)?;
-        let endpoints = s.all(|x| is_write(x, "update", "endpoints", ns, "web") && x.trace == delete.trace);
-        let endpoints = endpoints.first().ok_or("no Endpoints update in the delete's trace")?;
-        s.expect_parent(endpoints, delete)?;
-        let slices = s.all(|x| is_write(x, "update", "endpointslices", ns, "web-") && x.trace == delete.trace);
-        let slice = slices.first().ok_or("no EndpointSlice update in the delete's trace")?;
-        s.expect_parent(slice, delete)?;
-        let replacement = s.one("the replacement pod", |x| is_write(x, "create", "pods", ns, "web-") && x.trace == delete.trace)?;
-        s.expect_parent(replacement, delete)
-    })
+    eventually(
+        &receiver,
+        ns,
+        "delete pods → update endpoints + endpointslices, and the ReplicaSet's replacement pod",
+        |s| {
+            let delete = s.named("the pod delete", &format!("delete pods {ns}/{first}"))?;
+            s.expect_intent(delete, ADMIN)?;
+            let endpoints = s.all(|x| is_write(x, "update", "endpoints", ns, "web") && x.trace == delete.trace);
+            let endpoints = endpoints.first().ok_or("no Endpoints update in the delete's trace")?;
+            s.expect_parent(endpoints, delete)?;
+            let slices = s.all(|x| is_write(x, "update", "endpointslices", ns, "web-") && x.trace == delete.trace);
+            let slice = slices.first().ok_or("no EndpointSlice update in the delete's trace")?;
+            s.expect_parent(slice, delete)?;
+            let replacement =
+                s.one("the replacement pod", |x| is_write(x, "create", "pods", ns, "web-") && x.trace == delete.trace)?;
+            s.expect_parent(replacement, delete)
+        },
+    )
     .await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
@@ -813,26 +941,41 @@ async fn a_pod_replaced_then_a_rollout_and_its_undo() {
     //    update after it are in the person's trace, not the Deployment create's.
     let victim = pods_named(&client, ns, "app-").await[0].metadata.name.clone().unwrap();
     api(&client, Some(ns), &resource("", "v1", "Pod", "pods")).delete(&victim, &DeleteParams::default()).await.unwrap();
-    eventually(&receiver, ns, "delete pods (person) → create pods (replicaset-controller) + update replicasets/status", |s| {
-        let delete = s.named("the pod delete", &format!("delete pods {ns}/{victim}"))?;
-        s.expect_intent(delete, ADMIN)?;
-        let replacement = s.one("the replacement", |x| is_write(x, "create", "pods", ns, "app-") && x.trace == delete.trace)?;
-        s.expect_parent(replacement, delete)?;
-        let status = s.all(|x| is_write(x, "update", "replicasets/status", ns, &first_rs));
-        let after: Vec<_> = status.iter().filter(|x| x.start >= delete.start).collect();
-        if after.is_empty() {
-            return Err("no ReplicaSet status update after the delete".into());
-        }
-        after.iter().try_for_each(|x| if x.trace == delete.trace { Ok(()) } else { Err(format!("`{}` outside the person's trace", x.name)) })
-    })
+    eventually(
+        &receiver,
+        ns,
+        "delete pods (person) → create pods (replicaset-controller) + update replicasets/status",
+        |s| {
+            let delete = s.named("the pod delete", &format!("delete pods {ns}/{victim}"))?;
+            s.expect_intent(delete, ADMIN)?;
+            let replacement =
+                s.one("the replacement", |x| is_write(x, "create", "pods", ns, "app-") && x.trace == delete.trace)?;
+            s.expect_parent(replacement, delete)?;
+            let status = s.all(|x| is_write(x, "update", "replicasets/status", ns, &first_rs));
+            let after: Vec<_> = status.iter().filter(|x| x.start >= delete.start).collect();
+            if after.is_empty() {
+                return Err("no ReplicaSet status update after the delete".into());
+            }
+            after.iter().try_for_each(|x| {
+                if x.trace == delete.trace { Ok(()) } else { Err(format!("`{}` outside the person's trace", x.name)) }
+            })
+        },
+    )
     .await;
 
     // 2. A rollout: a new ReplicaSet under the patch.
-    let image_patch = |image: &str| Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}));
-    api(&client, Some(ns), &ar).patch("app", &PatchParams::default(), &image_patch("registry.k8s.io/pause:3.4.1")).await.unwrap();
+    let image_patch = |image: &str| {
+        Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}))
+    };
+    api(&client, Some(ns), &ar)
+        .patch("app", &PatchParams::default(), &image_patch("registry.k8s.io/pause:3.4.1"))
+        .await
+        .unwrap();
     eventually(&receiver, ns, "patch deployments → create replicasets (new)", |s| {
         let patch = s.named("the rollout", "patch deployments e2e-undo/app")?;
-        let rs = s.one("the new ReplicaSet", |x| is_write(x, "create", "replicasets", ns, "app-") && x.trace == patch.trace)?;
+        let rs = s.one("the new ReplicaSet", |x| {
+            is_write(x, "create", "replicasets", ns, "app-") && x.trace == patch.trace
+        })?;
         s.expect_parent(rs, patch)
     })
     .await;
@@ -847,23 +990,31 @@ async fn a_pod_replaced_then_a_rollout_and_its_undo() {
     if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
         labels.remove("pod-template-hash");
     }
-    api(&client, Some(ns), &ar).patch("app", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": template}}))).await.unwrap();
-    eventually(&receiver, ns, "the undo patch → update replicasets (the first one, current again), no new ReplicaSet", |s| {
-        let patches = s.all(|x| x.name == "patch deployments e2e-undo/app");
-        if patches.len() != 2 {
-            return Err(format!("{} Deployment patches, expected 2", patches.len()));
-        }
-        let undo = patches.iter().max_by_key(|x| x.start).unwrap();
-        s.expect_intent(undo, ADMIN)?;
-        let creates = s.all(|x| is_write(x, "create", "replicasets", ns, "app-"));
-        if creates.len() != 2 || creates.iter().any(|c| c.trace == undo.trace) {
-            return Err("the undo created a ReplicaSet".into());
-        }
-        let updates = s.all(|x| is_write(x, "update", "replicasets", ns, &first_rs) && x.trace == undo.trace);
-        let update = updates.first().ok_or(format!("no update of {first_rs} in the undo's trace"))?;
-        s.expect_parent(update, undo)?;
-        Ok(())
-    })
+    api(&client, Some(ns), &ar)
+        .patch("app", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": template}})))
+        .await
+        .unwrap();
+    eventually(
+        &receiver,
+        ns,
+        "the undo patch → update replicasets (the first one, current again), no new ReplicaSet",
+        |s| {
+            let patches = s.all(|x| x.name == "patch deployments e2e-undo/app");
+            if patches.len() != 2 {
+                return Err(format!("{} Deployment patches, expected 2", patches.len()));
+            }
+            let undo = patches.iter().max_by_key(|x| x.start).unwrap();
+            s.expect_intent(undo, ADMIN)?;
+            let creates = s.all(|x| is_write(x, "create", "replicasets", ns, "app-"));
+            if creates.len() != 2 || creates.iter().any(|c| c.trace == undo.trace) {
+                return Err("the undo created a ReplicaSet".into());
+            }
+            let updates = s.all(|x| is_write(x, "update", "replicasets", ns, &first_rs) && x.trace == undo.trace);
+            let update = updates.first().ok_or(format!("no update of {first_rs} in the undo's trace"))?;
+            s.expect_parent(update, undo)?;
+            Ok(())
+        },
+    )
     .await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
@@ -883,30 +1034,31 @@ async fn events_arrive_through_the_watch_and_a_restart_keeps_linking() {
     let ar = deployments();
 
     create(&client, Some(ns), &ar, deployment("web", 2)).await;
-    let rs = eventually(&receiver, ns, "the same Event spans as through audit, but from the watch (no k8s.audit.id)", |s| {
-        let deploy = s.named("the Deployment create", "create deployments e2e-watch/web")?;
-        let rs = s.one("the ReplicaSet create", |x| is_write(x, "create", "replicasets", ns, "web-"))?;
-        s.expect_parent(rs, deploy)?;
-        let scaled = s.one("ScalingReplicaSet", |x| is_event(x, "ScalingReplicaSet", ns, "Scaled up"))?;
-        s.expect_parent(scaled, rs)?;
-        let pods = s.all(|x| is_write(x, "create", "pods", ns, "web-"));
-        if pods.len() != 2 {
-            return Err(format!("{} pods", pods.len()));
-        }
-        for pod in pods {
-            let name = pod.attr("k8s.object.name").unwrap();
-            let created = s.one("SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, name))?;
-            s.expect_parent(created, pod)?;
-            let scheduled = s.one("Scheduled", |x| is_event(x, "Scheduled", ns, name))?;
-            s.expect_below(scheduled, deploy)?;
-        }
-        let events = s.all(|x| x.attr("kausal.span.kind") == Some("event") && x.in_namespace(ns));
-        if let Some(e) = events.iter().find(|e| e.attr("k8s.audit.id").is_some()) {
-            return Err(format!("`{}` came through the audit stream, which should not carry Events now", e.name));
-        }
-        Ok(rs.attr("k8s.object.name").unwrap().to_owned())
-    })
-    .await;
+    let rs =
+        eventually(&receiver, ns, "the same Event spans as through audit, but from the watch (no k8s.audit.id)", |s| {
+            let deploy = s.named("the Deployment create", "create deployments e2e-watch/web")?;
+            let rs = s.one("the ReplicaSet create", |x| is_write(x, "create", "replicasets", ns, "web-"))?;
+            s.expect_parent(rs, deploy)?;
+            let scaled = s.one("ScalingReplicaSet", |x| is_event(x, "ScalingReplicaSet", ns, "Scaled up"))?;
+            s.expect_parent(scaled, rs)?;
+            let pods = s.all(|x| is_write(x, "create", "pods", ns, "web-"));
+            if pods.len() != 2 {
+                return Err(format!("{} pods", pods.len()));
+            }
+            for pod in pods {
+                let name = pod.attr("k8s.object.name").unwrap();
+                let created = s.one("SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, name))?;
+                s.expect_parent(created, pod)?;
+                let scheduled = s.one("Scheduled", |x| is_event(x, "Scheduled", ns, name))?;
+                s.expect_below(scheduled, deploy)?;
+            }
+            let events = s.all(|x| x.attr("kausal.span.kind") == Some("event") && x.in_namespace(ns));
+            if let Some(e) = events.iter().find(|e| e.attr("k8s.audit.id").is_some()) {
+                return Err(format!("`{}` came through the audit stream, which should not carry Events now", e.name));
+            }
+            Ok(rs.attr("k8s.object.name").unwrap().to_owned())
+        })
+        .await;
 
     // Restart kausal: its graph starts empty. Writes after the restart still
     // link to objects created before it (from the objects in the audit events
@@ -915,17 +1067,24 @@ async fn events_arrive_through_the_watch_and_a_restart_keeps_linking() {
     let after = Receiver::start(true).await;
     let mut kausal = start_kausal(&env, &after, "watch-restarted", true).await;
     scale(&client, ns, &ar, "web", 3).await;
-    eventually(&after, ns, "after the restart: patch deployments/scale → update replicasets → create pods → SuccessfulCreate", |s| {
-        let patch = s.named("the scale-up", "patch deployments/scale e2e-watch/web")?;
-        s.expect_intent(patch, ADMIN)?;
-        let update = s.one("the ReplicaSet update", |x| is_write(x, "update", "replicasets", ns, &rs) && x.trace == patch.trace)?;
-        s.expect_parent(update, patch)?;
-        let pod = s.one("the new pod", |x| is_write(x, "create", "pods", ns, "web-"))?;
-        s.expect_parent(pod, update)?;
-        let name = pod.attr("k8s.object.name").unwrap();
-        let created = s.one("its SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, name))?;
-        s.expect_parent(created, pod)
-    })
+    eventually(
+        &after,
+        ns,
+        "after the restart: patch deployments/scale → update replicasets → create pods → SuccessfulCreate",
+        |s| {
+            let patch = s.named("the scale-up", "patch deployments/scale e2e-watch/web")?;
+            s.expect_intent(patch, ADMIN)?;
+            let update = s.one("the ReplicaSet update", |x| {
+                is_write(x, "update", "replicasets", ns, &rs) && x.trace == patch.trace
+            })?;
+            s.expect_parent(update, patch)?;
+            let pod = s.one("the new pod", |x| is_write(x, "create", "pods", ns, "web-"))?;
+            s.expect_parent(pod, update)?;
+            let name = pod.attr("k8s.object.name").unwrap();
+            let created = s.one("its SuccessfulCreate", |x| is_event(x, "SuccessfulCreate", ns, name))?;
+            s.expect_parent(created, pod)
+        },
+    )
     .await;
     // The relisted Events about objects from before the restart (the
     // ReplicaSet, the first pods) made kausal look those objects up.

@@ -14,10 +14,7 @@ fn replay(scenario: &str) -> Vec<Span> {
 }
 
 fn write<'a>(spans: &Spans<'a>, verb: &str, resource: &str, ns: &str, prefix: &str) -> Vec<&'a Span> {
-    spans.all(|s| {
-        s.kind == SpanKind::Write
-            && s.name.starts_with(&format!("{verb} {resource} {ns}/{prefix}"))
-    })
+    spans.all(|s| s.kind == SpanKind::Write && s.name.starts_with(&format!("{verb} {resource} {ns}/{prefix}")))
 }
 
 #[test]
@@ -29,7 +26,8 @@ fn deployment_scale_down_rollout_and_deletes() {
     let rs = write(&spans, "create", "replicasets", ns, "web-");
     assert_eq!(rs.len(), 2, "the first ReplicaSet and the rollout's");
     let first_rs = rs.iter().find(|r| r.parent_span_id == Some(create.span_id)).expect("a ReplicaSet under the create");
-    let first_pods: Vec<_> = write(&spans, "create", "pods", ns, "web-").into_iter().filter(|p| p.trace_id == create.trace_id).collect();
+    let first_pods: Vec<_> =
+        write(&spans, "create", "pods", ns, "web-").into_iter().filter(|p| p.trace_id == create.trace_id).collect();
     assert_eq!(first_pods.len(), 3);
     first_pods.iter().for_each(|p| assert_parent(&spans, p, first_rs));
 
@@ -48,7 +46,8 @@ fn deployment_scale_down_rollout_and_deletes() {
 
     // Rollout: a new ReplicaSet and the old one scaled down, both under the patch.
     let rollout = spans.intent("patch deployments e2e-deploy/web");
-    let new_rs = rs.iter().find(|r| r.parent_span_id == Some(rollout.span_id)).expect("the new ReplicaSet under the rollout");
+    let new_rs =
+        rs.iter().find(|r| r.parent_span_id == Some(rollout.span_id)).expect("the new ReplicaSet under the rollout");
     assert_ne!(new_rs.attr_str("k8s.object.name"), first_rs.attr_str("k8s.object.name"));
     let old_name = first_rs.attr_str("k8s.object.name").unwrap();
     assert!(
@@ -135,7 +134,10 @@ fn a_fired_cronjob_starts_its_own_trace() {
     let job = spans.one("the fired Job", |s| s.name.starts_with("create jobs e2e-batch/tick-"));
     assert_eq!(job.actor, "cronjob-controller");
     assert_eq!(job.root, Some(RootKind::ControllerInitiated), "the schedule fired it");
-    assert_eq!(job.links.iter().map(|l| (l.span_id, l.reason)).collect::<Vec<_>>(), vec![(cron.span_id, "scheduled-by")]);
+    assert_eq!(
+        job.links.iter().map(|l| (l.span_id, l.reason)).collect::<Vec<_>>(),
+        vec![(cron.span_id, "scheduled-by")]
+    );
     assert_parent(&spans, spans.event("SuccessfulCreate", "Created job tick-"), job);
     let pod = spans.one("its pod", |s| s.name.starts_with("create pods e2e-batch/tick-"));
     assert_parent(&spans, pod, job);
@@ -174,7 +176,9 @@ fn endpoints_and_slices_follow_the_service_and_its_pods() {
         assert!(!removed.is_empty(), "{verb_resource}: the delete takes the pod out");
         removed.iter().for_each(|u| assert_parent(&spans, u, delete));
         assert!(
-            updates.iter().all(|u| u.parent_span_id != Some(endpoints.span_id) && u.parent_span_id != Some(slices[0].span_id)),
+            updates
+                .iter()
+                .all(|u| u.parent_span_id != Some(endpoints.span_id) && u.parent_span_id != Some(slices[0].span_id)),
             "{verb_resource}: never caused by the object's own create"
         );
     }
@@ -186,28 +190,44 @@ fn a_persons_pod_delete_owns_the_replacement_and_the_status_then_rollout_and_und
     let spans = Spans(&all);
     let ns = "e2e-undo";
     let create = spans.intent("create deployments e2e-undo/app");
-    let delete = spans.one("the person's pod delete", |s| s.name.starts_with("delete pods e2e-undo/app-") && s.root == Some(RootKind::Intent));
+    let delete = spans.one("the person's pod delete", |s| {
+        s.name.starts_with("delete pods e2e-undo/app-") && s.root == Some(RootKind::Intent)
+    });
     let victim = delete.attr_str("k8s.object.name").unwrap();
-    let rs_names: Vec<&str> = write(&spans, "create", "replicasets", ns, "app-").iter().map(|r| r.attr_str("k8s.object.name").unwrap()).collect();
+    let rs_names: Vec<&str> = write(&spans, "create", "replicasets", ns, "app-")
+        .iter()
+        .map(|r| r.attr_str("k8s.object.name").unwrap())
+        .collect();
     assert_eq!(rs_names.len(), 2, "the first ReplicaSet and the rollout's; the undo reuses the first");
     let first_rs = victim.rsplit_once('-').unwrap().0;
-    let replacement = spans.one("the replacement", |s| s.name.starts_with("create pods e2e-undo/app-") && s.trace_id == delete.trace_id);
+    let replacement = spans
+        .one("the replacement", |s| s.name.starts_with("create pods e2e-undo/app-") && s.trace_id == delete.trace_id);
     assert_parent(&spans, replacement, delete);
     let mut patches = spans.named("patch deployments e2e-undo/app");
     patches.sort_by_key(|s| s.start);
     let [rollout, undo] = patches.as_slice() else { panic!("{} Deployment patches, expected 2", patches.len()) };
     let statuses_after = spans.all(|s| {
-        s.name == format!("update replicasets/status e2e-undo/{first_rs}") && s.start > delete.start && s.start < rollout.start
+        s.name == format!("update replicasets/status e2e-undo/{first_rs}")
+            && s.start > delete.start
+            && s.start < rollout.start
     });
     assert!(!statuses_after.is_empty());
     for status in statuses_after {
-        assert_eq!(status.trace_id, delete.trace_id, "the ReplicaSet's status after the person's delete is in the person's trace");
+        assert_eq!(
+            status.trace_id, delete.trace_id,
+            "the ReplicaSet's status after the person's delete is in the person's trace"
+        );
         assert_ne!(status.trace_id, create.trace_id);
     }
     let second_rs = rs_names.iter().find(|n| **n != first_rs).unwrap();
-    assert_parent(&spans, spans.one("the rollout's ReplicaSet", |s| s.name == format!("create replicasets e2e-undo/{second_rs}")), rollout);
+    assert_parent(
+        &spans,
+        spans.one("the rollout's ReplicaSet", |s| s.name == format!("create replicasets e2e-undo/{second_rs}")),
+        rollout,
+    );
     // The undo reuses the first ReplicaSet: the deployment controller makes it current again.
-    let updates = spans.all(|s| s.name == format!("update replicasets e2e-undo/{first_rs}") && s.trace_id == undo.trace_id);
+    let updates =
+        spans.all(|s| s.name == format!("update replicasets e2e-undo/{first_rs}") && s.trace_id == undo.trace_id);
     assert!(!updates.is_empty(), "{first_rs} is updated in the undo's trace");
     updates.iter().for_each(|u| assert_parent(&spans, u, undo));
 }
@@ -218,14 +238,18 @@ fn watched_events_link_like_audited_ones() {
     let spans = Spans(&all);
     let rs = spans.one("the ReplicaSet create", |s| s.name.starts_with("create replicasets e2e-watch/web-"));
     let in_ns = |s: &Span| s.attr_str("k8s.namespace.name") == Some("e2e-watch");
-    let scaled = spans.one("ScalingReplicaSet", |s| in_ns(s) && s.attr_str("k8s.event.reason") == Some("ScalingReplicaSet"));
+    let scaled =
+        spans.one("ScalingReplicaSet", |s| in_ns(s) && s.attr_str("k8s.event.reason") == Some("ScalingReplicaSet"));
     assert_parent(&spans, scaled, rs);
     for pod in write(&spans, "create", "pods", "e2e-watch", "web-") {
         let name = pod.attr_str("k8s.object.name").unwrap();
         assert_parent(&spans, spans.event("SuccessfulCreate", &format!("Created pod: {name}")), pod);
     }
     let events = spans.all(|s| s.kind == SpanKind::Event);
-    assert!(!events.is_empty() && events.iter().all(|e| e.attr_str("k8s.audit.id").is_none()), "these came from the watch");
+    assert!(
+        !events.is_empty() && events.iter().all(|e| e.attr_str("k8s.audit.id").is_none()),
+        "these came from the watch"
+    );
 }
 
 /// Seen on the real apiserver: a pod create refused because the namespace's

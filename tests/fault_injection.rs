@@ -24,7 +24,13 @@ use common::server::{Certs, Kausal, metric_sum};
 use common::workload::{self, CORE_FLAGS, SendStats, send_until_accepted};
 
 /// Starts `kausal serve` with mTLS, the test core settings and `extra` flags.
-fn start_kausal(certs: &Certs, receiver: &Receiver, data_dir: Option<&Path>, ports: Option<(u16, u16)>, extra: &[&str]) -> Kausal {
+fn start_kausal(
+    certs: &Certs,
+    receiver: &Receiver,
+    data_dir: Option<&Path>,
+    ports: Option<(u16, u16)>,
+    extra: &[&str],
+) -> Kausal {
     let mut args: Vec<String> = vec![
         "--tls-cert".into(),
         certs.path("server.crt").display().to_string(),
@@ -48,7 +54,11 @@ fn start_kausal(certs: &Certs, receiver: &Receiver, data_dir: Option<&Path>, por
 }
 
 /// Waits until `condition` holds, polling; fails with `what` after `limit`.
-async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, limit: Duration, mut condition: impl FnMut() -> F) {
+async fn wait_for<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut condition: impl FnMut() -> F,
+) {
     let deadline = Instant::now() + limit;
     while !condition().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -100,18 +110,29 @@ async fn wait_for_spans(receiver: &Receiver, expected: &BTreeMap<SpanKey, SpanSh
 
 /// What arrived (deduplicated), how many spans arrived more than once, and
 /// how many expected spans never did.
-fn outcome(receiver: &Receiver, expected: &BTreeMap<SpanKey, SpanShape>) -> (BTreeMap<SpanKey, SpanShape>, usize, usize) {
+fn outcome(
+    receiver: &Receiver,
+    expected: &BTreeMap<SpanKey, SpanShape>,
+) -> (BTreeMap<SpanKey, SpanShape>, usize, usize) {
     let (got, duplicates) = received(receiver);
     let lost = expected.keys().filter(|k| !got.contains_key(*k)).count();
     (got, duplicates, lost)
 }
 
 fn audit_events(bodies: &[String]) -> usize {
-    bodies.iter().map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["items"].as_array().map_or(0, Vec::len)).sum()
+    bodies
+        .iter()
+        .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["items"].as_array().map_or(0, Vec::len))
+        .sum()
 }
 
 /// Sends `bodies` in order, one at a time, as the apiserver's batch backend does.
-fn spawn_sequential_sender(client: reqwest::Client, url: String, bodies: Arc<Vec<String>>, stats: Arc<SendStats>) -> tokio::task::JoinHandle<()> {
+fn spawn_sequential_sender(
+    client: reqwest::Client,
+    url: String,
+    bodies: Arc<Vec<String>>,
+    stats: Arc<SendStats>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let deadline = Instant::now() + Duration::from_secs(240);
         for body in bodies.iter() {
@@ -218,7 +239,8 @@ async fn exporter_outage_holds_the_backlog_and_drains_it() {
     // The backlog builds: exports fail and are retried, entries wait in the log.
     let peaks = ["kausal_wal_unacknowledged_entries", "kausal_wal_bytes"];
     let peak = watch_metrics(&kausal, "a backlog while the receiver is down", Duration::from_secs(120), &peaks, |m| {
-        metric_sum(m, "kausal_export_retries_total", &[]) >= 3.0 && metric_sum(m, "kausal_wal_unacknowledged_entries", &[]) >= 20.0
+        metric_sum(m, "kausal_export_retries_total", &[]) >= 3.0
+            && metric_sum(m, "kausal_wal_unacknowledged_entries", &[]) >= 20.0
     })
     .await;
     let (peak_unacknowledged, peak_wal_bytes) = (peak[0], peak[1]);
@@ -307,13 +329,16 @@ async fn overload_is_answered_with_429_and_every_acknowledged_event_is_exported(
 
     // Let the pressure build until kausal has refused enough, then open the receiver.
     let peaks = ["kausal_queue_depth_records", "kausal_wal_bytes"];
-    let peak = watch_metrics(&kausal, "429s under overload", Duration::from_secs(120), &peaks, |_| stats.refused("429") >= 20).await;
+    let peak =
+        watch_metrics(&kausal, "429s under overload", Duration::from_secs(120), &peaks, |_| stats.refused("429") >= 20)
+            .await;
     receiver.open();
     for s in senders {
         s.await.unwrap();
     }
     let records = workload::records_of(&bodies);
-    let allowed: BTreeSet<Vec<u8>> = records.iter().flat_map(workload::possible_span_ids).map(|id| id.to_vec()).collect();
+    let allowed: BTreeSet<Vec<u8>> =
+        records.iter().flat_map(workload::possible_span_ids).map(|id| id.to_vec()).collect();
     let writes: BTreeSet<Vec<u8>> = records
         .iter()
         .filter(|r| matches!(r, kausal::core::Record::Write(_)))

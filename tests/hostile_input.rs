@@ -17,7 +17,9 @@ fn template() -> Value {
     let body = std::fs::read_to_string(fixture("rollout-basic/audit-batches/batch-000024.json")).unwrap();
     let list: Value = serde_json::from_str(&body).unwrap();
     let items = list["items"].as_array().unwrap();
-    let create = items.iter().find(|i| i["verb"] == "create" && i["objectRef"]["resource"] == "deployments" && i["stage"] == "ResponseComplete");
+    let create = items.iter().find(|i| {
+        i["verb"] == "create" && i["objectRef"]["resource"] == "deployments" && i["stage"] == "ResponseComplete"
+    });
     create.expect("the Deployment create").clone()
 }
 
@@ -53,7 +55,8 @@ fn deep_nesting_neither_overflows_the_stack_nor_costs_the_neighbours() {
     let nested: String = "[".repeat(depth) + &"]".repeat(depth);
     // Legal, if absurd, JSON inside an object kausal never reads: skipped
     // without recursion, the write kept.
-    let text = event(9).to_string().replacen("\"requestObject\":", &format!("\"requestObject\":{nested},\"ignored\":"), 1);
+    let text =
+        event(9).to_string().replacen("\"requestObject\":", &format!("\"requestObject\":{nested},\"ignored\":"), 1);
     let body = batch(vec![event(1), json!("__bad_item__"), event(2), event(3)]).replacen(PLACEHOLDER, &text, 1);
     let decoded = decode_document(&body, DecodeOptions::default());
     assert!(decoded.bad.is_empty(), "{:?}", decoded.bad);
@@ -128,7 +131,11 @@ fn timestamps_far_in_the_future_or_past_neither_panic_nor_stall_the_rest() {
     live.reject_records_after(now, std::time::Duration::from_secs(3600));
     assert_eq!(live.records.len(), 2);
     assert_eq!(live.bad.len(), 2);
-    assert!(live.bad[1].detail.contains("9000-01-01") && live.bad[1].detail.contains("ahead of kausal's clock"), "{}", live.bad[1].detail);
+    assert!(
+        live.bad[1].detail.contains("9000-01-01") && live.bad[1].detail.contains("ahead of kausal's clock"),
+        "{}",
+        live.bad[1].detail
+    );
     assert_eq!(live.stats.bad_total(), 2);
 }
 
@@ -195,7 +202,10 @@ fn invalid_utf8_costs_only_the_record_that_holds_it() {
     assert_eq!(decoded.records.len(), 2, "{:?}", decoded.bad);
     assert_eq!(decoded.bad.len(), 1);
     assert_eq!(decoded.bad[0].reason, BadReason::InvalidUtf8);
-    assert!(decoded.records.iter().all(|r| matches!(r, Record::Write(w) if !w.user.contains('\u{FFFD}'))), "nothing replaced silently");
+    assert!(
+        decoded.records.iter().all(|r| matches!(r, Record::Write(w) if !w.user.contains('\u{FFFD}'))),
+        "nothing replaced silently"
+    );
 
     // A log file: the bad line is rejected with its line number, the others kept.
     let mut file = Vec::new();

@@ -24,7 +24,9 @@ async fn round_trip(protocol: OtlpProtocol) {
     let want = otlp_receiver::shape_of(&result.spans);
     assert!(got == want, "{}", otlp_receiver::describe_difference(&want, &got));
     let services: BTreeSet<_> = got.values().map(|(_, _, s)| s.as_str()).collect();
-    for who in ["admin", "deployment-controller", "replicaset-controller", "kube-scheduler", "generic-garbage-collector"] {
+    for who in
+        ["admin", "deployment-controller", "replicaset-controller", "kube-scheduler", "generic-garbage-collector"]
+    {
         assert!(services.contains(who), "service.name {who} missing from {services:?}");
     }
 }
@@ -44,11 +46,11 @@ async fn http_protobuf_receiver_gets_every_span_with_ids_and_parents() {
 /// keeps clusters apart, and loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_export_loop_merges_waiting_batches_of_one_cluster() {
-    use std::sync::Arc;
     use kausal::pipeline::SpanBatch;
     use kausal::sinks::export_task::{self, ExportHealth, ExportSettings};
     use kausal::sinks::otel::SharedResource;
     use kausal::sinks::otlp_export::OtlpExporter;
+    use std::sync::Arc;
 
     let spans = rollout_audit().spans;
     let receiver = Receiver::start(true).await;
@@ -56,11 +58,26 @@ async fn the_export_loop_merges_waiting_batches_of_one_cluster() {
     // The same spans cut into 40 small batches for cluster "a", then one for "b".
     let chunk = spans.len().div_ceil(40);
     for piece in spans.chunks(chunk) {
-        tx.send(SpanBatch { cluster: Arc::from("a"), spans: piece.to_vec(), completes: Vec::new(), completes_through: 0 }).await.unwrap();
+        tx.send(SpanBatch {
+            cluster: Arc::from("a"),
+            spans: piece.to_vec(),
+            completes: Vec::new(),
+            completes_through: 0,
+        })
+        .await
+        .unwrap();
     }
-    tx.send(SpanBatch { cluster: Arc::from("b"), spans: spans[..1].to_vec(), completes: Vec::new(), completes_through: 0 }).await.unwrap();
+    tx.send(SpanBatch {
+        cluster: Arc::from("b"),
+        spans: spans[..1].to_vec(),
+        completes: Vec::new(),
+        completes_through: 0,
+    })
+    .await
+    .unwrap();
     drop(tx);
-    let exporter = OtlpExporter::new(Some(&receiver.endpoint()), OtlpProtocol::Grpc, SharedResource::new(None, [])).unwrap();
+    let exporter =
+        OtlpExporter::new(Some(&receiver.endpoint()), OtlpProtocol::Grpc, SharedResource::new(None, [])).unwrap();
     let settings = ExportSettings { give_up_after: std::time::Duration::from_secs(30) };
     export_task::run(rx, exporter, settings, Arc::new(ExportHealth::default()), None).await;
 

@@ -76,7 +76,10 @@ async fn capture_posted_over_mtls_arrives_with_the_replayed_causal_shape_and_sig
     }
     let metrics = server.metrics().await;
     assert_eq!(metric_sum(&metrics, "kausal_webhook_batches_total", &["cluster=\"rollout\""]), 186.0);
-    assert!(metric_sum(&metrics, "kausal_audit_events_received_total", &["verb=\"create\"", "stage=\"ResponseComplete\""]) > 0.0);
+    assert!(
+        metric_sum(&metrics, "kausal_audit_events_received_total", &["verb=\"create\"", "stage=\"ResponseComplete\""])
+            > 0.0
+    );
 
     // SIGTERM right away: everything acknowledged must still be linked and exported.
     let status = server.terminate();
@@ -193,7 +196,8 @@ async fn bad_bodies_get_clear_answers_and_good_records_survive_bad_neighbours() 
     let gzipped_source = batches.iter().find(|b| b.len() < 100 * 1024 && *b != small).unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(gzipped_source).unwrap();
-    let response = client.post(&url).header("content-encoding", "gzip").body(gz.finish().unwrap()).send().await.unwrap();
+    let response =
+        client.post(&url).header("content-encoding", "gzip").body(gz.finish().unwrap()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
 
     let metrics = server.metrics().await;
@@ -283,7 +287,16 @@ fn serve_refuses_to_start_without_authentication_or_certificates() {
     assert!(stderr.contains("--client-ca") && stderr.contains("--insecure-no-auth"), "{stderr}");
 
     let out = std::process::Command::new(KAUSAL)
-        .args(["serve", "--listen", "127.0.0.1:0", "--ops-listen", "off", "--watch-events", "off", "--insecure-no-auth"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "off",
+            "--watch-events",
+            "off",
+            "--insecure-no-auth",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -298,7 +311,10 @@ async fn a_config_file_sets_defaults_that_flags_override() {
     let config = dir.path().join("kausal.toml");
     std::fs::write(
         &config,
-        format!("insecure-http = true\ninsecure_no_auth = true\notlp-endpoint = \"{}\"\nmax-body-bytes = \"1Ki\"\n", receiver.endpoint()),
+        format!(
+            "insecure-http = true\ninsecure_no_auth = true\notlp-endpoint = \"{}\"\nmax-body-bytes = \"1Ki\"\n",
+            receiver.endpoint()
+        ),
     )
     .unwrap();
     let mut server = Kausal::start(&["--config", config.to_str().unwrap(), "--max-body-bytes", "2Ki"]);

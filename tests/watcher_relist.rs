@@ -60,8 +60,10 @@ async fn events(State(script): State<Shared>, RawQuery(query): RawQuery) -> axum
     if !watching {
         s.lists += 1;
         let (items, rv) = if s.lists == 1 { (vec![a()], "10") } else { (vec![a(), b(), c()], "13") };
-        return axum::Json(json!({"apiVersion": "v1", "kind": "EventList", "metadata": {"resourceVersion": rv}, "items": items}))
-            .into_response();
+        return axum::Json(
+            json!({"apiVersion": "v1", "kind": "EventList", "metadata": {"resourceVersion": rv}, "items": items}),
+        )
+        .into_response();
     }
     s.watches += 1;
     if s.watches == 1 {
@@ -79,7 +81,11 @@ async fn events(State(script): State<Shared>, RawQuery(query): RawQuery) -> axum
     body.into_response()
 }
 
-async fn pod(State(script): State<Shared>, Path((ns, name)): Path<(String, String)>, RawQuery(query): RawQuery) -> axum::response::Response {
+async fn pod(
+    State(script): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> axum::response::Response {
     script.lock().unwrap().requests.push(format!("pods/{ns}/{name}?{}", query.unwrap_or_default()));
     axum::Json(json!({
         "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
@@ -114,7 +120,10 @@ async fn an_expired_watch_relists_without_redelivering_what_it_already_handed_on
     let (url, script) = start_api().await;
     let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
     let (queue, receiver) = IngestQueue::new(1000);
-    let settings = WatchSettings { namespaces: vec![], lookup_rate: 100, decode: DecodeOptions::default(),
+    let settings = WatchSettings {
+        namespaces: vec![],
+        lookup_rate: 100,
+        decode: DecodeOptions::default(),
         recorder: None,
         // The scripted Events are from 2020; keep them however old.
         list_max_age: Duration::from_secs(100 * 365 * 24 * 3600),
@@ -153,7 +162,10 @@ async fn an_expired_watch_relists_without_redelivering_what_it_already_handed_on
         .await
         .unwrap();
     let r = receiver.clone();
-    let batch = tokio::task::spawn_blocking(move || r.lock().unwrap().recv_batch_timeout(Duration::from_secs(30))).await.unwrap().expect("lookup result");
+    let batch = tokio::task::spawn_blocking(move || r.lock().unwrap().recv_batch_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("lookup result");
     assert_eq!(batch.observed.len(), 1);
     let observed = &batch.observed[0];
     assert_eq!(&*observed.resource, "pods");

@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
-use kausal::core::{CoreConfig, Engine, Record};
 use kausal::core::ids::parse_uuid;
 use kausal::core::record::Owner;
+use kausal::core::{CoreConfig, Engine, Record};
 use kausal::sources::decode::{DecodeOptions, decode_document};
 
 /// The capture's batches as the apiserver POSTed them, in order.

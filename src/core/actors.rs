@@ -162,11 +162,15 @@ pub fn actor_name(user: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReporterUsers {
     Scheduler,
-    Kubelet { node: Option<String> },
+    Kubelet {
+        node: Option<String>,
+    },
     /// A kube-controller-manager controller: its own service account, or the
     /// shared identity with its name in the user agent, or the shared
     /// identity alone (a user agent that names nothing cannot rule it out).
-    ControllerManager { service_account: std::borrow::Cow<'static, str> },
+    ControllerManager {
+        service_account: std::borrow::Cow<'static, str>,
+    },
     /// Anything else: its name is taken as the user name itself.
     Other(String),
 }
@@ -180,7 +184,9 @@ impl ReporterUsers {
                 Some(c) => ReporterUsers::ControllerManager { service_account: c.service_account.into() },
                 // A controller not in the table (a newer release's): assume
                 // its service account is named like its Event source.
-                None if r.ends_with("-controller") => ReporterUsers::ControllerManager { service_account: r.to_owned().into() },
+                None if r.ends_with("-controller") => {
+                    ReporterUsers::ControllerManager { service_account: r.to_owned().into() }
+                }
                 None => ReporterUsers::Other(r.to_owned()),
             },
         }
@@ -280,7 +286,13 @@ mod tests {
         ];
         for (source, sa) in expected {
             let reporter = ReporterUsers::for_reporter(source, None);
-            assert_eq!(reporter, ReporterUsers::ControllerManager { service_account: controller_for_service_account(sa).unwrap().service_account.into() }, "{source}");
+            assert_eq!(
+                reporter,
+                ReporterUsers::ControllerManager {
+                    service_account: controller_for_service_account(sa).unwrap().service_account.into()
+                },
+                "{source}"
+            );
             assert!(reporter.matches(&format!("system:serviceaccount:kube-system:{sa}")), "{source} writes as {sa}");
             assert!(reporter.matches("system:kube-controller-manager"), "{source} under shared credentials");
             assert_eq!(reporter.actor(), actor_name(&format!("system:serviceaccount:kube-system:{sa}")));
@@ -312,7 +324,10 @@ mod tests {
         assert!(!deploy.matches(&acting), "another controller's write under the same credentials");
         // The service-account form (what the e2e control plane sends) and unknown names change nothing.
         let sa_ua = "kube-controller-manager/v1.20.2 (linux/amd64) kubernetes/faecb19/system:serviceaccount:kube-system:job-controller";
-        assert_eq!(acting_user("system:serviceaccount:kube-system:job-controller", Some(sa_ua)), "system:serviceaccount:kube-system:job-controller");
+        assert_eq!(
+            acting_user("system:serviceaccount:kube-system:job-controller", Some(sa_ua)),
+            "system:serviceaccount:kube-system:job-controller"
+        );
         let own = "kube-controller-manager/v1.20.0+bd9e442 (linux/amd64) kubernetes/bd9e442/kube-controller-manager";
         assert_eq!(acting_user("system:kube-controller-manager", Some(own)), "system:kube-controller-manager");
         assert_eq!(acting_user("system:kube-controller-manager", None), "system:kube-controller-manager");

@@ -19,7 +19,7 @@ use super::linker::{self, Link, Window};
 use super::record::{
     Deletion, EndpointMember, EventOrigin, EventRecord, ObservedObject, Record, UnknownObject, Verb, WriteRecord,
 };
-use super::span::{Attributes, AttrValue, RootKind, Span, SpanEvent, SpanKind, SpanLink, SpanStatus};
+use super::span::{AttrValue, Attributes, RootKind, Span, SpanEvent, SpanKind, SpanLink, SpanStatus};
 use crate::model::time::{MICROS_PER_SECOND, Micros};
 
 /// Tunables of the core. Durations are in microseconds.
@@ -242,7 +242,8 @@ impl Engine {
             return;
         }
         let touched = self.processed_until.max(0);
-        let kind = object.kind.as_deref().or_else(|| kinds::kind_for_resource(&object.resource)).map(|k| self.graph.intern(k));
+        let kind =
+            object.kind.as_deref().or_else(|| kinds::kind_for_resource(&object.resource)).map(|k| self.graph.intern(k));
         let node = self.graph.upsert(uid, &object.resource, &object.namespace, &object.name, touched);
         node.kind = kind;
         node.set_controller_owner(object.controller_owner.map(|o| o.uid));
@@ -272,10 +273,9 @@ impl Engine {
         let pending = self.pending.peek().map_or(Micros::MAX, |Reverse(p)| p.time.saturating_sub(1));
         // An open span closes at its Event's time plus the linger, and that
         // Event's record is ordered no earlier than the Event's time.
-        let open = self
-            .open_event_close
-            .first_key_value()
-            .map_or(Micros::MAX, |((close_at, _), ())| close_at.saturating_sub(self.config.event_linger).saturating_sub(1));
+        let open = self.open_event_close.first_key_value().map_or(Micros::MAX, |((close_at, _), ())| {
+            close_at.saturating_sub(self.config.event_linger).saturating_sub(1)
+        });
         self.processed_horizon.min(pending).min(open)
     }
 
@@ -284,7 +284,8 @@ impl Engine {
     /// sleeps until then instead of polling.
     pub fn next_due(&self) -> Option<Micros> {
         let record = self.pending.peek().map(|Reverse(p)| p.time.saturating_add(self.config.settle));
-        let event_close = self.open_event_close.first_key_value().map(|((t, _), ())| t.saturating_add(self.config.settle));
+        let event_close =
+            self.open_event_close.first_key_value().map(|((t, _), ())| t.saturating_add(self.config.settle));
         record.into_iter().chain(event_close).min()
     }
 
@@ -335,9 +336,10 @@ impl Engine {
             if expired {
                 let state = self.events.remove(&key).expect("checked");
                 if let Some(uid) = state.uid
-                    && self.event_uid_keys.get(&uid).is_some_and(|k| *k == key) {
-                        self.event_uid_keys.remove(&uid);
-                    }
+                    && self.event_uid_keys.get(&uid).is_some_and(|k| *k == key)
+                {
+                    self.event_uid_keys.remove(&uid);
+                }
             }
         }
         self.graph.evict(horizon);
@@ -389,7 +391,8 @@ impl Engine {
         } else {
             Link::default()
         };
-        let schedule = if time_triggered { linker::schedule_for_write(&self.graph, related.owner, w.completed) } else { None };
+        let schedule =
+            if time_triggered { linker::schedule_for_write(&self.graph, related.owner, w.completed) } else { None };
         let span_id = ids::span_id_for_write(&w.audit_id);
         let (trace_id, parent, root) = match (by_controller, link.parent) {
             (false, _) => (ids::trace_id_for_write(&w.audit_id), None, Some(RootKind::Intent)),
@@ -431,9 +434,7 @@ impl Engine {
         let object_node = object.and_then(|u| self.graph.node(&u));
         let owner = w.controller_owner().map(|o| o.uid).or_else(|| object_node.and_then(|n| n.controller_owner()));
         let relations = w.relations.as_deref();
-        let node = relations
-            .and_then(|r| r.node_name.as_deref())
-            .and_then(|n| self.graph.lookup_name("nodes", "", n));
+        let node = relations.and_then(|r| r.node_name.as_deref()).and_then(|n| self.graph.lookup_name("nodes", "", n));
         let mut related = linker::Related { object, owner, node, ..Default::default() };
         if linker::is_endpoints_like(&w.resource) {
             let service_name = match w.resource.as_ref() {
@@ -452,7 +453,14 @@ impl Engine {
     }
 
     /// Updates the graph with a write that took effect.
-    fn record_write(&mut self, w: &WriteRecord, acting_user: &str, related: &linker::Related, span: SpanRef, trigger: bool) {
+    fn record_write(
+        &mut self,
+        w: &WriteRecord,
+        acting_user: &str,
+        related: &linker::Related,
+        span: SpanRef,
+        trigger: bool,
+    ) {
         let (object, owner) = (related.object, related.owner);
         let namespace = w.namespace.as_deref().unwrap_or("");
         let Some(uid) = object.or_else(|| w.name.as_deref().map(|n| Uid::from_name(&w.resource, namespace, n))) else {
@@ -473,9 +481,10 @@ impl Engine {
             node.set_controller_owner(w.controller_owner().map(|o| o.uid));
         }
         if w.succeeded()
-            && let Some(g) = w.generation {
-                node.set_generation(g);
-            }
+            && let Some(g) = w.generation
+        {
+            node.set_generation(g);
+        }
         node.push_write(WriteMark {
             time: w.completed,
             span,
@@ -503,14 +512,13 @@ impl Engine {
             self.graph.mark_gone(uid, mark);
         }
         let child_write = w.succeeded() && w.subresource.is_none() && (w.verb.is_delete() || w.verb == Verb::Create);
-        if child_write
-            && let Some(owner_node) = owner.and_then(|o| self.graph.node_mut(&o)) {
-                if w.verb == Verb::Create {
-                    owner_node.push_child_create(mark);
-                } else {
-                    owner_node.push_child_delete(mark);
-                }
+        if child_write && let Some(owner_node) = owner.and_then(|o| self.graph.node_mut(&o)) {
+            if w.verb == Verb::Create {
+                owner_node.push_child_create(mark);
+            } else {
+                owner_node.push_child_delete(mark);
             }
+        }
     }
 
     // ---- Events -------------------------------------------------------------
@@ -550,14 +558,8 @@ impl Engine {
         let span_ref = SpanRef { trace_id, span_id };
         let span = build_event_span(&e, Placement { span: span_ref, parent, root }, &link, reporter.actor());
 
-        let state = EventState {
-            uid: e.uid.clone(),
-            span: span_ref,
-            parent,
-            count: e.count,
-            open: true,
-            seen_at: e.time,
-        };
+        let state =
+            EventState { uid: e.uid.clone(), span: span_ref, parent, count: e.count, open: true, seen_at: e.time };
         self.events.insert(key.clone(), state);
         if let Some(uid) = &e.uid {
             self.event_uid_keys.insert(uid.clone(), key.clone());
@@ -616,7 +618,8 @@ impl Engine {
         // The original span is already out: the repeat gets a span of its own,
         // under the same parent and linked to the original.
         let identity = e.uid.as_deref().map_or_else(|| key.to_string(), |u| u.to_owned());
-        let span_ref = SpanRef { trace_id: original.trace_id, span_id: ids::span_id_for_event_repeat(&identity, e.count) };
+        let span_ref =
+            SpanRef { trace_id: original.trace_id, span_id: ids::span_id_for_event_repeat(&identity, e.count) };
         let placement = Placement { span: span_ref, parent, root: None };
         let mut span = build_event_span(&e, placement, &Link::default(), event_reporter(&e).actor());
         span.name = format!("{} (repeat)", span.name);
@@ -699,15 +702,17 @@ struct Placement {
 /// their audit record) the audit record's time and ID.
 fn merge_copy_into_open_span(span: &mut Span, copy: &EventRecord) {
     if let Some(uid) = &copy.uid
-        && span.attr("k8s.event.uid").is_none() {
-            set_attr(&mut span.attributes, "k8s.event.uid", AttrValue::Str(uid.to_string()));
-        }
+        && span.attr("k8s.event.uid").is_none()
+    {
+        set_attr(&mut span.attributes, "k8s.event.uid", AttrValue::Str(uid.to_string()));
+    }
     if let EventOrigin::Audit { audit_id, .. } = &copy.origin
-        && span.attr("k8s.audit.id").is_none() {
-            span.start = copy.time;
-            span.end = span.end.max(copy.time);
-            set_attr(&mut span.attributes, "k8s.audit.id", AttrValue::Str(audit_id.to_string()));
-        }
+        && span.attr("k8s.audit.id").is_none()
+    {
+        span.start = copy.time;
+        span.end = span.end.max(copy.time);
+        set_attr(&mut span.attributes, "k8s.audit.id", AttrValue::Str(audit_id.to_string()));
+    }
 }
 
 /// The audit users that count as the Event's reporter; an Event without one
@@ -833,12 +838,7 @@ fn build_write_span(
     }
 }
 
-fn build_event_span(
-    e: &EventRecord,
-    Placement { span, parent, root }: Placement,
-    link: &Link,
-    actor: String,
-) -> Span {
+fn build_event_span(e: &EventRecord, Placement { span, parent, root }: Placement, link: &Link, actor: String) -> Span {
     let reason = e.reason.as_deref().unwrap_or("Unknown");
     let mut attrs: Attributes = Vec::with_capacity(16);
     attrs.push(("kausal.span.kind", "event".into()));

@@ -369,7 +369,8 @@ impl Graph {
         if !name.is_empty() {
             self.names.insert(name_key(resource, namespace, name), uid);
         }
-        let node = self.nodes.entry(uid).or_insert_with(|| Node { resource, namespace, name: name.into(), ..Node::default() });
+        let node =
+            self.nodes.entry(uid).or_insert_with(|| Node { resource, namespace, name: name.into(), ..Node::default() });
         if node.name.is_empty() && !name.is_empty() {
             node.name = name.into();
         }
@@ -448,7 +449,13 @@ mod tests {
     }
 
     fn write(t: Micros, status: bool) -> WriteMark {
-        WriteMark { time: t, span: SpanRef { trace_id: [2; 16], span_id: [t as u8; 8] }, actor: 0, is_status: status, succeeded: true }
+        WriteMark {
+            time: t,
+            span: SpanRef { trace_id: [2; 16], span_id: [t as u8; 8] },
+            actor: 0,
+            is_status: status,
+            succeeded: true,
+        }
     }
 
     #[test]

@@ -69,7 +69,9 @@ pub fn fingerprint(state: &str) -> u64 {
 }
 
 pub fn trace_id_for_write(audit_id: &str) -> TraceId {
-    non_zero_16(parse_uuid(audit_id).unwrap_or_else(|| xxh3_128_with_seed(audit_id.as_bytes(), SEED_TRACE).to_be_bytes()))
+    non_zero_16(
+        parse_uuid(audit_id).unwrap_or_else(|| xxh3_128_with_seed(audit_id.as_bytes(), SEED_TRACE).to_be_bytes()),
+    )
 }
 
 pub fn span_id_for_write(audit_id: &str) -> SpanId {

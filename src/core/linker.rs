@@ -99,9 +99,11 @@ impl TopTwo {
     /// A delete in progress is a candidate however old it is.
     fn offer_deleting(&mut self, node: &Node, until: Micros, deleting_ttl: Micros) {
         if let Some(d) = node.deleting()
-            && d.time <= until && d.time >= until.saturating_sub(deleting_ttl) {
-                self.offer(d);
-            }
+            && d.time <= until
+            && d.time >= until.saturating_sub(deleting_ttl)
+        {
+            self.offer(d);
+        }
     }
 
     /// The delete that removed an object, within the window.
@@ -302,13 +304,15 @@ pub fn parent_for_event(
     window: Window,
 ) -> Link {
     if let (Some(reason), Some(message)) = (event.reason.as_deref(), event.message.as_deref())
-        && let Some((resource, name)) = object_named_in_message(reason, message) {
-            let namespace = event.regarding.namespace.as_deref().unwrap_or(&event.namespace);
-            if let Some(uid) = graph.lookup_name(resource, namespace, name)
-                && let Some(w) = reporter_write(graph, uid, reporter, window) {
-                    return Link { parent: Some(Mark { time: w.time, span: w.span }), runner_up: None };
-                }
+        && let Some((resource, name)) = object_named_in_message(reason, message)
+    {
+        let namespace = event.regarding.namespace.as_deref().unwrap_or(&event.namespace);
+        if let Some(uid) = graph.lookup_name(resource, namespace, name)
+            && let Some(w) = reporter_write(graph, uid, reporter, window)
+        {
+            return Link { parent: Some(Mark { time: w.time, span: w.span }), runner_up: None };
         }
+    }
     let Some(uid) = regarding else { return Link::default() };
     let own = reporter_write(graph, uid, reporter, window).map(|w| Mark { time: w.time, span: w.span });
     let trigger = latest_trigger(graph, uid, window);
@@ -356,8 +360,14 @@ mod tests {
         );
         // The CronJob controller's 1.20 formats: "Created job %v", "Deleted job %v",
         // "Saw completed job: %s, status: %v".
-        assert_eq!(object_named_in_message("SuccessfulCreate", "Created job hello-1567197780"), Some(("jobs", "hello-1567197780")));
-        assert_eq!(object_named_in_message("SuccessfulDelete", "Deleted job hello-1567197780"), Some(("jobs", "hello-1567197780")));
+        assert_eq!(
+            object_named_in_message("SuccessfulCreate", "Created job hello-1567197780"),
+            Some(("jobs", "hello-1567197780"))
+        );
+        assert_eq!(
+            object_named_in_message("SuccessfulDelete", "Deleted job hello-1567197780"),
+            Some(("jobs", "hello-1567197780"))
+        );
         // A failed delete names an error, not a job, and its reason is not in the table.
         assert_eq!(object_named_in_message("FailedDelete", "Deleted job: jobs.batch \"x\" not found"), None);
         assert_eq!(

@@ -131,13 +131,7 @@ impl<'a> WireEvent<'a> {
 
     /// How many times the Event has been observed (1 if nothing says otherwise).
     pub fn observed_count(&self) -> i64 {
-        self.series
-            .as_ref()
-            .and_then(|s| s.count)
-            .or(self.count)
-            .or(self.deprecated_count)
-            .unwrap_or(1)
-            .max(1)
+        self.series.as_ref().and_then(|s| s.count).or(self.count).or(self.deprecated_count).unwrap_or(1).max(1)
     }
 
     /// The first-observed time as written: precise `eventTime` when set, else the

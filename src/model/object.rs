@@ -72,10 +72,7 @@ impl ObjectMeta<'_> {
     /// Whether an annotation key is present, read only when asked for.
     pub fn has_annotation(&self, key: &str) -> bool {
         self.annotations
-            .and_then(|raw| {
-                serde_json::from_str::<std::collections::HashMap<Cow<'_, str>, &RawValue>>(raw.get())
-                    .ok()
-            })
+            .and_then(|raw| serde_json::from_str::<std::collections::HashMap<Cow<'_, str>, &RawValue>>(raw.get()).ok())
             .is_some_and(|map| map.contains_key(key))
     }
 }
@@ -178,7 +175,13 @@ pub struct PodSpecView<'a> {
 
 impl PodSpecView<'_> {
     fn affinity_node(&self) -> Option<&str> {
-        let required = self.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()?;
+        let required = self
+            .affinity
+            .as_ref()?
+            .node_affinity
+            .as_ref()?
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()?;
         required.node_selector_terms.iter().flatten().flat_map(|t| t.match_fields.iter().flatten()).find_map(|f| {
             let pinned = f.key.as_deref() == Some("metadata.name") && f.operator.as_deref() == Some("In");
             match f.values.as_deref() {
@@ -307,7 +310,10 @@ mod tests {
         assert_eq!(RelationView::parse(raw).unwrap().node_name(), Some("node-c"));
         let bound: &RawValue = serde_json::from_str(r#"{"kind":"Pod","spec":{"nodeName":"node-a"}}"#).unwrap();
         assert_eq!(RelationView::parse(bound).unwrap().node_name(), Some("node-a"));
-        let binding: &RawValue = serde_json::from_str(r#"{"kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"node-b"}}"#).unwrap();
+        let binding: &RawValue = serde_json::from_str(
+            r#"{"kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"node-b"}}"#,
+        )
+        .unwrap();
         assert_eq!(RelationView::parse(binding).unwrap().node_name(), Some("node-b"));
         let unplaced: &RawValue = serde_json::from_str(r#"{"kind":"Pod","spec":{"containers":[]}}"#).unwrap();
         assert_eq!(RelationView::parse(unplaced).unwrap().node_name(), None);
@@ -326,9 +332,16 @@ mod tests {
             r#"{"kind":"EndpointSlice","metadata":{"labels":{"kubernetes.io/service-name":"web"}},"endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":false},"targetRef":{"kind":"Pod","uid":"u1"}}]}"#,
         )
         .unwrap();
-        assert_eq!(RelationView::parse(slice).unwrap().endpoint_members().unwrap(), vec![("u1", "false/10.0.0.1".to_owned())]);
+        assert_eq!(
+            RelationView::parse(slice).unwrap().endpoint_members().unwrap(),
+            vec![("u1", "false/10.0.0.1".to_owned())]
+        );
         let empty_slice: &RawValue = serde_json::from_str(r#"{"kind":"EndpointSlice","endpoints":null}"#).unwrap();
-        assert_eq!(RelationView::parse(empty_slice).unwrap().endpoint_members(), None, "no list: the decoder reads it as empty");
+        assert_eq!(
+            RelationView::parse(empty_slice).unwrap().endpoint_members(),
+            None,
+            "no list: the decoder reads it as empty"
+        );
         let pod: &RawValue = serde_json::from_str(r#"{"kind":"Pod"}"#).unwrap();
         assert_eq!(RelationView::parse(pod).unwrap().endpoint_members(), None);
         let head = ObjectHead::parse(slice).unwrap();

@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind as OtelSpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::resource::{EnvResourceDetector, ResourceDetector};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::core::span::{AttrValue, Attributes, Span, SpanStatus};
 use crate::model::time::Micros;
@@ -28,8 +28,7 @@ pub struct SharedResource {
 
 impl SharedResource {
     pub fn new(cluster: Option<&str>, extra: impl IntoIterator<Item = KeyValue>) -> SharedResource {
-        let mut attributes: Vec<KeyValue> =
-            extra.into_iter().filter(|kv| kv.key.as_str() != "service.name").collect();
+        let mut attributes: Vec<KeyValue> = extra.into_iter().filter(|kv| kv.key.as_str() != "service.name").collect();
         if let Some(cluster) = cluster {
             attributes.retain(|kv| kv.key.as_str() != "k8s.cluster.name");
             attributes.push(KeyValue::new("k8s.cluster.name", cluster.to_owned()));
@@ -63,11 +62,7 @@ pub fn scope() -> InstrumentationScope {
 }
 
 fn system_time(micros: Micros) -> SystemTime {
-    if micros >= 0 {
-        UNIX_EPOCH + Duration::from_micros(micros as u64)
-    } else {
-        UNIX_EPOCH
-    }
+    if micros >= 0 { UNIX_EPOCH + Duration::from_micros(micros as u64) } else { UNIX_EPOCH }
 }
 
 fn attribute_values(attrs: &Attributes) -> Vec<KeyValue> {
@@ -102,7 +97,9 @@ pub fn to_span_data(span: &Span, scope: &InstrumentationScope) -> SpanData {
     events.events = span
         .events
         .iter()
-        .map(|e| opentelemetry::trace::Event::new(e.name.clone(), system_time(e.time), attribute_values(&e.attributes), 0))
+        .map(|e| {
+            opentelemetry::trace::Event::new(e.name.clone(), system_time(e.time), attribute_values(&e.attributes), 0)
+        })
         .collect();
     let mut links = SpanLinks::default();
     links.links = span

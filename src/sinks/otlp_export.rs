@@ -48,9 +48,10 @@ impl OtlpProtocol {
         }
         for var in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
             if let Ok(value) = std::env::var(var)
-                && !value.is_empty() {
-                    return value.parse().map_err(|e| format!("{var}: {e}"));
-                }
+                && !value.is_empty()
+            {
+                return value.parse().map_err(|e| format!("{var}: {e}"));
+            }
         }
         Ok(match endpoint {
             Some(url) if url.contains(":4318") || url.trim_end_matches('/').ends_with("/v1/traces") => {
@@ -154,10 +155,7 @@ mod tests {
         }
         assert_eq!(OtlpProtocol::choose(None, Some("http://h:4318")).unwrap(), OtlpProtocol::HttpProtobuf);
         assert_eq!(OtlpProtocol::choose(None, Some("http://h:4317")).unwrap(), OtlpProtocol::Grpc);
-        assert_eq!(
-            OtlpProtocol::choose(Some(OtlpProtocol::Grpc), Some("http://h:4318")).unwrap(),
-            OtlpProtocol::Grpc
-        );
+        assert_eq!(OtlpProtocol::choose(Some(OtlpProtocol::Grpc), Some("http://h:4318")).unwrap(), OtlpProtocol::Grpc);
         assert!("zipkin".parse::<OtlpProtocol>().is_err());
     }
 }

@@ -16,10 +16,8 @@ pub fn export_request(spans: &[Span], resource: &SharedResource) -> ExportTraceS
     let scope = scope();
     let mut resource_spans = Vec::new();
     for (actor, group) in group_by_actor(spans) {
-        let attributes = ResourceAttributesWithSchema {
-            attributes: resource.for_actor(actor).into(),
-            schema_url: None,
-        };
+        let attributes =
+            ResourceAttributesWithSchema { attributes: resource.for_actor(actor).into(), schema_url: None };
         let data = group.into_iter().map(|s| to_span_data(s, &scope)).collect();
         resource_spans.extend(group_spans_by_resource_and_scope(data, &attributes));
     }

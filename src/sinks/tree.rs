@@ -118,9 +118,10 @@ fn render_span(
     };
     let _ = write!(out, "  {offset:+8.3}s  {prefix}{branch}{}  {}", span.actor, span.name);
     if span.kind == SpanKind::Event
-        && let Some(message) = span.attr_str("k8s.event.message") {
-            let _ = write!(out, " \"{}\"", one_line(message, 100));
-        }
+        && let Some(message) = span.attr_str("k8s.event.message")
+    {
+        let _ = write!(out, " \"{}\"", one_line(message, 100));
+    }
     if let SpanStatus::Error(message) = &span.status {
         match span.attr("http.response.status_code") {
             Some(AttrValue::Int(code)) => {

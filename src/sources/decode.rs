@@ -145,15 +145,23 @@ impl Decoded {
             let ahead = r.order_time() > latest;
             if ahead {
                 rejected.push(match r {
-                    Record::Write(w) => format!("auditID {}: stageTimestamp {}", w.audit_id, time::format_micros(w.completed)),
-                    Record::Event(e) => format!("Event {}/{}: time {}", e.namespace, e.name, time::format_micros(e.time)),
+                    Record::Write(w) => {
+                        format!("auditID {}: stageTimestamp {}", w.audit_id, time::format_micros(w.completed))
+                    }
+                    Record::Event(e) => {
+                        format!("Event {}/{}: time {}", e.namespace, e.name, time::format_micros(e.time))
+                    }
                 });
             }
             !ahead
         });
         let tolerance = tolerance.as_secs();
         for what in rejected {
-            self.reject(BadReason::InvalidTimestamp, 0, format!("{what} is more than {tolerance} s ahead of kausal's clock"));
+            self.reject(
+                BadReason::InvalidTimestamp,
+                0,
+                format!("{what} is more than {tolerance} s ahead of kausal's clock"),
+            );
         }
     }
 
@@ -340,7 +348,11 @@ impl Decoder<'_, '_> {
                 }
                 Err(e) => self.out.reject(BadReason::InvalidJson, line, e.to_string()),
             },
-            _ => self.out.reject(BadReason::NotAnObject, line, format!("expected a JSON object, found `{}`", preview(raw.get()))),
+            _ => self.out.reject(
+                BadReason::NotAnObject,
+                line,
+                format!("expected a JSON object, found `{}`", preview(raw.get())),
+            ),
         }
     }
 
@@ -383,7 +395,9 @@ impl Decoder<'_, '_> {
         } else if let Some(properties) = probe.properties {
             self.aks_record(properties, line, depth);
         } else if let Some(items) = probe.items {
-            if probe.kind.as_deref() == Some("EventList") && probe.api_version.is_some_and(|v| v.get().contains("audit.k8s.io")) {
+            if probe.kind.as_deref() == Some("EventList")
+                && probe.api_version.is_some_and(|v| v.get().contains("audit.k8s.io"))
+            {
                 // The apiserver's webhook body: every item is an audit event,
                 // so skip probing each one (a whole extra pass over the bytes).
                 for item in items {
@@ -456,7 +470,9 @@ impl Decoder<'_, '_> {
             match serde_json::from_str::<Cow<str>>(log.get()) {
                 Ok(inner) => match serde_json::from_str::<&RawValue>(&inner) {
                     Ok(raw) => self.value(raw, line, depth + 1, None),
-                    Err(e) => self.out.reject(BadReason::InvalidWrapper, line, format!("AKS properties.log is not JSON: {e}")),
+                    Err(e) => {
+                        self.out.reject(BadReason::InvalidWrapper, line, format!("AKS properties.log is not JSON: {e}"))
+                    }
                 },
                 Err(e) => self.out.reject(BadReason::InvalidWrapper, line, format!("AKS properties.log: {e}")),
             }
@@ -521,7 +537,8 @@ impl Decoder<'_, '_> {
             self.out.skip("non_resource");
             return;
         };
-        let Some(completed) = event.stage_timestamp.as_deref().or(event.timestamp.as_deref()).and_then(parse_rfc3339_micros)
+        let Some(completed) =
+            event.stage_timestamp.as_deref().or(event.timestamp.as_deref()).and_then(parse_rfc3339_micros)
         else {
             self.out.reject(
                 BadReason::InvalidTimestamp,
@@ -689,11 +706,9 @@ impl Decoder<'_, '_> {
         // written: a pod create refused for lack of a service-account token
         // says `{"kind": "serviceaccounts", "name": "create pod"}`. Trust them
         // only when they name the written resource.
-        let status_details = response
-            .as_ref()
-            .filter(|h| h.is_status())
-            .and_then(|h| h.details.as_ref())
-            .filter(|d| d.kind.as_deref().is_none_or(|k| k == w.resource || Some(k) == kinds::kind_for_resource(w.resource)));
+        let status_details = response.as_ref().filter(|h| h.is_status()).and_then(|h| h.details.as_ref()).filter(|d| {
+            d.kind.as_deref().is_none_or(|k| k == w.resource || Some(k) == kinds::kind_for_resource(w.resource))
+        });
         let meta_field = |f: for<'m> fn(&'m ObjectMeta<'_>) -> Option<&'m str>| {
             response_meta.and_then(f).or_else(|| request_meta.and_then(f)).filter(|s| !s.is_empty())
         };
@@ -785,7 +800,13 @@ impl Decoder<'_, '_> {
         self.kube_event_with(text, context, EventOrigin::Object, line);
     }
 
-    fn kube_event_with(&mut self, text: &str, context: Option<AuditEventContext<'_>>, origin: EventOrigin, line: usize) {
+    fn kube_event_with(
+        &mut self,
+        text: &str,
+        context: Option<AuditEventContext<'_>>,
+        origin: EventOrigin,
+        line: usize,
+    ) {
         let event: WireEvent = match serde_json::from_str(text) {
             Ok(e) => e,
             Err(e) => {
@@ -865,7 +886,8 @@ fn relations(w: &WriteInput<'_>, meta: Option<&ObjectMeta<'_>>) -> Option<Box<Re
         return None;
     }
     // A binding's response is a Status: its target is in the request.
-    let object = if w.subresource == Some("binding") { w.request_object } else { w.response_object.or(w.request_object) };
+    let object =
+        if w.subresource == Some("binding") { w.request_object } else { w.response_object.or(w.request_object) };
     let view = object.and_then(RelationView::parse)?;
     let mut relations = Relations::default();
     if placed {

@@ -57,7 +57,9 @@ pub fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfi
     let builder = match files.client_ca {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading client CA {}", ca.display()))? {
+            for cert in
+                CertificateDer::pem_file_iter(ca).with_context(|| format!("reading client CA {}", ca.display()))?
+            {
                 roots
                     .add(cert.with_context(|| format!("parsing client CA {}", ca.display()))?)
                     .with_context(|| format!("client CA {}", ca.display()))?;

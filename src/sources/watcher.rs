@@ -26,11 +26,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::decode::{DecodeOptions, decode_document};
+use super::recorder::Recorder;
 use crate::core::ids::Uid;
 use crate::core::kinds;
 use crate::core::record::{ObservedObject, Owner, UnknownObject};
 use crate::model::time::Micros;
-use super::recorder::Recorder;
 use crate::pipeline::{Batch, IngestQueue, LookupRequest};
 use crate::telemetry as m;
 
@@ -98,8 +98,11 @@ pub async fn start(
 pub fn spawn(client: kube::Client, settings: WatchSettings, queue: IngestQueue, cluster: Arc<str>) -> Watch {
     let (lookups, lookup_requests) = mpsc::channel(1024);
     let mut tasks = Vec::new();
-    let scopes: Vec<Option<String>> =
-        if settings.namespaces.is_empty() { vec![None] } else { settings.namespaces.iter().cloned().map(Some).collect() };
+    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings.namespaces.iter().cloned().map(Some).collect()
+    };
     for namespace in scopes {
         let api: Api<CoreEvent> = match &namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
@@ -188,7 +191,12 @@ fn now_micros() -> Micros {
 /// How many looked-up UIDs are remembered before the memory is reset.
 const MAX_REMEMBERED_LOOKUPS: usize = 100_000;
 
-async fn look_up_objects(client: kube::Client, mut requests: mpsc::Receiver<LookupRequest>, rate: u32, queue: IngestQueue) {
+async fn look_up_objects(
+    client: kube::Client,
+    mut requests: mpsc::Receiver<LookupRequest>,
+    rate: u32,
+    queue: IngestQueue,
+) {
     let mut done: HashSet<Box<str>> = HashSet::new();
     let mut pace = tokio::time::interval(Duration::from_secs(1) / rate);
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -237,9 +245,12 @@ async fn look_up(client: &kube::Client, object: &UnknownObject) -> anyhow::Resul
     if meta.uid.as_deref() != Some(&*object.uid) {
         return Ok(None);
     }
-    let controller_owner = meta.owner_references.unwrap_or_default().into_iter().find(|o| o.controller == Some(true)).map(|o| {
-        Owner { kind: o.kind.into(), name: o.name.into(), uid: Uid::from_text(&o.uid), controller: true }
-    });
+    let controller_owner = meta
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| Owner { kind: o.kind.into(), name: o.name.into(), uid: Uid::from_text(&o.uid), controller: true });
     Ok(Some(ObservedObject {
         uid: object.uid.clone(),
         resource: resource.into(),

@@ -137,7 +137,11 @@ async fn readyz(State(state): State<Arc<WebhookState>>) -> Response {
     }
     if let Some(wal) = state.wal.as_ref().filter(|w| w.saturated()) {
         let stats = wal.stats();
-        problems.push(format!("write-ahead log {}/{} bytes not yet exported", stats.unacknowledged_bytes, wal.max_bytes()));
+        problems.push(format!(
+            "write-ahead log {}/{} bytes not yet exported",
+            stats.unacknowledged_bytes,
+            wal.max_bytes()
+        ));
     }
     if problems.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
@@ -185,12 +189,22 @@ async fn authenticate(
 }
 
 /// `POST /audit` and `POST /audit/{cluster}`.
-async fn audit(state: State<Arc<WebhookState>>, cluster: Option<Path<String>>, headers: HeaderMap, body: Body) -> Response {
+async fn audit(
+    state: State<Arc<WebhookState>>,
+    cluster: Option<Path<String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     ingest(&state, cluster.as_deref().map_or("", String::as_str), Endpoint::Audit, &headers, body).await
 }
 
 /// `POST /events` and `POST /events/{cluster}`: the same decoder, counted apart.
-async fn events(state: State<Arc<WebhookState>>, cluster: Option<Path<String>>, headers: HeaderMap, body: Body) -> Response {
+async fn events(
+    state: State<Arc<WebhookState>>,
+    cluster: Option<Path<String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     ingest(&state, cluster.as_deref().map_or("", String::as_str), Endpoint::Events, &headers, body).await
 }
 
@@ -243,14 +257,21 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
             );
         }
     };
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
         return too_large(state.max_body_bytes);
     }
     let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
         Err(e) if is_length_limit(&e) => return too_large(state.max_body_bytes),
-        Err(e) => return error(StatusCode::BAD_REQUEST, "unreadable_body", format!("could not read the request body: {}", full_chain(&e))),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                format!("could not read the request body: {}", full_chain(&e)),
+            );
+        }
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return error(StatusCode::BAD_REQUEST, "empty_body", "the request body is empty");
@@ -264,11 +285,13 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
     } else {
         decode_body(&bytes, state.decode, now)
     };
-    let recognised = decoded.stats.audit_events + decoded.stats.kube_events + decoded.stats.skipped.values().sum::<u64>();
+    let recognised =
+        decoded.stats.audit_events + decoded.stats.kube_events + decoded.stats.skipped.values().sum::<u64>();
     if recognised == 0 && decoded.records.is_empty() {
         let first = decoded.bad.first();
         let reason = first.map_or("unknown_shape", |b| b.reason.as_str());
-        let detail = first.map_or_else(|| "no audit events or Kubernetes Events found".to_owned(), |b| b.detail.clone());
+        let detail =
+            first.map_or_else(|| "no audit events or Kubernetes Events found".to_owned(), |b| b.detail.clone());
         return error(
             StatusCode::BAD_REQUEST,
             reason,
@@ -285,7 +308,10 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
     let reservation = match state.queue.try_reserve(accepted) {
         Ok(r) => r,
         Err(EnqueueError::Full) => {
-            return retry_later("queue_full", format!("the ingest queue is full ({} records); retry", state.queue.capacity()));
+            return retry_later(
+                "queue_full",
+                format!("the ingest queue is full ({} records); retry", state.queue.capacity()),
+            );
         }
         Err(EnqueueError::TooLarge { records, capacity }) => {
             return error(
@@ -304,7 +330,9 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
                 Ok(seq) => Some(seq),
                 Err(e @ AppendError::Full { .. }) => return retry_later("wal_full", format!("{e}; retry")),
                 Err(e @ AppendError::Io(_)) => return retry_later("wal_write_failed", format!("{e}; retry")),
-                Err(e @ AppendError::TooLarge { .. }) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", e.to_string()),
+                Err(e @ AppendError::TooLarge { .. }) => {
+                    return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", e.to_string());
+                }
                 Err(AppendError::Closed) => return shutting_down(),
             }
         }

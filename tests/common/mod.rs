@@ -8,8 +8,8 @@ pub mod workload;
 
 use std::path::{Path, PathBuf};
 
-use kausal::core::span::{RootKind, Span, SpanKind};
 use kausal::core::CoreConfig;
+use kausal::core::span::{RootKind, Span, SpanKind};
 use kausal::replay::{self, ReplayResult};
 use kausal::sources::decode::DecodeOptions;
 use kausal::sources::files::{self, Input};

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 pub type Received = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
 
@@ -136,7 +136,10 @@ pub fn spans_by_id(received: &Received) -> BTreeMap<SpanKey, SpanShape> {
             let service = string_attr(attrs, "service.name").expect("every resource has service.name");
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
-                    out.insert((s.trace_id.clone(), s.span_id.clone()), (s.parent_span_id.clone(), s.name.clone(), service.clone()));
+                    out.insert(
+                        (s.trace_id.clone(), s.span_id.clone()),
+                        (s.parent_span_id.clone(), s.name.clone(), service.clone()),
+                    );
                 }
             }
         }

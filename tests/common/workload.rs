@@ -31,11 +31,14 @@ pub fn capture() -> Vec<Value> {
 /// previous one and with its own UUIDs and namespace.
 pub fn workload(iterations: u32) -> Vec<String> {
     let batches = capture();
-    let times: Vec<i64> = batches.iter().flat_map(|b| {
-        let mut found = Vec::new();
-        collect_times(b, &mut found);
-        found
-    }).collect();
+    let times: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let mut found = Vec::new();
+            collect_times(b, &mut found);
+            found
+        })
+        .collect();
     let span = times.iter().max().unwrap() - times.iter().min().unwrap();
     // The next repetition starts two minutes after the previous one ended.
     let step = span + 120_000_000;
@@ -181,7 +184,8 @@ pub async fn send_until_accepted(
 ) {
     loop {
         stats.attempts.fetch_add(1, Ordering::Relaxed);
-        let wait = match client.post(url).header("content-type", "application/json").body(body.to_owned()).send().await {
+        let wait = match client.post(url).header("content-type", "application/json").body(body.to_owned()).send().await
+        {
             Ok(r) if r.status().is_success() => {
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
                 return;
