@@ -16,14 +16,14 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kausal::core::{CoreConfig, Engine, Record};
+use kausal::decode::{DecodeOptions, decode};
 use kausal::sinks::otel::SharedResource;
 use kausal::sinks::otlp_json::export_request;
-use kausal::sources::decode::{DecodeOptions, decode_document};
 use prost::Message as _;
 
 /// Decode every batch into records: the parse limit.
 fn parse(batches: &[String]) -> usize {
-    batches.iter().map(|b| decode_document(b, DecodeOptions::default()).records.len()).sum()
+    batches.iter().map(|b| decode(b.as_bytes(), &DecodeOptions::default()).records.len()).sum()
 }
 
 /// Decode, link and build spans, batch by batch as a server would, into a null sink.
@@ -31,7 +31,7 @@ fn pipeline(batches: &[String]) -> usize {
     let mut engine = Engine::new(CoreConfig::default());
     let mut spans = 0;
     for batch in batches {
-        for record in decode_document(batch, DecodeOptions::default()).records {
+        for record in decode(batch.as_bytes(), &DecodeOptions::default()).records {
             engine.ingest(record);
         }
         engine.advance(None);

@@ -18,7 +18,8 @@
 pub mod cert;
 pub mod config_file;
 pub mod core;
-pub mod model;
+pub mod decode;
+
 pub mod pipeline;
 pub mod replay;
 pub mod serve;

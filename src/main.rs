@@ -16,11 +16,11 @@ use kausal::cert::{self, CertArgs};
 use kausal::config_file::{self, Settable};
 use kausal::core::CoreConfig;
 use kausal::core::actors::ControllerPatterns;
-use kausal::model::time::Micros;
+use kausal::core::time::Micros;
+use kausal::decode::DecodeOptions;
 use kausal::replay::{self, OutputFormat};
 use kausal::serve::{self, ServeArgs};
 use kausal::sinks::otlp_export::OtlpProtocol;
-use kausal::sources::decode::DecodeOptions;
 use kausal::sources::files;
 
 #[derive(Parser)]
@@ -159,7 +159,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if !args.controller_users.is_empty() {
         core.controllers = ControllerPatterns::new(args.controller_users.clone());
     }
-    let decode = DecodeOptions { keep_leader_election: args.keep_leader_election };
+    let decode = DecodeOptions { keep_leader_election: args.keep_leader_election, ..DecodeOptions::default() };
     let (result, elapsed) = replay::timed(|| replay::run(&inputs, decode, core, !args.quiet));
 
     let format = match args.format {

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::core::record::{ObservedObject, UnknownObject};
+use crate::core::time::Micros;
 use crate::core::{CoreConfig, Engine, EngineStats, Record, Span};
-use crate::model::time::Micros;
 use crate::telemetry as m;
 
 /// Records from one request or watch delivery, for one cluster.

@@ -8,10 +8,10 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use crate::core::{CoreConfig, Engine, EngineStats, Span};
+use crate::decode::{BadRecord, DecodeOptions, DecodeStats};
 use crate::sinks::otel::SharedResource;
 use crate::sinks::tree::{self, TreeOptions};
 use crate::sinks::{otlp_export, otlp_json};
-use crate::sources::decode::{BadRecord, DecodeOptions, DecodeStats};
 use crate::sources::files::{self, Input};
 
 /// How many bad records are printed in full; the rest are only counted.
@@ -50,7 +50,7 @@ pub fn run(inputs: &[Input], decode: DecodeOptions, core: CoreConfig, progress: 
     let mut bad = Vec::new();
     let mut bytes = 0u64;
     for (input, size) in inputs.iter().zip(sizes) {
-        let decoded = files::decode_input(input, decode);
+        let decoded = files::decode_input(input, &decode);
         stats.merge(&decoded.stats);
         bad.extend(decoded.bad.into_iter().map(|record| LocatedBadRecord { input: input.display(), record }));
         for record in decoded.records {

@@ -14,12 +14,12 @@ use tokio::net::TcpListener;
 
 use crate::core::CoreConfig;
 use crate::core::actors::ControllerPatterns;
-use crate::model::time::Micros;
+use crate::core::time::Micros;
+use crate::decode::{self, DecodeOptions};
 use crate::pipeline::{self, IngestQueue, WorkerConfig};
 use crate::sinks::export_task::{self, ExportHealth, ExportSettings};
 use crate::sinks::otel::SharedResource;
 use crate::sinks::otlp_export::{OtlpExporter, OtlpProtocol};
-use crate::sources::decode::DecodeOptions;
 use crate::sources::listener::{self, ConnectionLimits, TlsFiles};
 use crate::sources::recorder::Recorder;
 use crate::sources::watcher::{self, WatchMode, WatchSettings};
@@ -253,7 +253,7 @@ async fn serve(args: ServeArgs, metrics: Option<metrics_exporter_prometheus::Pro
     if !args.controller_users.is_empty() {
         core.controllers = ControllerPatterns::new(args.controller_users.clone());
     }
-    let decode = DecodeOptions { keep_leader_election: args.keep_leader_election };
+    let decode = DecodeOptions { keep_leader_election: args.keep_leader_election, ..DecodeOptions::default() };
 
     let protocol =
         OtlpProtocol::choose(args.otlp_protocol, args.otlp_endpoint.as_deref()).map_err(anyhow::Error::msg)?;
@@ -426,7 +426,7 @@ async fn replay_recovered(state: &WebhookState, recovered: Vec<Recovered>) -> an
             tracing::error!(cluster = %entry.cluster, seq = entry.seq, "recovered entry for a cluster beyond --max-clusters; skipped");
             continue;
         };
-        let decoded = webhook::decode_body(&entry.body, state.decode, entry.accepted_at);
+        let decoded = decode::decode(&entry.body, &webhook::body_decode_options(state.decode, entry.accepted_at));
         records += decoded.records.len();
         let batch = pipeline::Batch {
             cluster,

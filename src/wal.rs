@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use crate::model::time::Micros;
+use crate::core::time::Micros;
 use crate::telemetry as m;
 
 const MAGIC: &[u8; 8] = b"KSLWAL01";

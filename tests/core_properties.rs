@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use kausal::core::ids;
 use kausal::core::span::Span;
 use kausal::core::{CoreConfig, Engine, Record};
-use kausal::sources::decode::{DecodeOptions, decode_document};
+use kausal::decode::{DecodeOptions, decode};
 
 /// The recorded batches, each decoded into records, in the order the apiserver sent them.
 fn batches() -> &'static Vec<Vec<Record>> {
@@ -38,7 +38,7 @@ fn batches() -> &'static Vec<Vec<Record>> {
             let mut files: Vec<_> = std::fs::read_dir(fixture(&scenario)).unwrap().map(|e| e.unwrap().path()).collect();
             files.sort();
             for file in files {
-                let decoded = decode_document(&std::fs::read_to_string(file).unwrap(), DecodeOptions::default());
+                let decoded = decode(std::fs::read_to_string(file).unwrap().as_bytes(), &DecodeOptions::default());
                 assert!(decoded.bad.is_empty(), "{:?}", decoded.bad);
                 batches.push(decoded.records);
             }

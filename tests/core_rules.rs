@@ -6,8 +6,8 @@ use kausal::core::record::{
     Deletion, EndpointMember, EventOrigin, EventRecord, Owner, Record, Regarding, Relations, Verb, WriteRecord,
 };
 use kausal::core::span::{RootKind, Span};
+use kausal::core::time::MICROS_PER_SECOND as S;
 use kausal::core::{CoreConfig, Engine};
-use kausal::model::time::MICROS_PER_SECOND as S;
 
 const RS_UID: &str = "00000000-0000-0000-0000-0000000000aa";
 

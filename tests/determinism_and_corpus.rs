@@ -8,8 +8,8 @@ use std::process::Command;
 
 use common::{fixture, inputs};
 use kausal::core::CoreConfig;
+use kausal::decode::{BadReason, DecodeOptions};
 use kausal::replay::{self, OutputFormat};
-use kausal::sources::decode::{BadReason, DecodeOptions};
 use kausal::sources::files;
 
 fn otlp_json(paths_in_order: Vec<files::Input>) -> Vec<u8> {
@@ -136,12 +136,12 @@ fn the_cli_prints_trees_and_a_summary_naming_bad_records() {
 /// isolates items. Both must produce the same records and counts.
 #[test]
 fn the_one_pass_webhook_path_decodes_exactly_like_the_general_path() {
-    use kausal::sources::decode::decode_document;
+    use kausal::decode::decode;
     let mut records = 0;
     for entry in std::fs::read_dir(fixture("rollout-basic/audit-batches")).unwrap() {
         let body = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        let fast = decode_document(&body, DecodeOptions::default());
-        let general = decode_document(&format!("[{body}]"), DecodeOptions::default());
+        let fast = decode(body.as_bytes(), &DecodeOptions::default());
+        let general = decode(format!("[{body}]").as_bytes(), &DecodeOptions::default());
         assert_eq!(format!("{:?}", fast.records), format!("{:?}", general.records));
         assert_eq!(fast.stats, general.stats);
         assert!(fast.bad.is_empty() && general.bad.is_empty());
@@ -149,17 +149,17 @@ fn the_one_pass_webhook_path_decodes_exactly_like_the_general_path() {
     }
     assert!(records > 300, "{records} records from the capture");
     let body = std::fs::read_to_string(fixture("rollout-basic/audit-batches/batch-000023.json")).unwrap();
-    let fast = decode_document(&body, DecodeOptions::default());
+    let fast = decode(body.as_bytes(), &DecodeOptions::default());
 
     // One item with a malformed auditID: the rest of the batch is kept, the bad one reported.
     let mut list: serde_json::Value = serde_json::from_str(&body).unwrap();
     let items = list["items"].as_array_mut().unwrap();
     let total = items.len() as u64;
     let spoiled = (0..items.len())
-        .find(|&i| decode_document(&items[i].to_string(), DecodeOptions::default()).records.len() == 1)
+        .find(|&i| decode(items[i].to_string().as_bytes(), &DecodeOptions::default()).records.len() == 1)
         .expect("an item that yields a record");
     items[spoiled]["auditID"] = serde_json::json!(5);
-    let mixed = decode_document(&list.to_string(), DecodeOptions::default());
+    let mixed = decode(list.to_string().as_bytes(), &DecodeOptions::default());
     assert_eq!(mixed.bad.len(), 1);
     assert_eq!(mixed.bad[0].reason, BadReason::InvalidAuditEvent);
     assert_eq!(mixed.stats.audit_events, total);

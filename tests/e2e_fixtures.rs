@@ -268,7 +268,7 @@ fn a_refused_create_is_not_named_after_another_resources_status_details() {
         "message":"No API token found for service account \"default\", retry after the token is automatically created and added to the service account",
         "reason":"ServerTimeout","details":{"name":"create pod","kind":"serviceaccounts","retryAfterSeconds":1},"code":500},
       "requestReceivedTimestamp":"2026-11-22T00:40:00.000000Z","stageTimestamp":"2026-11-22T00:40:00.002000Z"}"#;
-    let decoded = kausal::sources::decode::decode_document(event, Default::default());
+    let decoded = kausal::decode::decode(event.as_bytes(), &Default::default());
     let [kausal::core::Record::Write(w)] = decoded.records.as_slice() else { panic!("{:?}", decoded.bad) };
     assert_eq!(w.name, None);
     assert_eq!(kausal::core::engine::write_span_name(w), "create pods e2e-batch");

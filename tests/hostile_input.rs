@@ -10,7 +10,7 @@ use common::fixture;
 use kausal::core::record::Record;
 use kausal::core::span::Span;
 use kausal::core::{CoreConfig, Engine};
-use kausal::sources::decode::{BadReason, DecodeOptions, Decoded, decode_document};
+use kausal::decode::{BadReason, DecodeOptions, Decoded, decode};
 
 /// The real `create deployments` audit event of the capture.
 fn template() -> Value {
@@ -38,7 +38,7 @@ fn batch(items: Vec<Value>) -> String {
 
 /// A batch of three good events around one bad one, decoded.
 fn decode_with_bad(bad: Value) -> Decoded {
-    decode_document(&batch(vec![event(1), bad, event(2), event(3)]), DecodeOptions::default())
+    decode(batch(vec![event(1), bad, event(2), event(3)]).as_bytes(), &DecodeOptions::default())
 }
 
 fn link(records: Vec<Record>) -> Vec<Span> {
@@ -58,7 +58,7 @@ fn deep_nesting_neither_overflows_the_stack_nor_costs_the_neighbours() {
     let text =
         event(9).to_string().replacen("\"requestObject\":", &format!("\"requestObject\":{nested},\"ignored\":"), 1);
     let body = batch(vec![event(1), json!("__bad_item__"), event(2), event(3)]).replacen(PLACEHOLDER, &text, 1);
-    let decoded = decode_document(&body, DecodeOptions::default());
+    let decoded = decode(body.as_bytes(), &DecodeOptions::default());
     assert!(decoded.bad.is_empty(), "{:?}", decoded.bad);
     assert_eq!(decoded.records.len(), 4);
 
@@ -66,13 +66,13 @@ fn deep_nesting_neither_overflows_the_stack_nor_costs_the_neighbours() {
     let mut in_user = event(9).to_string();
     in_user = in_user.replacen("\"user\":", &format!("\"user\":{nested},\"ignored\":"), 1);
     let body = batch(vec![event(1), json!("__bad_item__"), event(2)]).replacen(PLACEHOLDER, &in_user, 1);
-    let decoded = decode_document(&body, DecodeOptions::default());
+    let decoded = decode(body.as_bytes(), &DecodeOptions::default());
     assert_eq!(decoded.records.len(), 2, "the neighbours are kept");
     assert_eq!(decoded.bad.len(), 1);
     assert_eq!(decoded.bad[0].reason, BadReason::InvalidAuditEvent);
 
     // Wrappers (lists of lists) nested past any real format's depth.
-    let decoded = decode_document(&nested, DecodeOptions::default());
+    let decoded = decode(nested.as_bytes(), &DecodeOptions::default());
     assert!(decoded.records.is_empty());
     assert_eq!(decoded.bad.len(), 1);
     assert_eq!(decoded.bad[0].reason, BadReason::UnknownShape);
@@ -93,7 +93,7 @@ fn a_fifty_megabyte_object_is_skipped_not_copied() {
 fn duplicate_keys_are_one_bad_record() {
     let text = event(9).to_string().replacen("{", "{\"auditID\":\"00000000-0000-0000-0000-000000000099\",", 1);
     let body = batch(vec![event(1), json!("__bad_item__"), event(2)]).replacen(PLACEHOLDER, &text, 1);
-    let decoded = decode_document(&body, DecodeOptions::default());
+    let decoded = decode(body.as_bytes(), &DecodeOptions::default());
     assert_eq!(decoded.records.len(), 2);
     assert_eq!(decoded.bad.len(), 1);
     assert!(decoded.bad[0].detail.contains("duplicate field"), "{}", decoded.bad[0].detail);
@@ -116,7 +116,7 @@ fn timestamps_far_in_the_future_or_past_neither_panic_nor_stall_the_rest() {
         // Beyond what a timestamp can be: a clear error, not a guess.
         at(9, "99999-01-01T00:00:00Z", "00000000-0000-0000-0000-0000000000f3"),
     ]);
-    let decoded = decode_document(&body, DecodeOptions::default());
+    let decoded = decode(body.as_bytes(), &DecodeOptions::default());
     assert_eq!(decoded.records.len(), 3, "{:?}", decoded.bad);
     assert_eq!(decoded.bad.len(), 1);
     assert_eq!(decoded.bad[0].reason, BadReason::InvalidTimestamp);
@@ -127,7 +127,7 @@ fn timestamps_far_in_the_future_or_past_neither_panic_nor_stall_the_rest() {
 
     // A live source also refuses what is far ahead of its clock, so that one
     // record cannot move its cluster's event-time clock into the year 9000.
-    let now = kausal::model::time::parse_rfc3339_micros("2026-11-30T00:00:00Z").unwrap();
+    let now = kausal::core::time::parse_rfc3339_micros("2026-11-30T00:00:00Z").unwrap();
     live.reject_records_after(now, std::time::Duration::from_secs(3600));
     assert_eq!(live.records.len(), 2);
     assert_eq!(live.bad.len(), 2);
@@ -170,7 +170,7 @@ fn a_uid_reused_across_kinds_and_an_owner_cycle_link_without_loops() {
         write(5, controller, "services", "a", uid_a, None),
         write(6, "bob", "configmaps", "b", uid_b, None),
     ]);
-    let decoded = decode_document(&body, DecodeOptions::default());
+    let decoded = decode(body.as_bytes(), &DecodeOptions::default());
     assert_eq!(decoded.records.len(), 6, "{:?}", decoded.bad);
     let spans = link(decoded.records);
     assert_eq!(spans.len(), 6);
@@ -188,7 +188,6 @@ fn a_uid_reused_across_kinds_and_an_owner_cycle_link_without_loops() {
 
 #[test]
 fn invalid_utf8_costs_only_the_record_that_holds_it() {
-    use kausal::sources::files::decode_bytes;
     // A webhook body is one line: the bad bytes must not take the batch down.
     let mut bad = event(9);
     bad["user"]["username"] = json!("mallory-__bytes__");
@@ -197,8 +196,7 @@ fn invalid_utf8_costs_only_the_record_that_holds_it() {
     let at = body.iter().position(|&b| b == 1).unwrap();
     let mut body = body;
     body.splice(at..at + 1, [0xff, 0xfe]);
-    let mut decoded = Decoded::default();
-    decode_bytes(&body, DecodeOptions::default(), &mut decoded);
+    let decoded = decode(&body, &DecodeOptions::default());
     assert_eq!(decoded.records.len(), 2, "{:?}", decoded.bad);
     assert_eq!(decoded.bad.len(), 1);
     assert_eq!(decoded.bad[0].reason, BadReason::InvalidUtf8);
@@ -213,8 +211,7 @@ fn invalid_utf8_costs_only_the_record_that_holds_it() {
     file.extend(b"\n{\"auditID\": \"x\xff\"}\n");
     file.extend(event(2).to_string().into_bytes());
     file.push(b'\n');
-    let mut decoded = Decoded::default();
-    decode_bytes(&file, DecodeOptions::default(), &mut decoded);
+    let decoded = decode(&file, &DecodeOptions::default());
     assert_eq!(decoded.records.len(), 2, "{:?}", decoded.bad);
     assert_eq!(decoded.bad.len(), 1);
     assert_eq!((decoded.bad[0].reason, decoded.bad[0].line), (BadReason::InvalidUtf8, 2));

@@ -211,8 +211,7 @@ async fn bad_bodies_get_clear_answers_and_good_records_survive_bad_neighbours() 
     assert!(server.terminate().success(), "{}", server.log());
     // The good neighbours of the bad record were linked and exported.
     let expected: Vec<String> = {
-        let mut decoded = kausal::sources::decode::Decoded::default();
-        kausal::sources::files::decode_bytes(small, Default::default(), &mut decoded);
+        let decoded = kausal::decode::decode(small, &Default::default());
         let mut engine = kausal::core::Engine::new(Default::default());
         decoded.records.into_iter().for_each(|r| engine.ingest(r));
         engine.flush();

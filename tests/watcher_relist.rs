@@ -14,8 +14,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::IntoResponse;
 use kausal::core::Record;
 use kausal::core::record::UnknownObject;
+use kausal::decode::DecodeOptions;
 use kausal::pipeline::{IngestQueue, LookupRequest};
-use kausal::sources::decode::DecodeOptions;
 use kausal::sources::watcher::{self, WatchSettings};
 use serde_json::{Value, json};
 

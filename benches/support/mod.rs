@@ -9,7 +9,7 @@ use std::path::Path;
 use kausal::core::ids::parse_uuid;
 use kausal::core::record::Owner;
 use kausal::core::{CoreConfig, Engine, Record};
-use kausal::sources::decode::{DecodeOptions, decode_document};
+use kausal::decode::{DecodeOptions, decode};
 
 /// The capture's batches as the apiserver POSTed them, in order.
 pub fn capture_batches() -> Vec<String> {
@@ -21,12 +21,12 @@ pub fn capture_batches() -> Vec<String> {
 
 /// How many audit events the batches hold (reads included: the apiserver sends them all).
 pub fn audit_event_count(batches: &[String]) -> u64 {
-    batches.iter().map(|b| decode_document(b, DecodeOptions::default()).stats.audit_events).sum()
+    batches.iter().map(|b| decode(b.as_bytes(), &DecodeOptions::default()).stats.audit_events).sum()
 }
 
 /// The capture's records, decoded once.
 pub fn capture_records() -> Vec<Record> {
-    capture_batches().iter().flat_map(|b| decode_document(b, DecodeOptions::default()).records).collect()
+    capture_batches().iter().flat_map(|b| decode(b.as_bytes(), &DecodeOptions::default()).records).collect()
 }
 
 /// A UUID text with its first 4 bytes replaced by `round`: still a UUID, so

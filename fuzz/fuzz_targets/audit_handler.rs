@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use kausal::pipeline::{IngestQueue, QueueReceiver};
 use kausal::sinks::export_task::ExportHealth;
-use kausal::sources::decode::DecodeOptions;
+use kausal::decode::DecodeOptions;
 use kausal::sources::webhook::{self, Auth, WebhookState};
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt as _;

@@ -4,13 +4,11 @@
 //! yields must be counted as accepted.
 #![no_main]
 
-use kausal::sources::decode::{DecodeOptions, Decoded};
-use kausal::sources::files;
+use kausal::decode::{DecodeOptions, decode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut decoded = Decoded::default();
-    files::decode_bytes(data, DecodeOptions::default(), &mut decoded);
+    let decoded = decode(data, &DecodeOptions::default());
     let recognised = decoded.stats.audit_events + decoded.stats.kube_events;
     assert!(decoded.records.len() as u64 <= recognised, "more records than recognised events");
 });

@@ -4,11 +4,11 @@
 #![no_main]
 
 use kausal::core::{CoreConfig, Engine};
-use kausal::sources::decode::{DecodeOptions, decode_document};
+use kausal::decode::{DecodeOptions, decode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    let decoded = decode_document(text, DecodeOptions::default());
+    let decoded = decode(text.as_bytes(), &DecodeOptions::default());
     let records = decoded.records.len() as u64;
     let mut engine = Engine::new(CoreConfig::default());
     for record in decoded.records {

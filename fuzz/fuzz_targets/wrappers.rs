@@ -4,7 +4,7 @@
 //! must tell the wrapper from its content and never panic.
 #![no_main]
 
-use kausal::sources::decode::{DecodeOptions, decode_document};
+use kausal::decode::{DecodeOptions, decode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
@@ -18,7 +18,7 @@ fuzz_target!(|text: &str| {
         format!(r#"{{"type":"ADDED","object":{text}}}"#),
     ];
     for document in &wrapped {
-        let decoded = decode_document(document, DecodeOptions::default());
+        let decoded = decode(document.as_bytes(), &DecodeOptions::default());
         let _ = decoded.stats.bad_total();
     }
 });

@@ -20,7 +20,7 @@ use super::record::{
     Deletion, EndpointMember, EventOrigin, EventRecord, ObservedObject, Record, UnknownObject, Verb, WriteRecord,
 };
 use super::span::{AttrValue, Attributes, RootKind, Span, SpanEvent, SpanKind, SpanLink, SpanStatus};
-use crate::model::time::{MICROS_PER_SECOND, Micros};
+use crate::core::time::{MICROS_PER_SECOND, Micros};
 
 /// Tunables of the core. Durations are in microseconds.
 #[derive(Debug, Clone)]

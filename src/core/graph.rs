@@ -12,7 +12,7 @@ use foldhash::HashMap;
 
 use super::ids::{SpanId, TraceId, Uid};
 use super::record::EndpointMember;
-use crate::model::time::Micros;
+use crate::core::time::Micros;
 
 /// Where a span lives, so a later span can name it as parent or link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use super::actors::ReporterUsers;
 use super::graph::{Graph, Mark, Node, WriteMark};
 use super::ids::Uid;
 use super::record::{EventRecord, Verb, WriteRecord};
-use crate::model::time::Micros;
+use crate::core::time::Micros;
 
 /// The outcome of linking: the chosen cause and, when there was a choice, the
 /// runner-up (recorded as a span link, never dropped silently).

@@ -13,6 +13,7 @@ pub mod kinds;
 pub mod linker;
 pub mod record;
 pub mod span;
+pub mod time;
 
 pub use engine::{CoreConfig, Engine, EngineStats};
 pub use record::Record;

@@ -5,7 +5,7 @@
 //! the settle buffer stays small.
 
 use super::ids::Uid;
-use crate::model::time::Micros;
+use crate::core::time::Micros;
 
 /// A mutating verb. Reads never reach the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -189,7 +189,7 @@ impl EventRecord {
 
     /// The latest instant the observation could have happened at.
     pub fn time_upper_bound(&self) -> Micros {
-        if self.coarse_time { self.time + crate::model::time::MICROS_PER_SECOND - 1 } else { self.time }
+        if self.coarse_time { self.time + crate::core::time::MICROS_PER_SECOND - 1 } else { self.time }
     }
 }
 

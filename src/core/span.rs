@@ -4,7 +4,7 @@
 //! testable and the sinks decide the encoding.
 
 use super::ids::{SpanId, TraceId};
-use crate::model::time::Micros;
+use crate::core::time::Micros;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {

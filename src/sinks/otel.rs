@@ -16,7 +16,7 @@ use opentelemetry_sdk::resource::{EnvResourceDetector, ResourceDetector};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::core::span::{AttrValue, Attributes, Span, SpanStatus};
-use crate::model::time::Micros;
+use crate::core::time::Micros;
 
 /// Resource attributes shared by every span: the cluster name (when known) and
 /// whatever `OTEL_RESOURCE_ATTRIBUTES` says, sorted so output is deterministic.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
-use super::decode::{BadReason, BadRecord, DecodeOptions, Decoded, decode_lines_into, decode_with_replacements};
+use crate::decode::{self, DecodeOptions, Decoded};
 
 /// One input to read, and where a person would look for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,40 +89,11 @@ pub fn read_input(input: &Input) -> io::Result<Vec<u8>> {
 
 /// Reads and decodes one input. Unreadable input becomes a bad record instead
 /// of an error, so one broken file never stops a replay.
-pub fn decode_input(input: &Input, options: DecodeOptions) -> Decoded {
-    let mut decoded = Decoded::default();
+pub fn decode_input(input: &Input, options: &DecodeOptions) -> Decoded {
     match read_input(input) {
-        Ok(bytes) => decode_bytes(&bytes, options, &mut decoded),
-        Err(e) => reject(&mut decoded, BadReason::Unreadable, 0, e.to_string()),
+        Ok(bytes) => decode::decode(&bytes, options),
+        Err(e) => Decoded::unreadable(e.to_string()),
     }
-    decoded
-}
-
-/// Decodes bytes that should be UTF-8. Invalid sequences are replaced by
-/// U+FFFD only to keep parsing; every record that contains one is then
-/// rejected as `invalid_utf8` on its own, and the records around it (the rest
-/// of a webhook batch, other lines of a file) are kept. Nothing is silently
-/// replaced.
-pub fn decode_bytes(bytes: &[u8], options: DecodeOptions, decoded: &mut Decoded) {
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        decode_lines_into(text, 1, options, decoded);
-        return;
-    }
-    let mut text = String::with_capacity(bytes.len() + 16);
-    let mut replaced = Vec::new();
-    for chunk in bytes.utf8_chunks() {
-        text.push_str(chunk.valid());
-        if !chunk.invalid().is_empty() {
-            replaced.push(text.len()..text.len() + '\u{FFFD}'.len_utf8());
-            text.push('\u{FFFD}');
-        }
-    }
-    decode_with_replacements(&text, 1, &replaced, options, decoded);
-}
-
-fn reject(decoded: &mut Decoded, reason: BadReason, line: usize, detail: String) {
-    *decoded.stats.bad.entry(reason).or_default() += 1;
-    decoded.bad.push(BadRecord { reason, line, detail });
 }
 
 #[cfg(test)]

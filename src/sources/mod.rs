@@ -1,7 +1,6 @@
 //! Sources: where records come from. They parse, bound and hand records to the
 //! core; they never link.
 
-pub mod decode;
 pub mod files;
 pub mod listener;
 pub mod recorder;

@@ -25,12 +25,12 @@ use kube::runtime::watcher;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::decode::{DecodeOptions, decode_document};
 use super::recorder::Recorder;
 use crate::core::ids::Uid;
 use crate::core::kinds;
 use crate::core::record::{ObservedObject, Owner, UnknownObject};
-use crate::model::time::Micros;
+use crate::core::time::Micros;
+use crate::decode::{self, DecodeOptions};
 use crate::pipeline::{Batch, IngestQueue, LookupRequest};
 use crate::telemetry as m;
 
@@ -155,7 +155,7 @@ async fn watch_events(api: Api<CoreEvent>, settings: WatchSettings, queue: Inges
                 continue;
             }
         };
-        let mut decoded = decode_document(&text, settings.decode);
+        let mut decoded = decode::decode(text.as_bytes(), &settings.decode);
         if listed {
             let oldest = now_micros() - Micros::try_from(settings.list_max_age.as_micros()).unwrap_or(Micros::MAX / 2);
             let before = decoded.records.len();

@@ -26,15 +26,14 @@ use subtle::ConstantTimeEq;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use super::decode::{DecodeOptions, Decoded};
-
 /// How far a record's time may be ahead of this machine's clock. The core
 /// tolerates any skew (its clock is the records' own); this only keeps a
 /// wildly wrong timestamp from moving that clock for everyone.
 const MAX_AHEAD_OF_CLOCK: Duration = Duration::from_secs(3600);
-use super::files;
 use super::listener::ConnectionInfo;
 use super::recorder::Recorder;
+use crate::core::time::Micros;
+use crate::decode::{self, DecodeOptions, Decoded};
 use crate::pipeline::{Batch, EnqueueError, IngestQueue, cluster_label};
 use crate::sinks::export_task::ExportHealth;
 use crate::telemetry as m;
@@ -215,14 +214,11 @@ fn error(status: StatusCode, reason: &str, message: impl Into<String>) -> Respon
 /// Bodies from this size on are decoded with `block_in_place`.
 const LARGE_BODY: usize = 1 << 20;
 
-/// Decodes a body accepted at `accepted_at` (Unix microseconds): the
-/// webhook's decoding, also used to replay the write-ahead log, so that a
-/// recovered body yields exactly the records it did when it was accepted.
-pub fn decode_body(bytes: &[u8], options: DecodeOptions, accepted_at: i64) -> Decoded {
-    let mut decoded = Decoded::default();
-    files::decode_bytes(bytes, options, &mut decoded);
-    decoded.reject_records_after(accepted_at.saturating_add(MAX_AHEAD_OF_CLOCK.as_micros() as i64), MAX_AHEAD_OF_CLOCK);
-    decoded
+/// The options a body accepted at `accepted_at` (Unix microseconds) is
+/// decoded with: the webhook's, also used to replay the write-ahead log, so
+/// that a recovered body yields exactly the records it did when it was accepted.
+pub fn body_decode_options(options: DecodeOptions, accepted_at: Micros) -> DecodeOptions {
+    options.bounded_by(accepted_at, MAX_AHEAD_OF_CLOCK)
 }
 
 /// A cluster name is a path segment and a metrics label: keep it short and plain.
@@ -278,12 +274,13 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
     }
 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    let options = body_decode_options(state.decode, now);
     let decoded = if bytes.len() >= LARGE_BODY {
         // Parsing megabytes takes milliseconds: let the runtime move other
         // connections off this thread meanwhile.
-        tokio::task::block_in_place(|| decode_body(&bytes, state.decode, now))
+        tokio::task::block_in_place(|| decode::decode(&bytes, &options))
     } else {
-        decode_body(&bytes, state.decode, now)
+        decode::decode(&bytes, &options)
     };
     let recognised =
         decoded.stats.audit_events + decoded.stats.kube_events + decoded.stats.skipped.values().sum::<u64>();

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use kausal::core::CoreConfig;
 use kausal::core::span::{RootKind, Span, SpanKind};
+use kausal::decode::DecodeOptions;
 use kausal::replay::{self, ReplayResult};
-use kausal::sources::decode::DecodeOptions;
 use kausal::sources::files::{self, Input};
 
 pub fn fixture(rel: &str) -> PathBuf {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use kausal::core::ids::{self, SpanId};
 use kausal::core::{CoreConfig, Engine, Record, Span};
-use kausal::sources::decode::DecodeOptions;
-use kausal::sources::webhook::decode_body;
+use kausal::decode::{DecodeOptions, decode};
+use kausal::sources::webhook::body_decode_options;
 use serde_json::Value;
 
 use super::fixture;
@@ -122,7 +122,10 @@ pub const CORE_FLAGS: [&str; 4] = ["--settle", "1s", "--event-linger", "2s"];
 
 pub fn records_of(bodies: &[String]) -> Vec<Record> {
     let now = jiff::Timestamp::now().as_microsecond();
-    bodies.iter().flat_map(|b| decode_body(b.as_bytes(), DecodeOptions::default(), now).records).collect()
+    bodies
+        .iter()
+        .flat_map(|b| decode(b.as_bytes(), &body_decode_options(DecodeOptions::default(), now)).records)
+        .collect()
 }
 
 /// What an uninterrupted kausal makes of these bodies, in this order.

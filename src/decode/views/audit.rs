@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent<'a> {
+    // Never read, but typed: a mistyped value rejects the record, as it always has.
+    #[allow(dead_code)]
     #[serde(borrow, default)]
     pub api_version: Option<Cow<'a, str>>,
     #[serde(borrow, rename = "auditID")]

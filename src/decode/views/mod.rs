@@ -6,4 +6,3 @@
 pub mod audit;
 pub mod kube_event;
 pub mod object;
-pub mod time;

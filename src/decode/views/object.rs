@@ -37,6 +37,8 @@ impl<'a> ObjectHead<'a> {
 pub struct ObjectMeta<'a> {
     #[serde(borrow, default)]
     pub name: Option<Cow<'a, str>>,
+    // Never read, but typed: a mistyped value rejects the record, as it always has.
+    #[allow(dead_code)]
     #[serde(borrow, default)]
     pub generate_name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -80,6 +82,8 @@ impl ObjectMeta<'_> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerReference<'a> {
+    // Never read, but typed: a mistyped value rejects the record, as it always has.
+    #[allow(dead_code)]
     #[serde(borrow, default)]
     pub api_version: Option<Cow<'a, str>>,
     #[serde(borrow, default)]

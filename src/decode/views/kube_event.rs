@@ -14,6 +14,8 @@ use super::object::ObjectMeta;
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WireEvent<'a> {
+    // Never read, but typed: a mistyped value rejects the record, as it always has.
+    #[allow(dead_code)]
     #[serde(borrow, default)]
     pub api_version: Option<Cow<'a, str>>,
     #[serde(borrow, default)]

@@ -8,6 +8,12 @@ pub type Micros = i64;
 
 pub const MICROS_PER_SECOND: Micros = 1_000_000;
 
+/// A duration in microseconds, saturating at [`Micros::MAX`]: the one
+/// conversion from flags and settings into the core's time.
+pub fn from_duration(d: std::time::Duration) -> Micros {
+    Micros::try_from(d.as_micros()).unwrap_or(Micros::MAX)
+}
+
 /// Parses an RFC 3339 timestamp (`2026-11-21T22:17:46.161151Z`) to microseconds.
 /// Returns `None` for anything that is not a valid timestamp, so callers can
 /// report a bad record instead of guessing a time.

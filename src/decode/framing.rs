@@ -1,0 +1,137 @@
+//! Byte framing: from the bytes of one document to the JSON values in it.
+//!
+//! A document (a file, a webhook body, stdin) may hold JSON lines, one
+//! pretty-printed value, or several values back to back. A value that is not
+//! valid JSON becomes one bad record, and reading resumes at the next line
+//! that starts a value. Invalid UTF-8 is replaced only to keep parsing: the
+//! record that holds it is rejected by itself (see [`Decoder::reject_if_replaced`]).
+
+use std::ops::Range;
+
+use serde_json::value::RawValue;
+
+use super::DecodeOptions;
+use super::outcome::{BadReason, Decoded};
+use super::shape::Decoder;
+
+/// Decodes bytes that should be UTF-8. Invalid sequences are replaced by
+/// U+FFFD only to keep parsing; every record that contains one is then
+/// rejected as `invalid_utf8` on its own, and the records around it (the rest
+/// of a webhook batch, other lines of a file) are kept. Nothing is silently
+/// replaced.
+pub(super) fn decode_bytes(bytes: &[u8], options: &DecodeOptions, out: &mut Decoded) {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        decode_text(text, &[], options, out);
+        return;
+    }
+    let mut text = String::with_capacity(bytes.len() + 16);
+    let mut replaced = Vec::new();
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            replaced.push(text.len()..text.len() + '\u{FFFD}'.len_utf8());
+            text.push('\u{FFFD}');
+        }
+    }
+    decode_text(&text, &replaced, options, out);
+}
+
+/// Decodes a document in which invalid UTF-8 was replaced by U+FFFD at the
+/// byte ranges `replaced`.
+fn decode_text(text: &str, replaced: &[Range<usize>], options: &DecodeOptions, out: &mut Decoded) {
+    let (text, replaced) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => (rest, replaced.iter().map(|r| r.start.saturating_sub(3)..r.end.saturating_sub(3)).collect()),
+        None => (text, replaced.to_vec()),
+    };
+    let mut decoder = Decoder { options: *options, out, text, lines: LineIndex::new(text), replaced };
+    if decoder.replaced.is_empty() && decoder.audit_event_list_in_one_pass() {
+        return;
+    }
+    let mut offset = 0usize;
+    'document: while offset < text.len() {
+        let rest = &text[offset..];
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<&RawValue>();
+        loop {
+            let before = stream.byte_offset();
+            match stream.next() {
+                None => break 'document,
+                Some(Ok(raw)) => {
+                    let line = decoder.locate(raw, 1);
+                    decoder.value(raw, line, 0, None);
+                }
+                Some(Err(err)) => {
+                    let error_line = decoder.lines.line_of(offset) + err.line().saturating_sub(1);
+                    decoder.out.reject(BadReason::InvalidJson, error_line, err.to_string());
+                    // Resume at the next line that starts a top-level value,
+                    // searching from where the broken value starts (not from the
+                    // end of the value before it, which would find it again).
+                    let broken = offset + before;
+                    let broken = broken + (text[broken..].len() - text[broken..].trim_start().len());
+                    offset = next_value_start(text, broken);
+                    continue 'document;
+                }
+            }
+        }
+    }
+}
+
+/// Byte offsets of line starts, to report 1-based line numbers.
+pub(super) struct LineIndex {
+    newlines: Vec<usize>,
+}
+
+impl LineIndex {
+    pub(super) fn new(text: &str) -> Self {
+        let newlines = text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i).collect();
+        LineIndex { newlines }
+    }
+
+    pub(super) fn line_of(&self, offset: usize) -> usize {
+        self.newlines.partition_point(|&nl| nl < offset) + 1
+    }
+}
+
+/// The byte offset of the next line after `from` that begins with `{` or `[`
+/// in column 0, or the end of the text.
+fn next_value_start(s: &str, from: usize) -> usize {
+    let bytes = s.as_bytes();
+    let mut i = from;
+    while let Some(nl) = bytes[i..].iter().position(|&b| b == b'\n') {
+        i += nl + 1;
+        if matches!(bytes.get(i), Some(b'{') | Some(b'[')) {
+            return i;
+        }
+    }
+    s.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::decode::{BadReason, DecodeOptions, decode};
+
+    const GOOD: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a","stage":"ResponseComplete","verb":"create","user":{"username":"u"},"objectRef":{"resource":"configmaps","namespace":"d","name":"c"},"responseStatus":{"code":201},"stageTimestamp":"2026-11-21T22:17:46Z"}"#;
+
+    #[test]
+    fn a_broken_line_is_one_bad_record_and_reading_resumes_at_the_next_value() {
+        let text = format!("{GOOD}\n{{\"auditID\": \"x\",,}}\n{}\n", GOOD.replace("\"a\"", "\"b\""));
+        let decoded = decode(text.as_bytes(), &DecodeOptions::default());
+        assert_eq!(decoded.records.len(), 2);
+        assert_eq!(decoded.bad.iter().map(|b| (b.reason, b.line)).collect::<Vec<_>>(), [(BadReason::InvalidJson, 2)]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_invalid_utf8_cost_nothing_but_the_record_holding_the_bytes() {
+        let mut bytes = "\u{feff}".as_bytes().to_vec();
+        bytes.extend(GOOD.as_bytes());
+        bytes.push(b'\n');
+        bytes.extend(
+            GOOD.replace("\"u\"", "\"u\u{1}\"")
+                .replace("\"a\"", "\"b\"")
+                .bytes()
+                .map(|b| if b == 1 { 0xff } else { b }),
+        );
+        let decoded = decode(&bytes, &DecodeOptions::default());
+        assert_eq!(decoded.records.len(), 1);
+        assert_eq!(decoded.bad.iter().map(|b| (b.reason, b.line)).collect::<Vec<_>>(), [(BadReason::InvalidUtf8, 2)]);
+    }
+}
