@@ -621,7 +621,7 @@ fn a_cronjobs_job_is_a_controller_root_linked_to_the_cronjobs_spec_write() {
         assert_eq!(job.root, Some(RootKind::ControllerInitiated));
         let cron = by_id(&spans, "cron-create");
         assert_eq!(job.links.len(), 1, "{id}");
-        assert_eq!((job.links[0].span_id, job.links[0].reason), (cron.span_id, "scheduled-by"), "{id}");
+        assert_eq!((job.links[0].span_id, job.links[0].reason.as_str()), (cron.span_id, "scheduled-by"), "{id}");
     }
 }
 

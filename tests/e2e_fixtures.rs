@@ -135,7 +135,7 @@ fn a_fired_cronjob_starts_its_own_trace() {
     assert_eq!(job.actor, "cronjob-controller");
     assert_eq!(job.root, Some(RootKind::ControllerInitiated), "the schedule fired it");
     assert_eq!(
-        job.links.iter().map(|l| (l.span_id, l.reason)).collect::<Vec<_>>(),
+        job.links.iter().map(|l| (l.span_id, l.reason.as_str())).collect::<Vec<_>>(),
         vec![(cron.span_id, "scheduled-by")]
     );
     assert_parent(&spans, spans.event("SuccessfulCreate", "Created job tick-"), job);
@@ -271,5 +271,5 @@ fn a_refused_create_is_not_named_after_another_resources_status_details() {
     let decoded = kausal::decode::decode(event.as_bytes(), &Default::default());
     let [kausal::core::Record::Write(w)] = decoded.records.as_slice() else { panic!("{:?}", decoded.bad) };
     assert_eq!(w.name, None);
-    assert_eq!(kausal::core::engine::write_span_name(w), "create pods e2e-batch");
+    assert_eq!(kausal::core::span_builder::write_span_name(w), "create pods e2e-batch");
 }

@@ -218,6 +218,15 @@ impl ReporterUsers {
     }
 }
 
+/// The audit users that count as an Event's reporter; an Event without one
+/// matches no writer and falls back to the triggers on its object.
+pub fn reporter_of(e: &super::record::EventRecord) -> ReporterUsers {
+    match e.reporter.as_deref() {
+        Some(r) => ReporterUsers::for_reporter(r, e.reporter_host.as_deref()),
+        None => ReporterUsers::Other("unknown".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,21 +6,18 @@
 //! [`Engine::drain_spans`]. The watermark is the newest record time seen, or a
 //! time the caller passes in: the engine never reads a clock.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
-
-use foldhash::{HashMap, HashSet};
-
-use super::actors::{self, ControllerPatterns, ReporterUsers, actor_name};
+use super::actors::{self, ControllerPatterns, actor_name};
+use super::dedup::WriteDedup;
+use super::event_tracker::{Again, EventTracker};
 use super::graph::{Graph, GraphLimits, GraphStats, Mark, SpanRef, WriteMark};
 use super::ids::{self, Uid};
 use super::kinds;
 use super::linker::{self, Link, Window};
-use super::record::{
-    Deletion, EndpointMember, EventOrigin, EventRecord, ObservedObject, Record, UnknownObject, Verb, WriteRecord,
-};
-use super::span::{AttrValue, Attributes, RootKind, Span, SpanEvent, SpanKind, SpanLink, SpanStatus};
-use crate::core::time::{MICROS_PER_SECOND, Micros};
+use super::record::{Deletion, EndpointMember, EventRecord, ObservedObject, Record, UnknownObject, Verb, WriteRecord};
+use super::settle::SettleBuffer;
+use super::span::{LinkReason, RootKind, Span, SpanLink};
+use super::span_builder::{Placement, build_event_span, build_write_span};
+use super::time::{MICROS_PER_SECOND, Micros};
 
 /// Tunables of the core. Durations are in microseconds.
 #[derive(Debug, Clone)]
@@ -84,67 +81,15 @@ pub struct EngineStats {
     pub graph: GraphStats,
 }
 
-/// A record waiting in the settle buffer, ordered by time and then by a
-/// deterministic key, so any arrival order gives the same processing order.
-struct Pending {
-    time: Micros,
-    class: u8,
-    key: Box<str>,
-    record: Record,
-    /// Already exported before a restart: processed for graph state only.
-    replayed: bool,
-}
-
-impl Pending {
-    fn sort_key(&self) -> (Micros, u8, &str) {
-        (self.time, self.class, &self.key)
-    }
-}
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        self.sort_key() == other.sort_key()
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.sort_key().cmp(&other.sort_key())
-    }
-}
-
-/// What the engine remembers about an Event it has seen.
-struct EventState {
-    uid: Option<Box<str>>,
-    span: SpanRef,
-    parent: Option<ids::SpanId>,
-    count: i64,
-    /// The span is still held open (not yet emitted).
-    open: bool,
-    seen_at: Micros,
-}
-
+/// The core: records in, spans out. It owns the object graph and the state
+/// of each concern in its own type: the settle buffer, the write
+/// de-duplication set and the Event tracker.
 pub struct Engine {
     config: CoreConfig,
     graph: Graph,
-    pending: BinaryHeap<Reverse<Pending>>,
-    /// The newest order time seen in input or passed in by the caller.
-    watermark: Micros,
-    /// The newest order time already processed.
-    processed_until: Micros,
-    seen_writes: HashSet<Box<str>>,
-    seen_writes_queue: VecDeque<(Micros, Box<str>)>,
-    events: HashMap<Box<str>, EventState>,
-    event_uid_keys: HashMap<Box<str>, Box<str>>,
-    events_queue: VecDeque<(Micros, Box<str>)>,
-    open_event_spans: HashMap<Box<str>, Span>,
-    open_event_close: BTreeMap<(Micros, Box<str>), ()>,
-    /// Open Event spans that only replayed records reported: closed silently.
-    replayed_open_events: HashSet<Box<str>>,
+    settle: SettleBuffer,
+    writes: WriteDedup,
+    events: EventTracker,
     /// The record being processed was replayed: its spans are not emitted.
     replaying: bool,
     /// Every record with an order time up to here has been processed
@@ -165,17 +110,9 @@ impl Engine {
         Engine {
             config,
             graph,
-            pending: BinaryHeap::new(),
-            watermark: Micros::MIN,
-            processed_until: Micros::MIN,
-            seen_writes: HashSet::default(),
-            seen_writes_queue: VecDeque::new(),
-            events: HashMap::default(),
-            event_uid_keys: HashMap::default(),
-            events_queue: VecDeque::new(),
-            open_event_spans: HashMap::default(),
-            open_event_close: BTreeMap::new(),
-            replayed_open_events: HashSet::default(),
+            settle: SettleBuffer::new(),
+            writes: WriteDedup::default(),
+            events: EventTracker::default(),
             replaying: false,
             processed_horizon: Micros::MIN,
             out: Vec::new(),
@@ -190,7 +127,7 @@ impl Engine {
     }
 
     pub fn stats(&self) -> EngineStats {
-        EngineStats { pending: self.pending.len(), graph: self.graph.stats(), ..self.stats.clone() }
+        EngineStats { pending: self.settle.len(), graph: self.graph.stats(), ..self.stats.clone() }
     }
 
     /// Buffers a record. Nothing is processed until [`advance`](Self::advance)
@@ -209,16 +146,9 @@ impl Engine {
 
     fn buffer(&mut self, record: Record, replayed: bool) {
         self.stats.records_in += 1;
-        let time = record.order_time();
-        if time < self.processed_until {
+        if self.settle.push(record, replayed) {
             self.stats.late_records += 1;
         }
-        self.watermark = self.watermark.max(time);
-        let (class, key) = match &record {
-            Record::Write(w) => (0, w.audit_id.clone()),
-            Record::Event(e) => (1, format!("{}/{}#{:020}", e.namespace, e.name, e.count).into_boxed_str()),
-        };
-        self.pending.push(Reverse(Pending { time, class, key, record, replayed }));
     }
 
     /// Takes the objects Events were about that the graph did not know (only
@@ -241,7 +171,7 @@ impl Engine {
         if self.graph.node(&uid).is_some() {
             return;
         }
-        let touched = self.processed_until.max(0);
+        let touched = self.settle.processed_until().max(0);
         let kind =
             object.kind.as_deref().or_else(|| kinds::kind_for_resource(&object.resource)).map(|k| self.graph.intern(k));
         let node = self.graph.upsert(uid, &object.resource, &object.namespace, &object.name, touched);
@@ -255,9 +185,9 @@ impl Engine {
     /// clock here; a replay passes `None`).
     pub fn advance(&mut self, now: Option<Micros>) {
         if let Some(now) = now {
-            self.watermark = self.watermark.max(now);
+            self.settle.raise_watermark(now);
         }
-        let horizon = self.watermark.saturating_sub(self.config.settle);
+        let horizon = self.settle.watermark().saturating_sub(self.config.settle);
         self.process_until(horizon);
         self.close_events_until(horizon);
         self.expire(horizon);
@@ -270,12 +200,13 @@ impl Engine {
     /// processed and no Event span it opened or extended is still held open.
     /// A durable source may forget such records once those spans are exported.
     pub fn emitted_through(&self) -> Micros {
-        let pending = self.pending.peek().map_or(Micros::MAX, |Reverse(p)| p.time.saturating_sub(1));
+        let pending = self.settle.oldest().map_or(Micros::MAX, |t| t.saturating_sub(1));
         // An open span closes at its Event's time plus the linger, and that
         // Event's record is ordered no earlier than the Event's time.
-        let open = self.open_event_close.first_key_value().map_or(Micros::MAX, |((close_at, _), ())| {
-            close_at.saturating_sub(self.config.event_linger).saturating_sub(1)
-        });
+        let open = self
+            .events
+            .earliest_close()
+            .map_or(Micros::MAX, |close_at| close_at.saturating_sub(self.config.event_linger).saturating_sub(1));
         self.processed_horizon.min(pending).min(open)
     }
 
@@ -283,9 +214,8 @@ impl Engine {
     /// oldest buffered record's time plus the settle delay. A live worker
     /// sleeps until then instead of polling.
     pub fn next_due(&self) -> Option<Micros> {
-        let record = self.pending.peek().map(|Reverse(p)| p.time.saturating_add(self.config.settle));
-        let event_close =
-            self.open_event_close.first_key_value().map(|((t, _), ())| t.saturating_add(self.config.settle));
+        let record = self.settle.oldest().map(|t| t.saturating_add(self.config.settle));
+        let event_close = self.events.earliest_close().map(|t| t.saturating_add(self.config.settle));
         record.into_iter().chain(event_close).min()
     }
 
@@ -302,21 +232,19 @@ impl Engine {
     }
 
     fn process_until(&mut self, horizon: Micros) {
-        while self.pending.peek().is_some_and(|Reverse(p)| p.time <= horizon) {
-            let Reverse(p) = self.pending.pop().expect("peeked");
+        while let Some(due) = self.settle.pop_due(horizon) {
             // Event spans whose linger ended before this record are closed
             // first, so a later repeat gets a repeat span, whatever the batching.
-            self.close_events_until(p.time.saturating_sub(1));
-            self.processed_until = self.processed_until.max(p.time);
+            self.close_events_until(due.time.saturating_sub(1));
             // Keep memory bounded during one long flush (a replay) too: forget
             // what is past its TTL as processing time moves on.
             self.since_expiry += 1;
             if self.since_expiry >= EXPIRY_EVERY {
                 self.since_expiry = 0;
-                self.expire(p.time);
+                self.expire(due.time);
             }
-            self.replaying = p.replayed;
-            match p.record {
+            self.replaying = due.replayed;
+            match due.record {
                 Record::Write(w) => self.process_write(w),
                 Record::Event(e) => self.process_event(e),
             }
@@ -326,22 +254,8 @@ impl Engine {
 
     fn expire(&mut self, horizon: Micros) {
         let cutoff = horizon.saturating_sub(self.config.dedup_ttl);
-        while self.seen_writes_queue.front().is_some_and(|(t, _)| *t < cutoff) {
-            let (_, id) = self.seen_writes_queue.pop_front().expect("checked");
-            self.seen_writes.remove(&id);
-        }
-        while self.events_queue.front().is_some_and(|(t, _)| *t < cutoff) {
-            let (seen_at, key) = self.events_queue.pop_front().expect("checked");
-            let expired = self.events.get(&key).is_some_and(|s| s.seen_at == seen_at && !s.open);
-            if expired {
-                let state = self.events.remove(&key).expect("checked");
-                if let Some(uid) = state.uid
-                    && self.event_uid_keys.get(&uid).is_some_and(|k| *k == key)
-                {
-                    self.event_uid_keys.remove(&uid);
-                }
-            }
-        }
+        self.writes.expire(cutoff);
+        self.events.expire(cutoff);
         self.graph.evict(horizon);
     }
 
@@ -357,18 +271,17 @@ impl Engine {
             Some(RootKind::OrphanEvent) => self.stats.orphan_events += 1,
             None => {}
         }
-        self.stats.runner_up_links += span.links.iter().filter(|l| l.reason == "runner-up").count() as u64;
+        self.stats.runner_up_links += span.links.iter().filter(|l| l.reason == LinkReason::RunnerUp).count() as u64;
         self.out.push(span);
     }
 
     // ---- writes -------------------------------------------------------------
 
     fn process_write(&mut self, w: WriteRecord) {
-        if !self.seen_writes.insert(w.audit_id.clone()) {
+        if !self.writes.first_sight(&w.audit_id, w.completed) {
             self.stats.duplicate_writes += 1;
             return;
         }
-        self.seen_writes_queue.push_back((w.completed, w.audit_id.clone()));
         self.stats.writes += 1;
 
         let by_controller = self.config.controllers.is_controller(&w.user);
@@ -412,7 +325,11 @@ impl Engine {
         let placement = Placement { span: span_ref, parent, root };
         let mut span = build_write_span(&w, actor, placement, &link, known_kind, trigger);
         if let Some(s) = schedule {
-            span.links.push(SpanLink { trace_id: s.span.trace_id, span_id: s.span.span_id, reason: "scheduled-by" });
+            span.links.push(SpanLink {
+                trace_id: s.span.trace_id,
+                span_id: s.span.span_id,
+                reason: LinkReason::ScheduledBy,
+            });
         }
 
         if !w.dry_run {
@@ -523,28 +440,18 @@ impl Engine {
 
     // ---- Events -------------------------------------------------------------
 
-    fn event_key(&self, e: &EventRecord) -> Option<Box<str>> {
-        if let Some(key) = e.uid.as_deref().and_then(|u| self.event_uid_keys.get(u)) {
-            return Some(key.clone());
-        }
-        let by_name = e.key_by_name();
-        self.events.contains_key(by_name.as_str()).then(|| by_name.into_boxed_str())
-    }
-
     fn process_event(&mut self, e: EventRecord) {
         self.stats.events += 1;
-        match self.event_key(&e) {
+        match self.events.key_of(&e) {
             Some(key) => self.process_event_again(key, e),
             None => self.process_new_event(e),
         }
     }
 
     fn process_new_event(&mut self, e: EventRecord) {
-        let key: Box<str> = e.key_by_name().into_boxed_str();
-        let identity = e.uid.as_deref().map_or_else(|| key.to_string(), |u| u.to_owned());
+        let identity = e.uid.as_deref().map_or_else(|| e.key_by_name(), |u| u.to_owned());
         let span_id = ids::span_id_for_event(&identity);
-
-        let reporter = event_reporter(&e);
+        let reporter = actors::reporter_of(&e);
         let regarding = self.regarding_uid(&e);
         if self.config.report_unknown_objects {
             self.note_if_unknown(&e, regarding);
@@ -555,25 +462,10 @@ impl Engine {
             Some(p) => (p.span.trace_id, Some(p.span.span_id), None),
             None => (ids::trace_id_for_orphan_event(&identity), None, Some(RootKind::OrphanEvent)),
         };
-        let span_ref = SpanRef { trace_id, span_id };
-        let span = build_event_span(&e, Placement { span: span_ref, parent, root }, &link, reporter.actor());
-
-        let state =
-            EventState { uid: e.uid.clone(), span: span_ref, parent, count: e.count, open: true, seen_at: e.time };
-        self.events.insert(key.clone(), state);
-        if let Some(uid) = &e.uid {
-            self.event_uid_keys.insert(uid.clone(), key.clone());
-        }
-        self.events_queue.push_back((e.time, key.clone()));
-        if self.config.event_linger <= 0 {
-            self.events.get_mut(&key).expect("inserted").open = false;
+        let placement = Placement { span: SpanRef { trace_id, span_id }, parent, root };
+        let span = build_event_span(&e, placement, &link, reporter.actor());
+        if let Some(span) = self.events.open(&e, span, self.config.event_linger, self.replaying) {
             self.emit(span);
-        } else {
-            self.open_event_close.insert((e.time.saturating_add(self.config.event_linger), key.clone()), ());
-            if self.replaying {
-                self.replayed_open_events.insert(key.clone());
-            }
-            self.open_event_spans.insert(key, span);
         }
     }
 
@@ -581,69 +473,22 @@ impl Engine {
     /// or a repeat with a higher count (a span event, or a repeat span once the
     /// original has been emitted).
     fn process_event_again(&mut self, key: Box<str>, e: EventRecord) {
-        let state = self.events.get_mut(&key).expect("known key");
-        if let Some(uid) = &e.uid {
-            self.event_uid_keys.entry(uid.clone()).or_insert_with(|| key.clone());
-        }
-        if state.open && !self.replaying {
-            // A report that was not exported yet: the open span must go out.
-            self.replayed_open_events.remove(&key);
-        }
-        if e.count <= state.count {
-            self.stats.duplicate_events += 1;
-            if let Some(span) = self.open_event_spans.get_mut(&key) {
-                merge_copy_into_open_span(span, &e);
-            }
-            return;
-        }
-        self.stats.event_repeats += 1;
-        state.count = e.count;
-        let (original, parent, open) = (state.span, state.parent, state.open);
-        let repeat = SpanEvent {
-            time: e.time,
-            name: "repeat".to_owned(),
-            attributes: vec![
-                ("k8s.event.count", AttrValue::Int(e.count)),
-                ("k8s.event.message", AttrValue::Str(e.message.as_deref().unwrap_or("").to_owned())),
-            ],
-        };
-        if open {
-            if let Some(span) = self.open_event_spans.get_mut(&key) {
-                span.end = span.end.max(e.time);
-                span.events.push(repeat);
-                set_attr(&mut span.attributes, "k8s.event.count", AttrValue::Int(e.count));
-            }
-            return;
-        }
-        // The original span is already out: the repeat gets a span of its own,
-        // under the same parent and linked to the original.
-        let identity = e.uid.as_deref().map_or_else(|| key.to_string(), |u| u.to_owned());
-        let span_ref =
-            SpanRef { trace_id: original.trace_id, span_id: ids::span_id_for_event_repeat(&identity, e.count) };
-        let placement = Placement { span: span_ref, parent, root: None };
-        let mut span = build_event_span(&e, placement, &Link::default(), event_reporter(&e).actor());
-        span.name = format!("{} (repeat)", span.name);
-        span.links.push(SpanLink { trace_id: original.trace_id, span_id: original.span_id, reason: "repeat-of" });
-        span.events.push(repeat);
-        self.emit(span);
-    }
-
-    fn close_events_until(&mut self, until: Micros) {
-        while let Some(((close_at, key), ())) = self.open_event_close.pop_first() {
-            if close_at > until {
-                self.open_event_close.insert((close_at, key), ());
-                break;
-            }
-            if let Some(state) = self.events.get_mut(&key) {
-                state.open = false;
-            }
-            if let Some(span) = self.open_event_spans.remove(&key) {
-                if self.replayed_open_events.remove(&key) {
-                    self.stats.replayed_spans_suppressed += 1;
-                } else {
+        match self.events.again(key, &e, self.replaying) {
+            Again::Copy => self.stats.duplicate_events += 1,
+            Again::Repeat(span) => {
+                self.stats.event_repeats += 1;
+                if let Some(span) = span {
                     self.emit(span);
                 }
             }
+        }
+    }
+
+    fn close_events_until(&mut self, until: Micros) {
+        let closed = self.events.close_until(until);
+        self.stats.replayed_spans_suppressed += closed.suppressed;
+        for span in closed.spans {
+            self.emit(span);
         }
     }
 
@@ -687,203 +532,4 @@ fn changed_members(before: &[EndpointMember], now: &[EndpointMember]) -> Vec<Uid
     changed.sort_unstable();
     changed.dedup();
     changed
-}
-
-/// Where a new span goes: its own IDs, its parent, and what kind of root it
-/// is when it has none.
-struct Placement {
-    span: SpanRef,
-    parent: Option<ids::SpanId>,
-    root: Option<RootKind>,
-}
-
-/// A second copy of an Event whose span is still open fills in what the first
-/// copy lacked: the UID, and (Events that came through audit are timed by
-/// their audit record) the audit record's time and ID.
-fn merge_copy_into_open_span(span: &mut Span, copy: &EventRecord) {
-    if let Some(uid) = &copy.uid
-        && span.attr("k8s.event.uid").is_none()
-    {
-        set_attr(&mut span.attributes, "k8s.event.uid", AttrValue::Str(uid.to_string()));
-    }
-    if let EventOrigin::Audit { audit_id, .. } = &copy.origin
-        && span.attr("k8s.audit.id").is_none()
-    {
-        span.start = copy.time;
-        span.end = span.end.max(copy.time);
-        set_attr(&mut span.attributes, "k8s.audit.id", AttrValue::Str(audit_id.to_string()));
-    }
-}
-
-/// The audit users that count as the Event's reporter; an Event without one
-/// matches no writer and falls back to the triggers on its object.
-fn event_reporter(e: &EventRecord) -> ReporterUsers {
-    match e.reporter.as_deref() {
-        Some(r) => ReporterUsers::for_reporter(r, e.reporter_host.as_deref()),
-        None => ReporterUsers::Other("unknown".to_owned()),
-    }
-}
-
-fn set_attr(attrs: &mut Attributes, key: &'static str, value: AttrValue) {
-    match attrs.iter_mut().find(|(k, _)| *k == key) {
-        Some((_, v)) => *v = value,
-        None => attrs.push((key, value)),
-    }
-}
-
-fn push_opt(attrs: &mut Attributes, key: &'static str, value: Option<&str>) {
-    if let Some(v) = value.filter(|v| !v.is_empty()) {
-        attrs.push((key, AttrValue::Str(v.to_owned())));
-    }
-}
-
-/// The runner-up cause, when there was one, as a span link.
-fn runner_up_links(link: &Link) -> Vec<SpanLink> {
-    link.runner_up
-        .map(|r| SpanLink { trace_id: r.span.trace_id, span_id: r.span.span_id, reason: "runner-up" })
-        .into_iter()
-        .collect()
-}
-
-/// `"<verb> <resource>[/<subresource>] <namespace>/<name>"`.
-pub fn write_span_name(w: &WriteRecord) -> String {
-    let mut name = String::with_capacity(64);
-    name.push_str(w.verb.as_str());
-    name.push(' ');
-    name.push_str(&w.resource);
-    if let Some(sub) = &w.subresource {
-        name.push('/');
-        name.push_str(sub);
-    }
-    match (w.namespace.as_deref().filter(|n| !n.is_empty()), w.name.as_deref()) {
-        (Some(ns), Some(n)) => {
-            name.push(' ');
-            name.push_str(ns);
-            name.push('/');
-            name.push_str(n);
-        }
-        (None, Some(n)) => {
-            name.push(' ');
-            name.push_str(n);
-        }
-        (Some(ns), None) => {
-            name.push(' ');
-            name.push_str(ns);
-        }
-        (None, None) => {}
-    }
-    name
-}
-
-fn build_write_span(
-    w: &WriteRecord,
-    actor: String,
-    Placement { span, parent, root }: Placement,
-    link: &Link,
-    known_kind: Option<&str>,
-    trigger: bool,
-) -> Span {
-    let kind = known_kind
-        .or(if w.subresource.is_none() { w.kind.as_deref() } else { None })
-        .or_else(|| kinds::kind_for_resource(&w.resource));
-    let mut attrs: Attributes = Vec::with_capacity(20);
-    attrs.push(("kausal.span.kind", "write".into()));
-    attrs.push(("k8s.audit.id", AttrValue::Str(w.audit_id.to_string())));
-    attrs.push(("k8s.verb", w.verb.as_str().into()));
-    attrs.push(("k8s.resource", AttrValue::Str(w.resource.to_string())));
-    push_opt(&mut attrs, "k8s.subresource", w.subresource.as_deref());
-    push_opt(&mut attrs, "k8s.api.group", Some(&w.api_group));
-    push_opt(&mut attrs, "k8s.namespace.name", w.namespace.as_deref());
-    push_opt(&mut attrs, "k8s.object.name", w.name.as_deref());
-    push_opt(&mut attrs, "k8s.object.uid", w.uid.as_deref());
-    push_opt(&mut attrs, "k8s.object.kind", kind);
-    if let Some((name_key, uid_key)) = kind.and_then(kinds::semconv_keys) {
-        push_opt(&mut attrs, name_key, w.name.as_deref());
-        push_opt(&mut attrs, uid_key, w.uid.as_deref());
-    }
-    attrs.push(("user.name", AttrValue::Str(w.user.to_string())));
-    push_opt(&mut attrs, "user_agent.original", w.user_agent.as_deref());
-    attrs.push(("http.response.status_code", AttrValue::Int(i64::from(w.status_code))));
-    if let Some(g) = w.generation {
-        attrs.push(("k8s.object.generation", AttrValue::Int(g)));
-    }
-    attrs.push(("kausal.trigger", AttrValue::Bool(trigger)));
-    if w.dry_run {
-        attrs.push(("k8s.dry_run", AttrValue::Bool(true)));
-    }
-    if let Some(r) = root {
-        attrs.push(("kausal.root", r.as_str().into()));
-    }
-    let status = if w.succeeded() {
-        SpanStatus::Unset
-    } else {
-        SpanStatus::Error(
-            w.status_message.as_deref().map_or_else(|| format!("HTTP {}", w.status_code), |m| m.to_owned()),
-        )
-    };
-    Span {
-        trace_id: span.trace_id,
-        span_id: span.span_id,
-        parent_span_id: parent,
-        name: write_span_name(w),
-        kind: SpanKind::Write,
-        actor,
-        start: w.received.min(w.completed),
-        end: w.completed,
-        attributes: attrs,
-        links: runner_up_links(link),
-        events: Vec::new(),
-        status,
-        root,
-    }
-}
-
-fn build_event_span(e: &EventRecord, Placement { span, parent, root }: Placement, link: &Link, actor: String) -> Span {
-    let reason = e.reason.as_deref().unwrap_or("Unknown");
-    let mut attrs: Attributes = Vec::with_capacity(16);
-    attrs.push(("kausal.span.kind", "event".into()));
-    attrs.push(("k8s.event.reason", reason.into()));
-    push_opt(&mut attrs, "k8s.event.uid", e.uid.as_deref());
-    attrs.push(("k8s.event.name", AttrValue::Str(e.name.to_string())));
-    push_opt(&mut attrs, "k8s.event.type", e.event_type.as_deref());
-    push_opt(&mut attrs, "k8s.event.message", e.message.as_deref());
-    push_opt(&mut attrs, "k8s.event.reporting_controller", e.reporter.as_deref());
-    push_opt(&mut attrs, "k8s.event.reporting_instance", e.reporter_host.as_deref());
-    push_opt(&mut attrs, "k8s.event.action", e.action.as_deref());
-    attrs.push(("k8s.event.count", AttrValue::Int(e.count)));
-    push_opt(&mut attrs, "k8s.object.kind", e.regarding.kind.as_deref());
-    push_opt(&mut attrs, "k8s.object.name", e.regarding.name.as_deref());
-    push_opt(&mut attrs, "k8s.object.uid", e.regarding.uid.as_deref());
-    push_opt(&mut attrs, "k8s.object.field_path", e.regarding.field_path.as_deref());
-    push_opt(&mut attrs, "k8s.namespace.name", e.regarding.namespace.as_deref().or(Some(&e.namespace)));
-    if let Some((name_key, uid_key)) = e.regarding.kind.as_deref().and_then(kinds::semconv_keys) {
-        push_opt(&mut attrs, name_key, e.regarding.name.as_deref());
-        push_opt(&mut attrs, uid_key, e.regarding.uid.as_deref());
-    }
-    if let EventOrigin::Audit { audit_id, .. } = &e.origin {
-        attrs.push(("k8s.audit.id", AttrValue::Str(audit_id.to_string())));
-    }
-    if let Some(r) = root {
-        attrs.push(("kausal.root", r.as_str().into()));
-    }
-    let status = if e.event_type.as_deref() == Some("Warning") {
-        SpanStatus::Error(e.message.as_deref().unwrap_or(reason).to_owned())
-    } else {
-        SpanStatus::Unset
-    };
-    Span {
-        trace_id: span.trace_id,
-        span_id: span.span_id,
-        parent_span_id: parent,
-        name: format!("event {reason}"),
-        kind: SpanKind::Event,
-        actor,
-        start: e.time,
-        end: e.time,
-        attributes: attrs,
-        links: runner_up_links(link),
-        events: Vec::new(),
-        status,
-        root,
-    }
 }

@@ -6,13 +6,17 @@
 //! ([`engine::Engine::advance`]), so a replay of recorded input is exact.
 
 pub mod actors;
+mod dedup;
 pub mod engine;
+mod event_tracker;
 pub mod graph;
 pub mod ids;
 pub mod kinds;
 pub mod linker;
 pub mod record;
+mod settle;
 pub mod span;
+pub mod span_builder;
 pub mod time;
 
 pub use engine::{CoreConfig, Engine, EngineStats};

@@ -70,8 +70,35 @@ impl RootKind {
 pub struct SpanLink {
     pub trace_id: TraceId,
     pub span_id: SpanId,
-    /// `kausal.link.reason`, e.g. `runner-up` for the second-best candidate cause.
-    pub reason: &'static str,
+    /// `kausal.link.reason`.
+    pub reason: LinkReason,
+}
+
+/// Why a span links to another instead of (or besides) having it as parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkReason {
+    /// The second-best candidate cause, when the best one won narrowly.
+    RunnerUp,
+    /// A time-triggered write (a CronJob's Job) links to the spec write whose schedule fired.
+    ScheduledBy,
+    /// A repeat of an Event whose span was already out links to that span.
+    RepeatOf,
+}
+
+impl LinkReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkReason::RunnerUp => "runner-up",
+            LinkReason::ScheduledBy => "scheduled-by",
+            LinkReason::RepeatOf => "repeat-of",
+        }
+    }
+}
+
+impl PartialEq<&str> for LinkReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// A timestamped annotation on a span (used for Event repeats).

@@ -106,7 +106,7 @@ pub fn to_span_data(span: &Span, scope: &InstrumentationScope) -> SpanData {
         .links
         .iter()
         .map(|l| {
-            let reason = vec![KeyValue::new("kausal.link.reason", l.reason)];
+            let reason = vec![KeyValue::new("kausal.link.reason", l.reason.as_str())];
             opentelemetry::trace::Link::new(span_context(l.trace_id, l.span_id), reason, 0)
         })
         .collect();
