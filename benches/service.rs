@@ -24,8 +24,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use serde_json::Value;
 
 use kausal::core::{CoreConfig, Engine};
+use kausal::pipeline::otlp_exporter::{OtlpExporter, OtlpProtocol};
 use kausal::sinks::otel::SharedResource;
-use kausal::sinks::otlp_export::{OtlpExporter, OtlpProtocol};
 use kausal::sources::listener::{self, ConnectionLimits, TlsFiles};
 
 // ---- a counting OTLP receiver ------------------------------------------------

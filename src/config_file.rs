@@ -1,18 +1,41 @@
 //! `--config FILE`: a TOML file of defaults for `kausal serve`.
 //!
 //! Keys are the long flag names (`listen`, `client-ca`, `watch-namespace`...).
-//! Each key becomes the flag's environment variable unless that variable is
-//! already set, before the command line is parsed. That gives one precedence
-//! rule everywhere, implemented by clap itself: flag > environment > file.
+//! Each key becomes its flag's default value before the command line is
+//! parsed, so clap applies one precedence rule everywhere: flag > environment
+//! > file > built-in default. Nothing touches the process environment.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-
-/// A flag a config file may set: its long name and its environment variable.
+/// A flag a config file may set.
 pub struct Settable {
+    /// clap's id for the argument.
+    pub id: String,
+    /// The long flag name, which is the key in the file.
     pub long: String,
-    pub env: String,
+    /// Takes several values (repeatable or comma-separated): a TOML array
+    /// gives one value per item.
+    pub takes_many: bool,
+}
+
+/// A flag's default value from the file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FileDefault {
+    pub id: String,
+    pub values: Vec<String>,
+}
+
+/// Why the config file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("reading config file {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {} is not valid TOML: {source}", path.display())]
+    Toml { path: PathBuf, source: toml::de::Error },
+    #[error("{}: unknown key `{key}`; known keys: {known}", path.display())]
+    UnknownKey { path: PathBuf, key: String, known: String },
+    #[error("{}: key `{key}` has a {found} value; expected a string, number, boolean or list", path.display())]
+    WrongType { path: PathBuf, key: String, found: &'static str },
 }
 
 /// The config file named by `--config FILE`, `--config=FILE` or `KAUSAL_CONFIG`.
@@ -32,43 +55,38 @@ pub fn path_from(args: &[String]) -> Option<String> {
     std::env::var("KAUSAL_CONFIG").ok().filter(|p| !p.is_empty())
 }
 
-/// Reads the file and returns `(variable, value)` pairs for the keys whose
-/// variable is not set yet. Unknown keys are an error that lists the known ones.
-pub fn env_defaults(path: &Path, settable: &[Settable]) -> anyhow::Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-    let table: toml::Table =
-        text.parse().with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+/// Reads the file and returns each key's flag and values. Unknown keys are an
+/// error that lists the known ones.
+pub fn defaults(path: &Path, settable: &[Settable]) -> Result<Vec<FileDefault>, ConfigFileError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: path.to_owned(), source })?;
+    let table: toml::Table = text.parse().map_err(|source| ConfigFileError::Toml { path: path.to_owned(), source })?;
     let mut out = Vec::new();
     for (key, value) in table {
         let normalised = key.replace('_', "-");
         let Some(flag) = settable.iter().find(|s| s.long == normalised) else {
-            let known: Vec<&str> = settable.iter().map(|s| s.long.as_str()).collect();
-            anyhow::bail!("{}: unknown key `{key}`; known keys: {}", path.display(), known.join(", "));
+            let known = settable.iter().map(|s| s.long.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(ConfigFileError::UnknownKey { path: path.to_owned(), key, known });
         };
-        let text = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Float(f) => f.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            toml::Value::Array(items) => items
-                .into_iter()
-                .map(|v| match v {
-                    toml::Value::String(s) => Ok(s),
-                    other => Ok(other.to_string()),
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?
-                .join(","),
-            other => anyhow::bail!(
-                "{}: key `{key}` has a {} value; expected a string, number, boolean or list",
-                path.display(),
-                other.type_str()
-            ),
+        let values = match value {
+            toml::Value::Array(items) => items.into_iter().map(scalar_text).collect::<Vec<_>>(),
+            toml::Value::Table(_) | toml::Value::Datetime(_) => {
+                return Err(ConfigFileError::WrongType { path: path.to_owned(), key, found: value.type_str() });
+            }
+            scalar => vec![scalar_text(scalar)],
         };
-        if std::env::var_os(&flag.env).is_none() {
-            out.push((flag.env.clone(), text));
-        }
+        // A single-valued flag given a list takes it as one comma-joined value.
+        let values = if flag.takes_many { values } else { vec![values.join(",")] };
+        out.push(FileDefault { id: flag.id.clone(), values });
     }
     Ok(out)
+}
+
+fn scalar_text(value: toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s,
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -76,29 +94,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_keys_become_unset_environment_variables() {
+    fn file_keys_become_flag_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kausal.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:1\"\nqueue_capacity = 5\nwatch-namespace = [\"a\", \"b\"]\n")
             .unwrap();
         let settable = [
-            Settable { long: "listen".into(), env: "KAUSAL_TEST_CF_LISTEN".into() },
-            Settable { long: "queue-capacity".into(), env: "KAUSAL_TEST_CF_QUEUE".into() },
-            Settable { long: "watch-namespace".into(), env: "KAUSAL_TEST_CF_NS".into() },
+            Settable { id: "listen".into(), long: "listen".into(), takes_many: false },
+            Settable { id: "queue_capacity".into(), long: "queue-capacity".into(), takes_many: false },
+            Settable { id: "watch_namespaces".into(), long: "watch-namespace".into(), takes_many: true },
         ];
-        let mut pairs = env_defaults(&path, &settable).unwrap();
-        pairs.sort();
+        let mut found = defaults(&path, &settable).unwrap();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        let expect = |id: &str, values: &[&str]| FileDefault {
+            id: id.to_owned(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
         assert_eq!(
-            pairs,
+            found,
             [
-                ("KAUSAL_TEST_CF_LISTEN".to_owned(), "127.0.0.1:1".to_owned()),
-                ("KAUSAL_TEST_CF_NS".to_owned(), "a,b".to_owned()),
-                ("KAUSAL_TEST_CF_QUEUE".to_owned(), "5".to_owned()),
+                expect("listen", &["127.0.0.1:1"]),
+                expect("queue_capacity", &["5"]),
+                expect("watch_namespaces", &["a", "b"])
             ]
         );
         std::fs::write(&path, "lisen = 1\n").unwrap();
-        let err = env_defaults(&path, &settable).unwrap_err().to_string();
+        let err = defaults(&path, &settable).unwrap_err().to_string();
         assert!(err.contains("unknown key `lisen`") && err.contains("listen"), "{err}");
+        std::fs::write(&path, "listen = { a = 1 }\n").unwrap();
+        assert!(matches!(defaults(&path, &settable), Err(ConfigFileError::WrongType { .. })));
     }
 
     #[test]

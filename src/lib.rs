@@ -19,6 +19,7 @@ pub mod cert;
 pub mod config_file;
 pub mod core;
 pub mod decode;
+pub mod linking_args;
 
 pub mod pipeline;
 pub mod replay;

@@ -4,22 +4,99 @@
 //! separate streams over the same time span, so only the whole input can be put
 //! in timestamp order. The core then runs exactly as it does behind the server.
 
-use std::io::{IsTerminal, Write};
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::core::{CoreConfig, Engine, EngineStats, Span};
 use crate::decode::{BadRecord, DecodeOptions, DecodeStats};
+use crate::linking_args::LinkingArgs;
+use crate::pipeline::otlp_exporter::{OtlpExporter, OtlpProtocol};
 use crate::sinks::otel::SharedResource;
+use crate::sinks::otlp_json;
 use crate::sinks::tree::{self, TreeOptions};
-use crate::sinks::{otlp_export, otlp_json};
 use crate::sources::files::{self, Input};
+
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// Files or directories (read recursively: .json, .jsonl, .log and .gz of
+    /// those), or `-` for stdin.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "tree")]
+    pub format: OutputFormat,
+    /// Write the output here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<String>,
+    /// Also export the spans over OTLP to this endpoint (e.g. http://127.0.0.1:4317).
+    #[arg(long, value_name = "URL", env = "KAUSAL_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP protocol; default: OTEL_EXPORTER_OTLP_PROTOCOL, else guessed from the URL (4318 → HTTP), else gRPC.
+    #[arg(long, value_name = "grpc|http/protobuf")]
+    pub otlp_protocol: Option<OtlpProtocol>,
+    /// Tree format: also show single-span traces started by controllers, and lone Events.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub linking: LinkingArgs,
+    /// Print no summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `kausal replay`: reads, links, writes the output, and exports when asked.
+pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let inputs = files::expand_paths(&args.paths)?;
+    if inputs.is_empty() {
+        anyhow::bail!("no input files found in {}", args.paths.join(" "));
+    }
+    let core = args.linking.core_config();
+    let decode = args.linking.decode_options();
+    let (result, elapsed) = timed(|| run(&inputs, decode, core, !args.quiet));
+    match &args.out {
+        Some(path) => {
+            let mut out = BufWriter::new(File::create(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?);
+            write_output(&mut out, &result.spans, args.format, args.all)?;
+            out.flush()?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            match write_output(&mut out, &result.spans, args.format, args.all).and_then(|()| out.flush()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
+        }
+    }
+    let env_endpoint = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    if args.otlp_endpoint.is_some() || env_endpoint {
+        let protocol =
+            OtlpProtocol::choose(args.otlp_protocol, args.otlp_endpoint.as_deref()).map_err(anyhow::Error::msg)?;
+        rustls::crypto::aws_lc_rs::default_provider().install_default().ok();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(export(&result.spans, args.otlp_endpoint.as_deref(), protocol))?;
+        if !args.quiet {
+            eprintln!("kausal replay: exported {} spans over OTLP ({protocol})", result.spans.len());
+        }
+    }
+    if !args.quiet {
+        eprint!("{}", summary(&result, elapsed));
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// How many bad records are printed in full; the rest are only counted.
 pub const BAD_RECORDS_SHOWN: usize = 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
+    /// Indented trace trees for a terminal.
     Tree,
+    /// One OTLP/JSON ExportTraceServiceRequest per line, one line per trace.
     OtlpJson,
 }
 
@@ -113,11 +190,11 @@ pub fn write_output(out: &mut impl Write, spans: &[Span], format: OutputFormat, 
 }
 
 /// Sends the spans to an OTLP endpoint.
-pub async fn export(spans: &[Span], endpoint: Option<&str>, protocol: otlp_export::OtlpProtocol) -> anyhow::Result<()> {
-    let mut exporter = otlp_export::OtlpExporter::new(endpoint, protocol, SharedResource::from_env(None))?;
+pub async fn export(spans: &[Span], endpoint: Option<&str>, protocol: OtlpProtocol) -> anyhow::Result<()> {
+    let mut exporter = OtlpExporter::new(endpoint, protocol, SharedResource::from_env(None))?;
     let result = exporter.export(spans).await;
     exporter.shutdown();
-    result
+    Ok(result?)
 }
 
 /// The stderr summary: what was read, what came out, and what was wrong.

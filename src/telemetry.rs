@@ -40,8 +40,13 @@ pub const WAL_CORRUPT_SEGMENTS: &str = "kausal_wal_corrupt_segments_total";
 pub const WAL_CONTEXT_EVICTED: &str = "kausal_wal_context_evicted_segments_total";
 pub const WAL_RECOVERED: &str = "kausal_wal_recovered_entries_total";
 
+/// The metrics label for a cluster; the unnamed default cluster is `default`.
+pub fn cluster_label(cluster: &str) -> String {
+    if cluster.is_empty() { "default".to_owned() } else { cluster.to_owned() }
+}
+
 /// Installs the global Prometheus recorder and describes every metric.
-pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+pub fn install_metrics() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(REQUEST_DURATION.to_owned()),

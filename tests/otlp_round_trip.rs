@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use common::otlp_receiver::{self, Receiver};
 use common::rollout_audit;
+use kausal::pipeline::otlp_exporter::OtlpProtocol;
 use kausal::replay;
-use kausal::sinks::otlp_export::OtlpProtocol;
 
 async fn round_trip(protocol: OtlpProtocol) {
     let result = rollout_audit();
@@ -46,10 +46,11 @@ async fn http_protobuf_receiver_gets_every_span_with_ids_and_parents() {
 /// keeps clusters apart, and loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_export_loop_merges_waiting_batches_of_one_cluster() {
+    use kausal::pipeline::ExportHealth;
     use kausal::pipeline::SpanBatch;
-    use kausal::sinks::export_task::{self, ExportHealth, ExportSettings};
+    use kausal::pipeline::export_loop::{self, ExportSettings};
+    use kausal::pipeline::otlp_exporter::OtlpExporter;
     use kausal::sinks::otel::SharedResource;
-    use kausal::sinks::otlp_export::OtlpExporter;
     use std::sync::Arc;
 
     let spans = rollout_audit().spans;
@@ -58,28 +59,14 @@ async fn the_export_loop_merges_waiting_batches_of_one_cluster() {
     // The same spans cut into 40 small batches for cluster "a", then one for "b".
     let chunk = spans.len().div_ceil(40);
     for piece in spans.chunks(chunk) {
-        tx.send(SpanBatch {
-            cluster: Arc::from("a"),
-            spans: piece.to_vec(),
-            completes: Vec::new(),
-            completes_through: 0,
-        })
-        .await
-        .unwrap();
+        tx.send(SpanBatch { cluster: Arc::from("a"), spans: piece.to_vec(), completes: Vec::new() }).await.unwrap();
     }
-    tx.send(SpanBatch {
-        cluster: Arc::from("b"),
-        spans: spans[..1].to_vec(),
-        completes: Vec::new(),
-        completes_through: 0,
-    })
-    .await
-    .unwrap();
+    tx.send(SpanBatch { cluster: Arc::from("b"), spans: spans[..1].to_vec(), completes: Vec::new() }).await.unwrap();
     drop(tx);
     let exporter =
         OtlpExporter::new(Some(&receiver.endpoint()), OtlpProtocol::Grpc, SharedResource::new(None, [])).unwrap();
     let settings = ExportSettings { give_up_after: std::time::Duration::from_secs(30) };
-    export_task::run(rx, exporter, settings, Arc::new(ExportHealth::default()), None).await;
+    export_loop::run(rx, exporter, settings, Arc::new(ExportHealth::default()), None).await;
 
     let requests = receiver.received.lock().unwrap().len();
     let clusters = otlp_receiver::resource_values(&receiver.received, "k8s.cluster.name");

@@ -1,5 +1,5 @@
-//! The server's export loop: drains the worker's span channel into OTLP, with
-//! retries and backoff, and reports what it did.
+//! The export loop: drains the worker's span channel into OTLP, with retries
+//! and backoff, and reports what it did.
 //!
 //! While an export is being retried the channel fills up, the worker waits, the
 //! ingest queue fills and the webhook answers 429: the apiserver holds the data
@@ -11,40 +11,22 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::otel::SharedResource;
-use super::otlp_export::OtlpExporter;
-use crate::pipeline::{SpanBatch, cluster_label};
-use crate::telemetry as m;
+use super::clock::wall_clock_micros;
+use super::health::ExportHealth;
+use super::otlp_exporter::OtlpExporter;
+use super::worker::SpanBatch;
+use crate::sinks::otel::SharedResource;
+use crate::telemetry::{self as m, cluster_label};
 use crate::wal::Wal;
 
 #[derive(Debug, Clone)]
 pub struct ExportSettings {
     /// How long one batch is retried before its spans are given up.
     pub give_up_after: Duration,
-}
-
-/// Shared with `/readyz`: false while exports are failing.
-#[derive(Debug)]
-pub struct ExportHealth(AtomicBool);
-
-impl Default for ExportHealth {
-    fn default() -> Self {
-        ExportHealth(AtomicBool::new(true))
-    }
-}
-
-impl ExportHealth {
-    pub fn healthy(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-    fn set(&self, healthy: bool) {
-        self.0.store(healthy, Ordering::Relaxed);
-    }
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -79,7 +61,6 @@ pub async fn run(
                 Ok(next) if next.cluster == batch.cluster => {
                     batch.spans.extend(next.spans);
                     batch.completes.extend(next.completes);
-                    batch.completes_through = batch.completes_through.max(next.completes_through);
                 }
                 Ok(next) => {
                     held = Some(next);
@@ -125,7 +106,7 @@ pub async fn run(
             }
         }
         if let Some(wal) = &wal {
-            wal.acknowledge(&batch.completes, batch.completes_through);
+            wal.acknowledge(&batch.completes);
         }
     }
     exporter.shutdown();
@@ -134,7 +115,7 @@ pub async fn run(
 /// Wall time from each span's end (the write's `stageTimestamp`, or the
 /// Event's time) to its export.
 fn record_lag(batch: &SpanBatch) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    let now = wall_clock_micros();
     let histogram = metrics::histogram!(m::EXPORT_LAG);
     for span in &batch.spans {
         histogram.record((now - span.end).max(0) as f64 / 1e6);

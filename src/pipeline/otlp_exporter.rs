@@ -8,8 +8,8 @@ use std::str::FromStr;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::SpanExporter as _;
 
-use super::otel::{SharedResource, group_by_actor, scope, to_span_data};
 use crate::core::span::Span;
+use crate::sinks::otel::{SharedResource, group_by_actor, scope, to_span_data};
 
 /// The wire protocol of the exporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,15 @@ impl OtlpProtocol {
     }
 }
 
+/// Why an export, or building the exporter, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("building the OTLP exporter: {0}")]
+    Build(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("OTLP export of {spans} spans failed: {source}")]
+    Export { spans: usize, source: opentelemetry_sdk::error::OTelSdkError },
+}
+
 /// An OTLP span exporter that sends each actor's spans under its own resource.
 pub struct OtlpExporter {
     exporter: opentelemetry_otlp::SpanExporter,
@@ -76,7 +85,7 @@ impl OtlpExporter {
     /// Builds the exporter. `endpoint` of `None` leaves the endpoint to the
     /// `OTEL_EXPORTER_OTLP_*ENDPOINT` variables and the OTLP defaults. For HTTP,
     /// an endpoint without a path gets `/v1/traces`.
-    pub fn new(endpoint: Option<&str>, protocol: OtlpProtocol, resource: SharedResource) -> anyhow::Result<Self> {
+    pub fn new(endpoint: Option<&str>, protocol: OtlpProtocol, resource: SharedResource) -> Result<Self, ExportError> {
         let exporter = match protocol {
             OtlpProtocol::Grpc => {
                 let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
@@ -97,14 +106,14 @@ impl OtlpExporter {
     }
 
     /// Exports spans, one request per actor and at most [`MAX_BATCH`] spans each.
-    pub async fn export(&mut self, spans: &[Span]) -> anyhow::Result<()> {
+    pub async fn export(&mut self, spans: &[Span]) -> Result<(), ExportError> {
         let resource = self.resource.clone();
         self.export_with(&resource, spans).await
     }
 
     /// Like [`export`](Self::export), under another shared resource (a
     /// server's per-cluster resource).
-    pub async fn export_with(&mut self, resource: &SharedResource, spans: &[Span]) -> anyhow::Result<()> {
+    pub async fn export_with(&mut self, resource: &SharedResource, spans: &[Span]) -> Result<(), ExportError> {
         let scope = scope();
         for (actor, group) in group_by_actor(spans) {
             self.exporter.set_resource(&resource.resource_for_actor(actor));
@@ -113,7 +122,7 @@ impl OtlpExporter {
                 self.exporter
                     .export(batch)
                     .await
-                    .map_err(|e| anyhow::anyhow!("OTLP export of {} spans failed: {e}", chunk.len()))?;
+                    .map_err(|source| ExportError::Export { spans: chunk.len(), source })?;
             }
         }
         Ok(())

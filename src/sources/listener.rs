@@ -7,11 +7,10 @@
 //! accepting and then wait, within a deadline, for requests in flight.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -42,38 +41,54 @@ pub struct TlsFiles<'a> {
     pub client_cert_optional: bool,
 }
 
+/// Why the TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading {what} {}: {source}", path.display())]
+    Read { what: &'static str, path: PathBuf, source: rustls_pki_types::pem::Error },
+    #[error("{} holds no PEM certificate", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("client CA {}: {source}", path.display())]
+    ClientCa { path: PathBuf, source: rustls::Error },
+    #[error("building the client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("TLS certificate and key do not match: {0}")]
+    KeyMismatch(rustls::Error),
+}
+
+fn read_error(what: &'static str, path: &Path) -> impl FnOnce(rustls_pki_types::pem::Error) -> TlsError {
+    let path = path.to_owned();
+    move |source| TlsError::Read { what, path, source }
+}
+
 /// Builds the rustls server configuration (HTTP/2 and HTTP/1.1 via ALPN).
-pub fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(files.cert)
-        .with_context(|| format!("reading TLS certificate {}", files.cert.display()))?
+        .map_err(read_error("TLS certificate", files.cert))?
         .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing TLS certificate {}", files.cert.display()))?;
+        .map_err(read_error("TLS certificate", files.cert))?;
     if certs.is_empty() {
-        anyhow::bail!("{} holds no PEM certificate", files.cert.display());
+        return Err(TlsError::NoCertificate { path: files.cert.to_owned() });
     }
-    let key = PrivateKeyDer::from_pem_file(files.key)
-        .with_context(|| format!("reading TLS private key {}", files.key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(files.key).map_err(read_error("TLS private key", files.key))?;
     let builder = rustls::ServerConfig::builder();
     let builder = match files.client_ca {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
-            for cert in
-                CertificateDer::pem_file_iter(ca).with_context(|| format!("reading client CA {}", ca.display()))?
-            {
-                roots
-                    .add(cert.with_context(|| format!("parsing client CA {}", ca.display()))?)
-                    .with_context(|| format!("client CA {}", ca.display()))?;
+            for cert in CertificateDer::pem_file_iter(ca).map_err(read_error("client CA", ca))? {
+                let cert = cert.map_err(read_error("client CA", ca))?;
+                roots.add(cert).map_err(|source| TlsError::ClientCa { path: ca.to_owned(), source })?;
             }
             if roots.is_empty() {
-                anyhow::bail!("{} holds no PEM certificate", ca.display());
+                return Err(TlsError::NoCertificate { path: ca.to_owned() });
             }
             let verifier = WebPkiClientVerifier::builder(Arc::new(roots));
             let verifier = if files.client_cert_optional { verifier.allow_unauthenticated() } else { verifier };
-            builder.with_client_cert_verifier(verifier.build().context("building the client certificate verifier")?)
+            builder.with_client_cert_verifier(verifier.build()?)
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(certs, key).context("TLS certificate and key do not match")?;
+    let mut config = builder.with_single_cert(certs, key).map_err(TlsError::KeyMismatch)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

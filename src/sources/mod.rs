@@ -1,6 +1,7 @@
 //! Sources: where records come from. They parse, bound and hand records to the
 //! core; they never link.
 
+pub mod auth;
 pub mod files;
 pub mod listener;
 pub mod recorder;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::pipeline::cluster_label;
+use crate::telemetry::cluster_label;
 
 #[derive(Debug)]
 pub struct Recorder {

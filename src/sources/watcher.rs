@@ -29,10 +29,19 @@ use super::recorder::Recorder;
 use crate::core::ids::Uid;
 use crate::core::kinds;
 use crate::core::record::{ObservedObject, Owner, UnknownObject};
-use crate::core::time::Micros;
+use crate::core::time;
 use crate::decode::{self, DecodeOptions};
-use crate::pipeline::{Batch, IngestQueue, LookupRequest};
+use crate::pipeline::{Batch, IngestQueue, LookupRequest, wall_clock_micros};
 use crate::telemetry as m;
+
+/// Why the watch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("--watch-events=on, but no Kubernetes credentials: {0}")]
+    NoCredentials(kube::config::InferConfigError),
+    #[error("building the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+}
 
 /// Whether to watch Events through the Kubernetes API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -78,7 +87,7 @@ pub async fn start(
     settings: WatchSettings,
     queue: IngestQueue,
     cluster: Arc<str>,
-) -> anyhow::Result<Option<Watch>> {
+) -> Result<Option<Watch>, WatchError> {
     if mode == WatchMode::Off {
         return Ok(None);
     }
@@ -88,7 +97,7 @@ pub async fn start(
             tracing::info!(reason = %e, "no Kubernetes credentials found; not watching Events (--watch-events=auto)");
             return Ok(None);
         }
-        Err(e) => return Err(anyhow::anyhow!("--watch-events=on, but no Kubernetes credentials: {e}")),
+        Err(e) => return Err(WatchError::NoCredentials(e)),
     };
     let client = kube::Client::try_from(config)?;
     Ok(Some(spawn(client, settings, queue, cluster)))
@@ -157,7 +166,7 @@ async fn watch_events(api: Api<CoreEvent>, settings: WatchSettings, queue: Inges
         };
         let mut decoded = decode::decode(text.as_bytes(), &settings.decode);
         if listed {
-            let oldest = now_micros() - Micros::try_from(settings.list_max_age.as_micros()).unwrap_or(Micros::MAX / 2);
+            let oldest = wall_clock_micros().saturating_sub(time::from_duration(settings.list_max_age));
             let before = decoded.records.len();
             decoded.records.retain(|r| r.order_time() >= oldest);
             if decoded.records.len() < before {
@@ -182,10 +191,6 @@ async fn watch_events(api: Api<CoreEvent>, settings: WatchSettings, queue: Inges
             return; // shutting down
         }
     }
-}
-
-fn now_micros() -> Micros {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as Micros)
 }
 
 /// How many looked-up UIDs are remembered before the memory is reset.
@@ -226,7 +231,7 @@ async fn look_up_objects(
     }
 }
 
-async fn look_up(client: &kube::Client, object: &UnknownObject) -> anyhow::Result<Option<ObservedObject>> {
+async fn look_up(client: &kube::Client, object: &UnknownObject) -> Result<Option<ObservedObject>, kube::Error> {
     let api_version = object.api_version.as_deref().unwrap_or("v1");
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let resource = kinds::resource_for_kind(&object.kind);

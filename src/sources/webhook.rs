@@ -1,5 +1,5 @@
-//! The audit webhook: `POST /audit[/{cluster}]` and `POST /events[/{cluster}]`,
-//! plus `/healthz`, `/readyz` and `/metrics`.
+//! The audit webhook: `POST /audit[/{cluster}]` and `POST /events[/{cluster}]`.
+//! (`/healthz`, `/readyz` and `/metrics` are the server's, in `serve::ops`.)
 //!
 //! The order of checks is the order of cost: authenticate (no body read),
 //! refuse an oversize `Content-Length`, read the body (decompressed, bounded),
@@ -17,58 +17,26 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Extension, Json, Router};
 use dashmap::DashMap;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
+
+use super::auth::Auth;
+use super::listener::ConnectionInfo;
+use super::recorder::Recorder;
+use crate::core::time::Micros;
+use crate::decode::{self, DecodeOptions, Decoded};
+use crate::pipeline::{Batch, EnqueueError, IngestQueue, wall_clock_micros};
+use crate::telemetry::{self as m, cluster_label};
+use crate::wal::{AppendError, Endpoint, Wal};
 
 /// How far a record's time may be ahead of this machine's clock. The core
 /// tolerates any skew (its clock is the records' own); this only keeps a
 /// wildly wrong timestamp from moving that clock for everyone.
 const MAX_AHEAD_OF_CLOCK: Duration = Duration::from_secs(3600);
-use super::listener::ConnectionInfo;
-use super::recorder::Recorder;
-use crate::core::time::Micros;
-use crate::decode::{self, DecodeOptions, Decoded};
-use crate::pipeline::{Batch, EnqueueError, IngestQueue, cluster_label};
-use crate::sinks::export_task::ExportHealth;
-use crate::telemetry as m;
-use crate::wal::{AppendError, Endpoint, Wal};
-
-/// Who may POST.
-#[derive(Debug, Clone, Default)]
-pub struct Auth {
-    /// A verified client certificate is enough (`--client-ca`).
-    pub mtls: bool,
-    /// Accepted bearer tokens (`--token-file`, one per line, for rotation).
-    pub tokens: Vec<Vec<u8>>,
-    /// `--insecure-no-auth`: anyone who can connect may POST.
-    pub insecure_no_auth: bool,
-}
-
-impl Auth {
-    fn allows(&self, connection: ConnectionInfo, headers: &HeaderMap) -> Result<(), &'static str> {
-        if self.insecure_no_auth || (self.mtls && connection.client_cert_verified) {
-            return Ok(());
-        }
-        if self.tokens.is_empty() {
-            return Err("a client certificate signed by the configured client CA is required");
-        }
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err("missing Authorization: Bearer token");
-        };
-        let Some(token) = value.as_bytes().strip_prefix(b"Bearer ") else {
-            return Err("Authorization header is not a Bearer token");
-        };
-        // Compare against every token in constant time, so timing reveals nothing.
-        let matched = self.tokens.iter().fold(0u8, |acc, t| acc | t.as_slice().ct_eq(token).unwrap_u8());
-        if matched == 1 { Ok(()) } else { Err("invalid bearer token") }
-    }
-}
 
 /// Everything the handlers share.
 pub struct WebhookState {
@@ -88,16 +56,13 @@ pub struct WebhookState {
     pub clusters: DashMap<Arc<str>, ()>,
     /// How many bad records per batch are logged in full (the rest are counted).
     pub bad_records_logged_per_batch: usize,
-    pub metrics: Option<PrometheusHandle>,
-    pub export_health: Arc<ExportHealth>,
     /// `--record-dir`: accepted bodies are kept as fixtures.
     pub recorder: Option<Arc<Recorder>>,
     /// `--data-dir`: accepted bodies are on disk before the 200.
     pub wal: Option<Arc<Wal>>,
 }
 
-/// The webhook's routes. Ingest routes are authenticated; health and metrics
-/// are not (the TLS handshake still applies on an mTLS-only listener).
+/// The webhook's routes, all authenticated.
 pub fn router(state: Arc<WebhookState>) -> Router {
     let ingest = Router::new()
         .route("/audit", post(audit))
@@ -109,53 +74,7 @@ pub fn router(state: Arc<WebhookState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.request_timeout))
         .layer(middleware::from_fn(observe));
-    Router::new().merge(ingest).merge(ops_router()).with_state(state)
-}
-
-/// `/healthz`, `/readyz` and `/metrics`, also served alone on the plain-HTTP
-/// ops port, where kubelet probes and Prometheus can reach them without a
-/// client certificate.
-pub fn ops_router() -> Router<Arc<WebhookState>> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_text))
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(state): State<Arc<WebhookState>>) -> Response {
-    let mut problems = Vec::new();
-    if state.queue.is_closed() {
-        problems.push("shutting down".to_owned());
-    }
-    if state.queue.saturated() {
-        problems.push(format!("ingest queue {}/{} records", state.queue.depth(), state.queue.capacity()));
-    }
-    if !state.export_health.healthy() {
-        problems.push("OTLP exports are failing".to_owned());
-    }
-    if let Some(wal) = state.wal.as_ref().filter(|w| w.saturated()) {
-        let stats = wal.stats();
-        problems.push(format!(
-            "write-ahead log {}/{} bytes not yet exported",
-            stats.unacknowledged_bytes,
-            wal.max_bytes()
-        ));
-    }
-    if problems.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", problems.join("; "))).into_response()
-    }
-}
-
-async fn metrics_text(State(state): State<Arc<WebhookState>>) -> Response {
-    match &state.metrics {
-        Some(handle) => {
-            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
-        }
-        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
-    }
+    ingest.with_state(state)
 }
 
 /// Latency of every ingest request, and a count of every error answer.
@@ -273,7 +192,7 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
         return error(StatusCode::BAD_REQUEST, "empty_body", "the request body is empty");
     }
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    let now = wall_clock_micros();
     let options = body_decode_options(state.decode, now);
     let decoded = if bytes.len() >= LARGE_BODY {
         // Parsing megabytes takes milliseconds: let the runtime move other
@@ -320,11 +239,11 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
         Err(EnqueueError::Closed) => return shutting_down(),
     };
     // A body with no good record has nothing to keep: it is not logged.
-    let wal_seq = match state.wal.as_ref().filter(|_| accepted > 0) {
+    let ack = match state.wal.as_ref().filter(|_| accepted > 0) {
         Some(wal) => {
             let newest = decoded.records.iter().map(|r| r.order_time()).max().unwrap_or_default();
             match wal.append(&cluster, route, bytes.clone(), now, newest).await {
-                Ok(seq) => Some(seq),
+                Ok(token) => Some(token),
                 Err(e @ AppendError::Full { .. }) => return retry_later("wal_full", format!("{e}; retry")),
                 Err(e @ AppendError::Io(_)) => return retry_later("wal_write_failed", format!("{e}; retry")),
                 Err(e @ AppendError::TooLarge { .. }) => {
@@ -335,7 +254,7 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
         }
         None => None,
     };
-    let batch = Batch { cluster: cluster.clone(), records: decoded.records, wal_seq, ..Batch::default() };
+    let batch = Batch { cluster: cluster.clone(), records: decoded.records, ack, ..Batch::default() };
     match reservation.send(batch) {
         Ok(()) => {
             if let Some(recorder) = &state.recorder {
@@ -429,30 +348,6 @@ fn log_bad_records(decoded: &Decoded, cluster: &str, endpoint: &str, shown: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(auth: Option<&str>) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(a) = auth {
-            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn auth_accepts_a_verified_certificate_or_a_listed_token() {
-        let verified = ConnectionInfo { client_cert_verified: true };
-        let anonymous = ConnectionInfo::default();
-        let both = Auth { mtls: true, tokens: vec![b"s3cret".to_vec(), b"next".to_vec()], insecure_no_auth: false };
-        assert!(both.allows(verified, &headers(None)).is_ok());
-        assert!(both.allows(anonymous, &headers(Some("Bearer next"))).is_ok());
-        assert!(both.allows(anonymous, &headers(Some("Bearer s3cre"))).is_err());
-        assert!(both.allows(anonymous, &headers(Some("Basic s3cret"))).is_err());
-        assert!(both.allows(anonymous, &headers(None)).is_err());
-        let mtls_only = Auth { mtls: true, ..Auth::default() };
-        assert!(mtls_only.allows(anonymous, &headers(Some("Bearer s3cret"))).is_err());
-        let open = Auth { insecure_no_auth: true, ..Auth::default() };
-        assert!(open.allows(anonymous, &headers(None)).is_ok());
-    }
 
     #[test]
     fn cluster_names_are_plain() {

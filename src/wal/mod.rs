@@ -3,13 +3,9 @@
 //!
 //! Between the sources and the pipeline. The layout is a directory of
 //! append-only segments (`00000000000000000001.wal`, ...), each a magic header
-//! followed by checksummed records:
-//!
-//! ```text
-//! record  = len:u32le  crc32c(payload):u32le  payload[len]
-//! payload = 1 seq:u64 accepted_at:i64 max_record_time:i64 endpoint:u8 cluster_len:u16 cluster body   (an entry)
-//!         | 2 count:u32 seq:u64*count                                                            (acknowledgements)
-//! ```
+//! followed by checksummed records ([`format`]). [`index`] keeps their sizes
+//! and what is unacknowledged, [`writer`] is the one thread that writes, and
+//! [`recovery`] reads what a previous run left.
 //!
 //! * **Group commit.** One writer thread takes every append waiting, writes
 //!   them, calls `fdatasync` once and only then answers them all, so
@@ -29,53 +25,26 @@
 //!   from a crash mid-write and is cut off; in an older one it is corruption,
 //!   counted and logged.
 
-use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
-use std::path::{Path, PathBuf};
+mod format;
+mod index;
+mod recovery;
+mod writer;
+
+use std::fs::{self, File};
+use std::io;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use format::entry_size;
+pub use format::{Endpoint, Entry};
+use index::{Index, publish};
+use writer::{Request, Writer, create_segment};
+
 use crate::core::time::Micros;
 use crate::telemetry as m;
-
-const MAGIC: &[u8; 8] = b"KSLWAL01";
-const RECORD_HEADER: usize = 8;
-const KIND_ENTRY: u8 = 1;
-const KIND_ACKS: u8 = 2;
-/// Appends taken into one group commit, at most (bytes of payload).
-const MAX_GROUP_BYTES: usize = 32 << 20;
-
-/// Which webhook route accepted a body (only metrics tell them apart).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Audit,
-    Events,
-}
-
-impl Endpoint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Audit => "audit",
-            Endpoint::Events => "events",
-        }
-    }
-    fn code(self) -> u8 {
-        match self {
-            Endpoint::Audit => 0,
-            Endpoint::Events => 1,
-        }
-    }
-    fn from_code(code: u8) -> Option<Endpoint> {
-        match code {
-            0 => Some(Endpoint::Audit),
-            1 => Some(Endpoint::Events),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct WalConfig {
@@ -94,19 +63,30 @@ impl WalConfig {
     }
 }
 
-/// An accepted body, as kept on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub seq: u64,
-    /// When kausal accepted it (Unix microseconds): recovery checks record
-    /// times against this, not against the time of the restart.
-    pub accepted_at: Micros,
-    /// The newest record time in the body, for retention.
-    pub max_record_time: Micros,
-    pub endpoint: Endpoint,
-    pub cluster: String,
-    /// Shared with the request that brought it: the log never copies a body.
-    pub body: Bytes,
+/// A claim on one log entry, handed out by [`Wal::append`] (or recovery) and
+/// handed back to [`Wal::acknowledge`] once every span derived from the entry
+/// is exported. The pipeline carries it with the entry's records and learns
+/// only when it is due (its newest record time); the sequence number stays
+/// the log's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "an entry whose token is dropped is never acknowledged and stays in the log"]
+pub struct AckToken {
+    seq: u64,
+    newest_record_time: Micros,
+}
+
+impl AckToken {
+    /// The newest record time in the entry: once the core has emitted every
+    /// span up to it, the entry is complete.
+    pub fn newest_record_time(&self) -> Micros {
+        self.newest_record_time
+    }
+}
+
+impl Entry {
+    fn token(&self) -> AckToken {
+        AckToken { seq: self.seq, newest_record_time: self.max_record_time }
+    }
 }
 
 /// An entry found at start-up.
@@ -116,6 +96,13 @@ pub struct Recovered {
     /// Every span derived from it was exported before the restart: replay it
     /// for graph state only.
     pub acknowledged: bool,
+}
+
+impl Recovered {
+    /// The token to acknowledge the entry with, when it still needs it.
+    pub fn ack_token(&self) -> Option<AckToken> {
+        (!self.acknowledged).then(|| self.entry.token())
+    }
 }
 
 /// What start-up found on disk.
@@ -131,35 +118,32 @@ pub struct RecoveryReport {
     pub corrupt_segments: Vec<String>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+/// Why an append was refused. Nothing was written for it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppendError {
     /// The log holds `max_bytes` of unacknowledged data: retry later (429).
+    #[error("the write-ahead log holds {max_bytes} bytes not yet exported (--max-wal-bytes)")]
     Full { max_bytes: u64 },
     /// The body alone is larger than the whole log (413).
+    #[error("the body ({bytes} bytes) is larger than the write-ahead log ({max_bytes} bytes, --max-wal-bytes)")]
     TooLarge { bytes: u64, max_bytes: u64 },
     /// Writing or syncing failed (disk full, I/O error): nothing was
-    /// acknowledged; retry later.
-    Io(String),
+    /// acknowledged; retry later. One failed group commit answers every
+    /// append in it, so they share the error.
+    #[error("writing the write-ahead log failed: {0}")]
+    Io(Arc<io::Error>),
     /// The log is closed (shutting down).
+    #[error("the write-ahead log is closed")]
     Closed,
 }
 
-impl std::fmt::Display for AppendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AppendError::Full { max_bytes } => {
-                write!(f, "the write-ahead log holds {max_bytes} bytes not yet exported (--max-wal-bytes)")
-            }
-            AppendError::TooLarge { bytes, max_bytes } => {
-                write!(
-                    f,
-                    "the body ({bytes} bytes) is larger than the write-ahead log ({max_bytes} bytes, --max-wal-bytes)"
-                )
-            }
-            AppendError::Io(e) => write!(f, "writing the write-ahead log failed: {e}"),
-            AppendError::Closed => f.write_str("the write-ahead log is closed"),
-        }
-    }
+/// Why the log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{} is in use by another kausal process: two writers would corrupt the log", dir.display())]
+    Locked { dir: PathBuf },
+    #[error("{what} {}: {source}", path.display())]
+    Io { what: &'static str, path: PathBuf, source: io::Error },
 }
 
 /// Sizes for `/metrics` and `/readyz`.
@@ -169,83 +153,6 @@ pub struct WalStats {
     pub segments: usize,
     pub unacknowledged_entries: usize,
     pub unacknowledged_bytes: u64,
-}
-
-struct Segment {
-    path: PathBuf,
-    bytes: u64,
-    /// Entries not yet acknowledged, with their sizes.
-    unacknowledged: BTreeMap<u64, u64>,
-    max_record_time: Micros,
-}
-
-struct Index {
-    /// By segment number, oldest first; the last one is being written.
-    segments: BTreeMap<u64, Segment>,
-    /// Which segment each unacknowledged entry is in.
-    entry_segment: BTreeMap<u64, u64>,
-    /// Bytes promised to appends in flight.
-    reserved: u64,
-    /// The sizes in every segment's `unacknowledged`, summed: kept as entries
-    /// come and go, because metrics read it on every append and acknowledgement.
-    unacknowledged_bytes: u64,
-    /// Newest record time acknowledged so far: retention is measured from it.
-    acknowledged_horizon: Micros,
-    next_seq: u64,
-    closed: bool,
-}
-
-impl Index {
-    fn bytes(&self) -> u64 {
-        self.segments.values().map(|s| s.bytes).sum::<u64>() + self.reserved
-    }
-
-    fn stats(&self) -> WalStats {
-        WalStats {
-            bytes: self.bytes(),
-            segments: self.segments.len(),
-            unacknowledged_entries: self.entry_segment.len(),
-            unacknowledged_bytes: self.unacknowledged_bytes,
-        }
-    }
-
-    /// Removes segments from the head while they are fully acknowledged and
-    /// either past the context period or, with `need` bytes wanted, in the
-    /// way of the budget (`u64::MAX`: every acknowledged segment, as when the
-    /// disk is full). The segment being written is never removed. Returns
-    /// whether a file was removed.
-    fn retire(&mut self, context: Micros, max_bytes: u64, need: u64) -> bool {
-        let mut freed = false;
-        let cutoff = self.acknowledged_horizon.saturating_sub(context);
-        while self.segments.len() > 1 {
-            let (&number, head) = self.segments.first_key_value().expect("len > 1");
-            if !head.unacknowledged.is_empty() {
-                break;
-            }
-            let expired = head.max_record_time < cutoff;
-            let over_budget = self.bytes().saturating_add(need) > max_bytes;
-            if !expired && !over_budget {
-                break;
-            }
-            let head = self.segments.remove(&number).expect("present");
-            match fs::remove_file(&head.path) {
-                Ok(()) => freed = true,
-                Err(e) => {
-                    tracing::warn!(path = %head.path.display(), error = %e, "could not remove a write-ahead log segment")
-                }
-            }
-            if !expired {
-                metrics::counter!(m::WAL_CONTEXT_EVICTED).increment(1);
-            }
-        }
-        freed
-    }
-}
-
-enum Request {
-    Append { entry: Entry, reply: tokio::sync::oneshot::Sender<Result<(), AppendError>> },
-    Acknowledge(Vec<u64>),
-    Shutdown,
 }
 
 /// The handle sources and the export task share.
@@ -263,109 +170,23 @@ impl Wal {
     /// Opens (or creates) the log, reads what a previous run left, and starts
     /// the writer on a fresh segment. The recovered entries come back in
     /// sequence order.
-    pub fn open(config: WalConfig) -> anyhow::Result<(Wal, Vec<Recovered>, RecoveryReport)> {
-        use anyhow::Context as _;
-        fs::create_dir_all(&config.dir).with_context(|| format!("creating {}", config.dir.display()))?;
-        let lock_path = config.dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("opening {}", lock_path.display()))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-                "{} is in use by another kausal process: two writers would corrupt the log",
-                config.dir.display()
-            ),
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(anyhow::Error::new(e).context(format!("locking {}", lock_path.display())));
-            }
-        }
-        let mut numbers: Vec<u64> = Vec::new();
-        for item in fs::read_dir(&config.dir).with_context(|| format!("reading {}", config.dir.display()))? {
-            let name = item?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(n) = name.strip_suffix(".wal").and_then(|n| n.parse::<u64>().ok()) {
-                numbers.push(n);
-            }
-        }
-        numbers.sort_unstable();
-
-        let mut report = RecoveryReport::default();
-        let mut segments: BTreeMap<u64, Segment> = BTreeMap::new();
-        let mut entries: Vec<(u64, Entry)> = Vec::new();
-        let mut acknowledged: HashSet<u64> = HashSet::new();
-        for (i, &number) in numbers.iter().enumerate() {
-            let path = segment_path(&config.dir, number);
-            let data = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let scan = scan_segment(&data);
-            let newest = i + 1 == numbers.len();
-            if let Some(problem) = &scan.problem {
-                if newest {
-                    report.torn_tail_bytes = (data.len() - scan.good_len) as u64;
-                    tracing::warn!(path = %path.display(), cut = report.torn_tail_bytes, problem, "cutting a torn tail off the write-ahead log");
-                    let file = OpenOptions::new().write(true).open(&path)?;
-                    file.set_len(scan.good_len as u64)?;
-                    file.sync_all()?;
-                    metrics::counter!(m::WAL_TORN_TAILS).increment(1);
-                } else {
-                    tracing::error!(path = %path.display(), offset = scan.good_len, problem, "corrupt write-ahead log segment: the rest of it is skipped");
-                    report.corrupt_segments.push(format!("{}: {problem} at byte {}", path.display(), scan.good_len));
-                    metrics::counter!(m::WAL_CORRUPT_SEGMENTS).increment(1);
-                }
-            }
-            let mut segment = Segment {
-                path,
-                bytes: scan.good_len as u64,
-                unacknowledged: BTreeMap::new(),
-                max_record_time: Micros::MIN,
-            };
-            for record in scan.records {
-                match record {
-                    Scanned::Entry(entry, size) => {
-                        segment.max_record_time = segment.max_record_time.max(entry.max_record_time);
-                        segment.unacknowledged.insert(entry.seq, size);
-                        entries.push((number, entry));
-                    }
-                    Scanned::Acks(seqs) => acknowledged.extend(seqs),
-                }
-            }
-            report.segments += 1;
-            report.bytes += segment.bytes;
-            segments.insert(number, segment);
-        }
-
-        let mut entry_segment = BTreeMap::new();
-        let mut recovered = Vec::with_capacity(entries.len());
-        let mut next_seq = 1;
-        entries.sort_by_key(|(_, e)| e.seq);
-        for (number, entry) in entries {
-            next_seq = next_seq.max(entry.seq + 1);
-            let is_acknowledged = acknowledged.contains(&entry.seq);
-            if is_acknowledged {
-                segments.get_mut(&number).expect("scanned").unacknowledged.remove(&entry.seq);
-                report.acknowledged += 1;
-            } else {
-                entry_segment.insert(entry.seq, number);
-                report.unacknowledged += 1;
-            }
-            recovered.push(Recovered { entry, acknowledged: is_acknowledged });
-        }
-
-        // Never append to a segment a previous run wrote: start a new one.
-        let number = numbers.last().map_or(1, |n| n + 1);
-        let (file, segment) = create_segment(&config.dir, number)?;
+    pub fn open(config: WalConfig) -> Result<(Wal, Vec<Recovered>, RecoveryReport), OpenError> {
+        fs::create_dir_all(&config.dir).map_err(recovery::io_error("creating", &config.dir))?;
+        let lock = recovery::lock(&config.dir)?;
+        let found = recovery::read(&config.dir)?;
+        let mut segments = found.segments;
+        let number = found.next_segment;
+        let (file, segment) =
+            create_segment(&config.dir, number).map_err(recovery::io_error("creating a segment in", &config.dir))?;
         segments.insert(number, segment);
         let unacknowledged_bytes = segments.values().flat_map(|s| s.unacknowledged.values()).sum();
         let index = Arc::new(Mutex::new(Index {
             segments,
-            entry_segment,
+            entry_segment: found.entry_segment,
             reserved: 0,
             unacknowledged_bytes,
             acknowledged_horizon: Micros::MIN,
-            next_seq,
+            next_seq: found.next_seq,
             closed: false,
         }));
         let (requests, receiver) = mpsc::channel();
@@ -378,13 +199,16 @@ impl Wal {
             file,
             number,
         };
-        let handle = std::thread::Builder::new().name("kausal-wal".into()).spawn(move || writer.run(receiver))?;
+        let handle = std::thread::Builder::new()
+            .name("kausal-wal".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(recovery::io_error("starting the writer for", &config.dir))?;
         publish(&index.lock().expect("wal index"));
-        Ok((Wal { _lock: lock, config, index, requests, writer: Mutex::new(Some(handle)) }, recovered, report))
+        let wal = Wal { _lock: lock, config, index, requests, writer: Mutex::new(Some(handle)) };
+        Ok((wal, found.recovered, found.report))
     }
 
-    /// Appends a body and returns its sequence number once it is on disk
-    /// (synced). Refuses, without writing, when it would not fit the budget.
+    /// Appends a body and returns its token once it is on disk (synced). Refuses, without writing, when it would not fit the budget.
     pub async fn append(
         &self,
         cluster: &str,
@@ -392,7 +216,7 @@ impl Wal {
         body: impl Into<Bytes>,
         accepted_at: Micros,
         max_record_time: Micros,
-    ) -> Result<u64, AppendError> {
+    ) -> Result<AckToken, AppendError> {
         let body = body.into();
         let size = entry_size(cluster, &body);
         let seq = {
@@ -416,6 +240,7 @@ impl Wal {
             seq
         };
         let entry = Entry { seq, accepted_at, max_record_time, endpoint, cluster: cluster.to_owned(), body };
+        let token = entry.token();
         let (reply, answer) = tokio::sync::oneshot::channel();
         let outcome = match self.requests.send(Request::Append { entry, reply }) {
             Ok(()) => answer.await.unwrap_or(Err(AppendError::Closed)),
@@ -424,18 +249,18 @@ impl Wal {
         if let Err(AppendError::Io(_)) = &outcome {
             metrics::counter!(m::WAL_REFUSED, "reason" => "io_error").increment(1);
         }
-        outcome.map(|()| seq)
+        outcome.map(|()| token)
     }
 
     /// Every span derived from these entries has been exported (or given up
-    /// and counted). `horizon` is the newest record time they cover.
-    pub fn acknowledge(&self, seqs: &[u64], horizon: Micros) {
-        if seqs.is_empty() {
+    /// and counted).
+    pub fn acknowledge(&self, tokens: &[AckToken]) {
+        let Some(horizon) = tokens.iter().map(AckToken::newest_record_time).max() else {
             return;
-        }
+        };
         let mut index = self.index.lock().expect("wal index");
-        let mut written = Vec::with_capacity(seqs.len());
-        for &seq in seqs {
+        let mut written = Vec::with_capacity(tokens.len());
+        for &AckToken { seq, .. } in tokens {
             if let Some(number) = index.entry_segment.remove(&seq) {
                 let size = index.segments.get_mut(&number).and_then(|segment| segment.unacknowledged.remove(&seq));
                 index.unacknowledged_bytes -= size.unwrap_or(0);
@@ -475,329 +300,12 @@ impl Wal {
     }
 }
 
-fn publish(index: &Index) {
-    let stats = index.stats();
-    metrics::gauge!(m::WAL_BYTES).set(stats.bytes as f64);
-    metrics::gauge!(m::WAL_SEGMENTS).set(stats.segments as f64);
-    metrics::gauge!(m::WAL_UNACKNOWLEDGED).set(stats.unacknowledged_entries as f64);
-    metrics::gauge!(m::WAL_UNACKNOWLEDGED_BYTES).set(stats.unacknowledged_bytes as f64);
-}
-
-fn segment_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{number:020}.wal"))
-}
-
-fn create_segment(dir: &Path, number: u64) -> io::Result<(File, Segment)> {
-    let path = segment_path(dir, number);
-    let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
-    file.write_all(MAGIC)?;
-    file.sync_all()?;
-    // The new name must survive a crash too.
-    File::open(dir)?.sync_all()?;
-    let segment =
-        Segment { path, bytes: MAGIC.len() as u64, unacknowledged: BTreeMap::new(), max_record_time: Micros::MIN };
-    Ok((file, segment))
-}
-
-/// Bytes an entry takes on disk.
-fn entry_size(cluster: &str, body: &[u8]) -> u64 {
-    (RECORD_HEADER + 1 + 8 + 8 + 8 + 1 + 2 + cluster.len() + body.len()) as u64
-}
-
-/// An entry's frame header and fields, and its checksum, computed over the
-/// fields and then the body without joining them: the body is written from
-/// the request's own buffer.
-fn encode_entry_head(entry: &Entry, out: &mut Vec<u8>) {
-    let cluster = &entry.cluster.as_bytes()[..entry.cluster.len().min(u16::MAX as usize)];
-    let mut fields = Vec::with_capacity(28 + cluster.len());
-    fields.push(KIND_ENTRY);
-    fields.extend_from_slice(&entry.seq.to_le_bytes());
-    fields.extend_from_slice(&entry.accepted_at.to_le_bytes());
-    fields.extend_from_slice(&entry.max_record_time.to_le_bytes());
-    fields.push(entry.endpoint.code());
-    fields.extend_from_slice(&(cluster.len() as u16).to_le_bytes());
-    fields.extend_from_slice(cluster);
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&fields), &entry.body);
-    out.extend_from_slice(&((fields.len() + entry.body.len()) as u32).to_le_bytes());
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&fields);
-}
-
-fn encode_acks(seqs: &[u64], out: &mut Vec<u8>) {
-    let mut payload = Vec::with_capacity(5 + 8 * seqs.len());
-    payload.push(KIND_ACKS);
-    payload.extend_from_slice(&(seqs.len() as u32).to_le_bytes());
-    for seq in seqs {
-        payload.extend_from_slice(&seq.to_le_bytes());
-    }
-    frame(&payload, out);
-}
-
-fn frame(payload: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-    out.extend_from_slice(payload);
-}
-
-enum Scanned {
-    /// An entry and the bytes it takes on disk.
-    Entry(Entry, u64),
-    Acks(Vec<u64>),
-}
-
-struct Scan {
-    records: Vec<Scanned>,
-    /// Bytes up to the end of the last good record.
-    good_len: usize,
-    /// Why reading stopped before the end, if it did.
-    problem: Option<&'static str>,
-}
-
-/// Reads a segment's records up to the first that is incomplete or fails its checksum.
-fn scan_segment(data: &[u8]) -> Scan {
-    let mut scan = Scan { records: Vec::new(), good_len: 0, problem: None };
-    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
-        scan.problem = Some("missing segment header");
-        return scan;
-    }
-    let mut at = MAGIC.len();
-    scan.good_len = at;
-    while at < data.len() {
-        let Some(header) = data.get(at..at + RECORD_HEADER) else {
-            scan.problem = Some("incomplete record header");
-            break;
-        };
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        let Some(payload) = data.get(at + RECORD_HEADER..at + RECORD_HEADER + len) else {
-            scan.problem = Some("incomplete record");
-            break;
-        };
-        if crc32c::crc32c(payload) != crc {
-            scan.problem = Some("checksum mismatch");
-            break;
-        }
-        let Some(record) = decode_payload(payload, (RECORD_HEADER + len) as u64) else {
-            scan.problem = Some("malformed record");
-            break;
-        };
-        scan.records.push(record);
-        at += RECORD_HEADER + len;
-        scan.good_len = at;
-    }
-    scan
-}
-
-fn decode_payload(payload: &[u8], size: u64) -> Option<Scanned> {
-    let (&kind, rest) = payload.split_first()?;
-    let u64_at = |b: &[u8], i: usize| b.get(i..i + 8).map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")));
-    match kind {
-        KIND_ENTRY => {
-            let seq = u64_at(rest, 0)?;
-            let accepted_at = u64_at(rest, 8)? as i64;
-            let max_record_time = u64_at(rest, 16)? as i64;
-            let endpoint = Endpoint::from_code(*rest.get(24)?)?;
-            let cluster_len = u16::from_le_bytes(rest.get(25..27)?.try_into().ok()?) as usize;
-            let cluster = std::str::from_utf8(rest.get(27..27 + cluster_len)?).ok()?.to_owned();
-            let body = Bytes::copy_from_slice(rest.get(27 + cluster_len..)?);
-            Some(Scanned::Entry(Entry { seq, accepted_at, max_record_time, endpoint, cluster, body }, size))
-        }
-        KIND_ACKS => {
-            let count = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-            let seqs = rest.get(4..)?;
-            if seqs.len() != count.checked_mul(8)? {
-                return None;
-            }
-            Some(Scanned::Acks(
-                seqs.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
-            ))
-        }
-        _ => None,
-    }
-}
-
-/// The one thread that writes: group commit and segment rolling.
-struct Writer {
-    dir: PathBuf,
-    segment_bytes: u64,
-    context: Micros,
-    max_bytes: u64,
-    index: Arc<Mutex<Index>>,
-    file: File,
-    number: u64,
-}
-
-impl Writer {
-    fn run(mut self, requests: mpsc::Receiver<Request>) {
-        while let Ok(first) = requests.recv() {
-            let mut group = vec![first];
-            let mut group_bytes = 0;
-            while group_bytes < MAX_GROUP_BYTES {
-                match requests.try_recv() {
-                    Ok(next) => {
-                        if let Request::Append { entry, .. } = &next {
-                            group_bytes += entry.body.len();
-                        }
-                        group.push(next);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let mut replies = Vec::new();
-            let mut appended = 0;
-            let mut acks = Vec::new();
-            let mut shutdown = false;
-            let mut needs_sync = false;
-            // Small headers and the bodies themselves, written in turn.
-            let mut chunks: Vec<Bytes> = Vec::new();
-            for request in group {
-                match request {
-                    Request::Append { entry, reply } => {
-                        let mut head = Vec::new();
-                        encode_entry_head(&entry, &mut head);
-                        let size = (head.len() + entry.body.len()) as u64;
-                        chunks.push(head.into());
-                        chunks.push(entry.body);
-                        replies.push((entry.seq, entry.max_record_time, size, reply));
-                        appended += 1;
-                        needs_sync = true;
-                    }
-                    Request::Acknowledge(seqs) => acks.extend(seqs),
-                    Request::Shutdown => shutdown = true,
-                }
-            }
-            if !acks.is_empty() {
-                let mut record = Vec::new();
-                encode_acks(&acks, &mut record);
-                chunks.push(record.into());
-            }
-            let written: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-            // A full segment is closed when the next appends come, so an
-            // acknowledged segment can be removed while the log is idle.
-            if needs_sync && let Err(e) = self.roll_if_full() {
-                tracing::error!(error = %e, "could not start a new write-ahead log segment; appending to the current one");
-            }
-            let outcome = self.write_group(&chunks, needs_sync);
-            let mut index = self.index.lock().expect("wal index");
-            for (seq, max_time, size, reply) in replies {
-                index.reserved = index.reserved.saturating_sub(size);
-                let answer = match &outcome {
-                    Ok(()) => {
-                        let segment = index.segments.get_mut(&self.number).expect("current segment");
-                        segment.unacknowledged.insert(seq, size);
-                        segment.max_record_time = segment.max_record_time.max(max_time);
-                        index.entry_segment.insert(seq, self.number);
-                        index.unacknowledged_bytes += size;
-                        Ok(())
-                    }
-                    Err(e) => Err(AppendError::Io(e.to_string())),
-                };
-                let _ = reply.send(answer);
-            }
-            if outcome.is_ok()
-                && let Some(segment) = index.segments.get_mut(&self.number)
-            {
-                segment.bytes += written;
-            }
-            publish(&index);
-            drop(index);
-            if outcome.is_ok() {
-                metrics::counter!(m::WAL_SYNCS).increment(u64::from(needs_sync));
-                metrics::counter!(m::WAL_APPENDS).increment(appended);
-            }
-            if shutdown {
-                break;
-            }
-        }
-        let _ = self.file.sync_all();
-    }
-
-    /// Writes a group and syncs it. On failure (disk full) the segment is cut
-    /// back to where the group began, so no partial record stays behind;
-    /// then space is reclaimed from acknowledged data and the group is tried
-    /// once more.
-    fn write_group(&mut self, chunks: &[Bytes], sync: bool) -> io::Result<()> {
-        if chunks.is_empty() {
-            return Ok(());
-        }
-        match self.try_write(chunks, sync) {
-            Ok(()) => Ok(()),
-            Err(first) => {
-                if self.reclaim_space() {
-                    tracing::warn!(error = %first, "write-ahead log write failed; retrying after freeing acknowledged segments");
-                    self.try_write(chunks, sync)
-                } else {
-                    Err(first)
-                }
-            }
-        }
-    }
-
-    fn try_write(&mut self, chunks: &[Bytes], sync: bool) -> io::Result<()> {
-        let before = self.index.lock().expect("wal index").segments.get(&self.number).map_or(0, |s| s.bytes);
-        let result = chunks
-            .iter()
-            .try_for_each(|c| self.file.write_all(c))
-            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "write-ahead log write failed");
-            if let Err(cut) = self.file.set_len(before).and_then(|()| self.file.sync_data()) {
-                tracing::error!(error = %cut, "could not cut the failed write off the segment; starting a new one");
-                let _ = self.roll();
-            }
-        }
-        result
-    }
-
-    /// Frees disk after a failed write: acknowledged segments at the head go,
-    /// and a segment being written that holds only acknowledged entries is
-    /// cut back to its header (a segment larger than the disk would otherwise
-    /// never roll, and never be freed).
-    fn reclaim_space(&mut self) -> bool {
-        let mut index = self.index.lock().expect("wal index");
-        // The disk is full: every acknowledged segment goes, whatever the
-        // context period (recovery then has less context; no data is lost).
-        let (context, max_bytes) = (self.context, self.max_bytes);
-        let mut freed = index.retire(context, max_bytes, u64::MAX);
-        let only_current = index.segments.len() == 1;
-        if let Some(current) = index.segments.get_mut(&self.number)
-            && only_current
-            && current.unacknowledged.is_empty()
-            && current.bytes > MAGIC.len() as u64
-            && self.file.set_len(MAGIC.len() as u64).and_then(|()| self.file.sync_data()).is_ok()
-        {
-            current.bytes = MAGIC.len() as u64;
-            current.max_record_time = Micros::MIN;
-            freed = true;
-        }
-        publish(&index);
-        freed
-    }
-
-    fn roll_if_full(&mut self) -> io::Result<()> {
-        let full = self
-            .index
-            .lock()
-            .expect("wal index")
-            .segments
-            .get(&self.number)
-            .is_some_and(|s| s.bytes >= self.segment_bytes);
-        if full { self.roll() } else { Ok(()) }
-    }
-
-    fn roll(&mut self) -> io::Result<()> {
-        self.file.sync_all()?;
-        let number = self.number + 1;
-        let (file, segment) = create_segment(&self.dir, number)?;
-        self.index.lock().expect("wal index").segments.insert(number, segment);
-        self.file = file;
-        self.number = number;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::path::Path;
+
+    use super::format::segment_path;
     use super::*;
 
     fn config(dir: &Path, max_bytes: u64) -> WalConfig {
@@ -816,9 +324,9 @@ mod tests {
         assert!(recovered.is_empty());
         let a = rt.block_on(wal.append("prod", Endpoint::Audit, &b"{\"a\":1}"[..], 10, 100)).unwrap();
         let b = rt.block_on(wal.append("", Endpoint::Events, &b"{\"b\":2}"[..], 11, 200)).unwrap();
-        assert_eq!((a, b), (1, 2));
+        assert_eq!((a.seq, b.seq), (1, 2));
         assert_eq!(wal.stats().unacknowledged_bytes, entry_size("prod", b"{\"a\":1}") + entry_size("", b"{\"b\":2}"));
-        wal.acknowledge(&[a], 100);
+        wal.acknowledge(&[a]);
         assert_eq!(wal.stats().unacknowledged_bytes, entry_size("", b"{\"b\":2}"));
         wal.close();
         drop(wal);
@@ -841,7 +349,7 @@ mod tests {
         assert_eq!(wal.stats().unacknowledged_entries, 1);
         assert_eq!(wal.stats().unacknowledged_bytes, entry_size("", b"{\"b\":2}"), "the running total after recovery");
         // Numbering goes on after the recovered entries.
-        assert_eq!(rt.block_on(wal.append("", Endpoint::Audit, &b"c"[..], 12, 300)).unwrap(), 3);
+        assert_eq!(rt.block_on(wal.append("", Endpoint::Audit, &b"c"[..], 12, 300)).unwrap().seq, 3);
         wal.close();
     }
 
@@ -862,7 +370,7 @@ mod tests {
         let rt = runtime();
         let (wal, _, _) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
         for i in 0..3u8 {
-            rt.block_on(wal.append("", Endpoint::Audit, vec![b'x'; 50 + i as usize], 0, 0)).unwrap();
+            let _ = rt.block_on(wal.append("", Endpoint::Audit, vec![b'x'; 50 + i as usize], 0, 0)).unwrap();
         }
         wal.close();
         drop(wal);
@@ -887,13 +395,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rt = runtime();
         let (wal, _, _) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
-        rt.block_on(wal.append("", Endpoint::Audit, &b"first body"[..], 0, 0)).unwrap();
-        rt.block_on(wal.append("", Endpoint::Audit, &b"second body"[..], 0, 0)).unwrap();
+        let _ = rt.block_on(wal.append("", Endpoint::Audit, &b"first body"[..], 0, 0)).unwrap();
+        let _ = rt.block_on(wal.append("", Endpoint::Audit, &b"second body"[..], 0, 0)).unwrap();
         wal.close();
         drop(wal);
         // A second run writes segment 2, so segment 1 is no longer the newest.
         let (wal, _, _) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
-        rt.block_on(wal.append("", Endpoint::Audit, &b"third body"[..], 0, 0)).unwrap();
+        let _ = rt.block_on(wal.append("", Endpoint::Audit, &b"third body"[..], 0, 0)).unwrap();
         wal.close();
         drop(wal);
         let path = segment_path(dir.path(), 1);
@@ -926,14 +434,16 @@ mod tests {
             }
             assert!(seqs.len() < 100, "the budget never refused an append");
         };
-        assert_eq!(full, AppendError::Full { max_bytes: 256 << 10 });
+        assert!(matches!(full, AppendError::Full { max_bytes } if max_bytes == 256 << 10), "{full:?}");
         assert!(wal.stats().bytes <= 256 << 10, "{:?}", wal.stats());
-        assert_eq!(
-            rt.block_on(wal.append("", Endpoint::Audit, vec![0; 300 << 10], 0, 0)),
-            Err(AppendError::TooLarge { bytes: entry_size("", &vec![0; 300 << 10]), max_bytes: 256 << 10 })
+        let too_large = rt.block_on(wal.append("", Endpoint::Audit, vec![0; 300 << 10], 0, 0));
+        let expected_bytes = entry_size("", &vec![0; 300 << 10]);
+        assert!(
+            matches!(too_large, Err(AppendError::TooLarge { bytes, max_bytes }) if bytes == expected_bytes && max_bytes == 256 << 10),
+            "{too_large:?}"
         );
         // Once exported, the head segments are removed and appends fit again.
-        wal.acknowledge(&seqs, 0);
+        wal.acknowledge(&seqs);
         assert!(rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 0)).is_ok());
         assert!(wal.stats().segments <= 3, "{:?}", wal.stats());
         wal.close();
@@ -949,10 +459,10 @@ mod tests {
         let body = vec![b'x'; 70 << 10]; // each append fills a 64 KiB segment
         let first = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 500)).unwrap();
         let second = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 1_200)).unwrap();
-        wal.acknowledge(&[first, second], 1_200);
+        wal.acknowledge(&[first, second]);
         assert_eq!(wal.stats().segments, 2, "record time 500 is within 1,000 of 1,200: kept");
         let third = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 1_600)).unwrap();
-        wal.acknowledge(&[third], 1_600);
+        wal.acknowledge(&[third]);
         assert_eq!(wal.stats().segments, 2, "record time 500 is past the context: segment 1 removed");
         assert!(!segment_path(dir.path(), 1).exists() && segment_path(dir.path(), 2).exists());
         wal.close();
@@ -968,7 +478,9 @@ mod tests {
             let tasks: Vec<_> = (0..64)
                 .map(|_| {
                     let wal = wal.clone();
-                    tokio::spawn(async move { wal.append("", Endpoint::Audit, vec![b'y'; 2000], 0, 0).await.unwrap() })
+                    tokio::spawn(
+                        async move { wal.append("", Endpoint::Audit, vec![b'y'; 2000], 0, 0).await.unwrap().seq },
+                    )
                 })
                 .collect();
             let mut out = Vec::new();

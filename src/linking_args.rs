@@ -1,0 +1,39 @@
+//! The flags `replay` and `serve` share: how records are linked.
+
+use std::time::Duration;
+
+use crate::core::CoreConfig;
+use crate::core::actors::ControllerPatterns;
+use crate::core::time;
+use crate::decode::DecodeOptions;
+
+/// Flattened into both commands, so each flag has one name, one environment
+/// variable and one delimiter behaviour everywhere.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LinkingArgs {
+    /// How far back a trigger may be and still cause a controller's write.
+    #[arg(long, env = "KAUSAL_WINDOW", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub window: Duration,
+    /// User patterns whose writes are controllers' (exact, or a prefix ending
+    /// in `*`). Repeatable or comma-separated; replaces the defaults.
+    #[arg(long = "controller-user", env = "KAUSAL_CONTROLLER_USER", value_name = "PATTERN", value_delimiter = ',')]
+    pub controller_users: Vec<String>,
+    /// Keep Lease and leader-election writes (dropped by default as heartbeat noise).
+    #[arg(long, env = "KAUSAL_KEEP_LEADER_ELECTION")]
+    pub keep_leader_election: bool,
+}
+
+impl LinkingArgs {
+    /// The core's settings these flags decide; the rest stay at their defaults.
+    pub fn core_config(&self) -> CoreConfig {
+        let mut core = CoreConfig { window: time::from_duration(self.window), ..CoreConfig::default() };
+        if !self.controller_users.is_empty() {
+            core.controllers = ControllerPatterns::new(self.controller_users.clone());
+        }
+        core
+    }
+
+    pub fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions { keep_leader_election: self.keep_leader_election, ..DecodeOptions::default() }
+    }
+}

@@ -1,0 +1,146 @@
+//! Start-up: take the directory's lock, then read what a previous run left.
+//!
+//! Each segment is read up to the first record whose length or checksum is
+//! wrong; in the newest segment that is a torn tail from a crash mid-write
+//! and is cut off; in an older one it is corruption, counted and logged.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use super::format::{Entry, Scanned, scan_segment, segment_path};
+use super::index::Segment;
+use super::{OpenError, Recovered, RecoveryReport};
+use crate::core::time::Micros;
+use crate::telemetry as m;
+
+/// What a previous run left on disk, read and checked.
+pub(super) struct Found {
+    pub(super) segments: BTreeMap<u64, Segment>,
+    /// Which segment each unacknowledged entry is in.
+    pub(super) entry_segment: BTreeMap<u64, u64>,
+    /// In sequence order.
+    pub(super) recovered: Vec<Recovered>,
+    pub(super) report: RecoveryReport,
+    pub(super) next_seq: u64,
+    /// A new run never appends to a segment a previous run wrote.
+    pub(super) next_segment: u64,
+}
+
+pub(super) fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OpenError {
+    let path = path.to_owned();
+    move |source| OpenError::Io { what, path, source }
+}
+
+/// Takes an advisory lock on `DIR/LOCK`, held while the returned file is
+/// open; the OS releases it when the process dies, however it dies.
+pub(super) fn lock(dir: &Path) -> Result<File, OpenError> {
+    let lock_path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_error("opening", &lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => Err(OpenError::Locked { dir: dir.to_owned() }),
+        Err(fs::TryLockError::Error(e)) => Err(io_error("locking", &lock_path)(e)),
+    }
+}
+
+/// Reads every segment in `dir`, cutting a torn tail off the newest.
+pub(super) fn read(dir: &Path) -> Result<Found, OpenError> {
+    let numbers = segment_numbers(dir)?;
+    let mut report = RecoveryReport::default();
+    let mut segments: BTreeMap<u64, Segment> = BTreeMap::new();
+    let mut entries: Vec<(u64, Entry)> = Vec::new();
+    let mut acknowledged: HashSet<u64> = HashSet::new();
+    for (i, &number) in numbers.iter().enumerate() {
+        let path = segment_path(dir, number);
+        let data = fs::read(&path).map_err(io_error("reading", &path))?;
+        let scan = scan_segment(&data);
+        if let Some(problem) = &scan.problem {
+            let newest = i + 1 == numbers.len();
+            handle_damage(&path, data.len(), scan.good_len, problem, newest, &mut report)?;
+        }
+        let mut segment = Segment {
+            path,
+            bytes: scan.good_len as u64,
+            unacknowledged: BTreeMap::new(),
+            max_record_time: Micros::MIN,
+        };
+        for record in scan.records {
+            match record {
+                Scanned::Entry(entry, size) => {
+                    segment.max_record_time = segment.max_record_time.max(entry.max_record_time);
+                    segment.unacknowledged.insert(entry.seq, size);
+                    entries.push((number, entry));
+                }
+                Scanned::Acks(seqs) => acknowledged.extend(seqs),
+            }
+        }
+        report.segments += 1;
+        report.bytes += segment.bytes;
+        segments.insert(number, segment);
+    }
+
+    let mut entry_segment = BTreeMap::new();
+    let mut recovered = Vec::with_capacity(entries.len());
+    let mut next_seq = 1;
+    entries.sort_by_key(|(_, e)| e.seq);
+    for (number, entry) in entries {
+        next_seq = next_seq.max(entry.seq + 1);
+        let is_acknowledged = acknowledged.contains(&entry.seq);
+        if is_acknowledged {
+            segments.get_mut(&number).expect("scanned").unacknowledged.remove(&entry.seq);
+            report.acknowledged += 1;
+        } else {
+            entry_segment.insert(entry.seq, number);
+            report.unacknowledged += 1;
+        }
+        recovered.push(Recovered { entry, acknowledged: is_acknowledged });
+    }
+    let next_segment = numbers.last().map_or(1, |n| n + 1);
+    Ok(Found { segments, entry_segment, recovered, report, next_seq, next_segment })
+}
+
+/// The numbers of the segment files in `dir`, in order.
+fn segment_numbers(dir: &Path) -> Result<Vec<u64>, OpenError> {
+    let mut numbers: Vec<u64> = Vec::new();
+    for item in fs::read_dir(dir).map_err(io_error("reading", dir))? {
+        let name = item.map_err(io_error("reading", dir))?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name.strip_suffix(".wal").and_then(|n| n.parse::<u64>().ok()) {
+            numbers.push(n);
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// A segment that stops before its end: a torn tail (newest segment) is cut
+/// off; anything else is corruption, reported and counted.
+fn handle_damage(
+    path: &PathBuf,
+    len: usize,
+    good_len: usize,
+    problem: &str,
+    newest: bool,
+    report: &mut RecoveryReport,
+) -> Result<(), OpenError> {
+    if newest {
+        report.torn_tail_bytes = (len - good_len) as u64;
+        tracing::warn!(path = %path.display(), cut = report.torn_tail_bytes, problem, "cutting a torn tail off the write-ahead log");
+        let file = OpenOptions::new().write(true).open(path).map_err(io_error("opening", path))?;
+        file.set_len(good_len as u64)
+            .and_then(|()| file.sync_all())
+            .map_err(io_error("cutting the torn tail of", path))?;
+        metrics::counter!(m::WAL_TORN_TAILS).increment(1);
+    } else {
+        tracing::error!(path = %path.display(), offset = good_len, problem, "corrupt write-ahead log segment: the rest of it is skipped");
+        report.corrupt_segments.push(format!("{}: {problem} at byte {good_len}", path.display()));
+        metrics::counter!(m::WAL_CORRUPT_SEGMENTS).increment(1);
+    }
+    Ok(())
+}
