@@ -369,7 +369,7 @@ async fn overload_is_answered_with_429_and_every_acknowledged_event_is_exported(
         + records
             .iter()
             .filter(|r| matches!(r, kausal::core::Record::Event(_)))
-            .filter(|r| !workload::possible_span_ids(r).iter().any(|id| got_ids.contains(&id.to_vec())))
+            .filter(|r| !workload::possible_span_ids(r).iter().any(|id| got_ids.contains(id.as_slice())))
             .count();
     let elapsed = started.elapsed();
     println!(

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use kausal::pipeline::{IngestQueue, QueueReceiver};
-use kausal::sinks::export_task::ExportHealth;
 use kausal::decode::DecodeOptions;
-use kausal::sources::webhook::{self, Auth, WebhookState};
+use kausal::pipeline::{IngestQueue, QueueReceiver};
+use kausal::sources::auth::Auth;
+use kausal::sources::webhook::{self, WebhookState};
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt as _;
 
@@ -36,8 +36,6 @@ fn harness() -> &'static Harness {
             max_clusters: 4,
             clusters: Default::default(),
             bad_records_logged_per_batch: 0,
-            metrics: None,
-            export_health: Arc::new(ExportHealth::default()),
             recorder: None,
             wal: None,
         });
