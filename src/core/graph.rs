@@ -16,24 +16,24 @@ use crate::core::time::Micros;
 
 /// Where a span lives, so a later span can name it as parent or link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpanRef {
+pub(crate) struct SpanRef {
     pub trace_id: TraceId,
     pub span_id: SpanId,
 }
 
 /// A past trigger (a write that can cause controllers to act).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mark {
+pub(crate) struct Mark {
     pub time: Micros,
     pub span: SpanRef,
 }
 
 /// Interned actor (audit user) name.
-pub type ActorId = u32;
+pub(crate) type ActorId = u32;
 
 /// A past write on a node, by anyone; Events look these up by reporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteMark {
+pub(crate) struct WriteMark {
     pub time: Micros,
     pub span: SpanRef,
     pub actor: ActorId,
@@ -44,7 +44,7 @@ pub struct WriteMark {
 /// An interned string (resource, kind, namespace): nodes of the same kind in
 /// the same namespace share one copy. Non-zero, so `Option<Sym>` is 4 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Sym(std::num::NonZeroU32);
+pub(crate) struct Sym(std::num::NonZeroU32);
 
 impl Default for Sym {
     /// Not a symbol yet (a node before [`Graph::upsert`] names it).
@@ -91,7 +91,7 @@ const MAX_MARKS: usize = 24;
 /// What the graph knows about one object. Kept small: a million of them is
 /// a large cluster, and the map they live in doubles in steps.
 #[derive(Debug, Clone)]
-pub struct Node {
+pub(crate) struct Node {
     pub resource: Sym,
     pub kind: Option<Sym>,
     pub namespace: Sym,
@@ -112,7 +112,7 @@ pub struct Node {
 
 /// Per-node state that most nodes never need.
 #[derive(Debug, Clone, Default)]
-pub struct NodeExtra {
+pub(crate) struct NodeExtra {
     /// The delete of an object whose deletion is still in progress: it stays an
     /// active trigger beyond the window, until the object is gone.
     pub deleting: Option<Mark>,
@@ -143,19 +143,19 @@ impl Default for Node {
 }
 
 impl Node {
-    pub fn controller_owner(&self) -> Option<Uid> {
+    pub(crate) fn controller_owner(&self) -> Option<Uid> {
         (self.controller_owner != NO_OWNER).then_some(self.controller_owner)
     }
 
-    pub fn set_controller_owner(&mut self, owner: Option<Uid>) {
+    pub(crate) fn set_controller_owner(&mut self, owner: Option<Uid>) {
         self.controller_owner = owner.unwrap_or(NO_OWNER);
     }
 
-    pub fn generation(&self) -> Option<i64> {
+    pub(crate) fn generation(&self) -> Option<i64> {
         (self.generation != NO_GENERATION).then_some(self.generation)
     }
 
-    pub fn set_generation(&mut self, generation: i64) {
+    pub(crate) fn set_generation(&mut self, generation: i64) {
         self.generation = generation;
     }
 
@@ -169,22 +169,22 @@ impl Node {
     }
 
     /// Triggers on this object, oldest first.
-    pub fn triggers(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
+    pub(crate) fn triggers(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
         self.marks_with(TRIGGER)
     }
 
     /// Creates of objects this one controls: with child deletes, what a
     /// controller's status write on this object reports on.
-    pub fn child_creates(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
+    pub(crate) fn child_creates(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
         self.marks_with(CHILD_CREATE)
     }
 
-    pub fn child_deletes(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
+    pub(crate) fn child_deletes(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
         self.marks_with(CHILD_DELETE)
     }
 
     /// Writes on this object, oldest first.
-    pub fn writes(&self) -> impl DoubleEndedIterator<Item = WriteMark> + '_ {
+    pub(crate) fn writes(&self) -> impl DoubleEndedIterator<Item = WriteMark> + '_ {
         self.marks.iter().filter(|m| m.flags & WRITE != 0).map(|m| WriteMark {
             time: m.time,
             span: m.span,
@@ -214,44 +214,44 @@ impl Node {
         }
     }
 
-    pub fn push_trigger(&mut self, mark: Mark) {
+    pub(crate) fn push_trigger(&mut self, mark: Mark) {
         self.mark(mark.time, mark.span, None, TRIGGER);
     }
 
-    pub fn push_child_delete(&mut self, mark: Mark) {
+    pub(crate) fn push_child_delete(&mut self, mark: Mark) {
         self.mark(mark.time, mark.span, None, CHILD_DELETE);
     }
 
-    pub fn push_child_create(&mut self, mark: Mark) {
+    pub(crate) fn push_child_create(&mut self, mark: Mark) {
         self.mark(mark.time, mark.span, None, CHILD_CREATE);
     }
 
-    pub fn push_write(&mut self, w: WriteMark) {
+    pub(crate) fn push_write(&mut self, w: WriteMark) {
         let flags = WRITE | if w.is_status { STATUS } else { 0 } | if w.succeeded { SUCCEEDED } else { 0 };
         self.mark(w.time, w.span, Some(w.actor), flags);
     }
 
-    pub fn extra_mut(&mut self) -> &mut NodeExtra {
+    pub(crate) fn extra_mut(&mut self) -> &mut NodeExtra {
         self.extra.get_or_insert_with(Default::default)
     }
 
-    pub fn deleting(&self) -> Option<Mark> {
+    pub(crate) fn deleting(&self) -> Option<Mark> {
         self.extra.as_ref().and_then(|e| e.deleting)
     }
 
-    pub fn gone_at(&self) -> Option<Micros> {
+    pub(crate) fn gone_at(&self) -> Option<Micros> {
         self.extra.as_ref().and_then(|e| e.gone_at)
     }
 
-    pub fn bound_node(&self) -> Option<Uid> {
+    pub(crate) fn bound_node(&self) -> Option<Uid> {
         self.extra.as_ref().and_then(|e| e.bound_node)
     }
 
-    pub fn removed(&self) -> Option<Mark> {
+    pub(crate) fn removed(&self) -> Option<Mark> {
         self.extra.as_ref().and_then(|e| e.removed)
     }
 
-    pub fn endpoint_members(&self) -> &[EndpointMember] {
+    pub(crate) fn endpoint_members(&self) -> &[EndpointMember] {
         self.extra.as_ref().map_or(&[], |e| &e.endpoint_members)
     }
 }
@@ -275,7 +275,7 @@ pub struct GraphStats {
 }
 
 #[derive(Debug)]
-pub struct Graph {
+pub(crate) struct Graph {
     nodes: HashMap<Uid, Node>,
     /// A hash of `(resource, namespace, name)` → the latest UID with that
     /// name. Names are reused after a delete, so the newest object wins. A
@@ -300,7 +300,7 @@ fn name_key(resource: Sym, namespace: Sym, name: &str) -> u64 {
 }
 
 impl Graph {
-    pub fn new(limits: GraphLimits) -> Graph {
+    pub(crate) fn new(limits: GraphLimits) -> Graph {
         Graph {
             nodes: HashMap::default(),
             names: HashMap::default(),
@@ -314,15 +314,15 @@ impl Graph {
         }
     }
 
-    pub fn stats(&self) -> GraphStats {
+    pub(crate) fn stats(&self) -> GraphStats {
         GraphStats { objects: self.nodes.len(), ..self.stats }
     }
 
-    pub fn node(&self, uid: &Uid) -> Option<&Node> {
+    pub(crate) fn node(&self, uid: &Uid) -> Option<&Node> {
         self.nodes.get(uid)
     }
 
-    pub fn intern(&mut self, s: &str) -> Sym {
+    pub(crate) fn intern(&mut self, s: &str) -> Sym {
         if let Some(&sym) = self.symbol_ids.get(s) {
             return sym;
         }
@@ -332,15 +332,15 @@ impl Graph {
         sym
     }
 
-    pub fn symbol(&self, sym: Sym) -> &str {
+    pub(crate) fn symbol(&self, sym: Sym) -> &str {
         &self.symbols[sym.index()]
     }
 
-    pub fn kind_of(&self, node: &Node) -> Option<&str> {
+    pub(crate) fn kind_of(&self, node: &Node) -> Option<&str> {
         node.kind.map(|k| self.symbol(k))
     }
 
-    pub fn lookup_name(&self, resource: &str, namespace: &str, name: &str) -> Option<Uid> {
+    pub(crate) fn lookup_name(&self, resource: &str, namespace: &str, name: &str) -> Option<Uid> {
         let resource = *self.symbol_ids.get(resource)?;
         let namespace = *self.symbol_ids.get(namespace)?;
         let uid = *self.names.get(&name_key(resource, namespace, name))?;
@@ -348,11 +348,11 @@ impl Graph {
         (node.resource == resource && node.namespace == namespace && &*node.name == name).then_some(uid)
     }
 
-    pub fn actor(&self, id: ActorId) -> &str {
+    pub(crate) fn actor(&self, id: ActorId) -> &str {
         &self.actors[id as usize]
     }
 
-    pub fn intern_actor(&mut self, user: &str) -> ActorId {
+    pub(crate) fn intern_actor(&mut self, user: &str) -> ActorId {
         if let Some(&id) = self.actor_ids.get(user) {
             return id;
         }
@@ -364,7 +364,7 @@ impl Graph {
 
     /// The node for `uid`, created if needed; its identity fields are refreshed
     /// from what the latest record says.
-    pub fn upsert(&mut self, uid: Uid, resource: &str, namespace: &str, name: &str, time: Micros) -> &mut Node {
+    pub(crate) fn upsert(&mut self, uid: Uid, resource: &str, namespace: &str, name: &str, time: Micros) -> &mut Node {
         let (resource, namespace) = (self.intern(resource), self.intern(namespace));
         if !name.is_empty() {
             self.names.insert(name_key(resource, namespace, name), uid);
@@ -378,13 +378,13 @@ impl Graph {
         node
     }
 
-    pub fn node_mut(&mut self, uid: &Uid) -> Option<&mut Node> {
+    pub(crate) fn node_mut(&mut self, uid: &Uid) -> Option<&mut Node> {
         self.nodes.get_mut(uid)
     }
 
     /// Records that an object is gone, so it is forgotten after the TTL.
     /// `removed_by` is the delete that removed it.
-    pub fn mark_gone(&mut self, uid: Uid, removed_by: Mark) {
+    pub(crate) fn mark_gone(&mut self, uid: Uid, removed_by: Mark) {
         let time = removed_by.time;
         if let Some(node) = self.nodes.get_mut(&uid) {
             let extra = node.extra_mut();
@@ -398,7 +398,7 @@ impl Graph {
     /// Forgets deleted objects older than the TTL and, over the cap, the least
     /// recently touched objects. Cap eviction removes a tenth at once, so its
     /// cost is amortised and never paid per record.
-    pub fn evict(&mut self, now: Micros) {
+    pub(crate) fn evict(&mut self, now: Micros) {
         while let Some(&(gone_at, uid)) = self.gone_queue.front() {
             if gone_at > now - self.limits.gone_ttl {
                 break;
@@ -431,7 +431,7 @@ impl Graph {
         }
     }
 
-    pub fn limits(&self) -> GraphLimits {
+    pub(crate) fn limits(&self) -> GraphLimits {
         self.limits
     }
 }

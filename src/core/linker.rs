@@ -12,14 +12,14 @@ use crate::core::time::Micros;
 /// The outcome of linking: the chosen cause and, when there was a choice, the
 /// runner-up (recorded as a span link, never dropped silently).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Link {
+pub(crate) struct Link {
     pub parent: Option<Mark>,
     pub runner_up: Option<Mark>,
 }
 
 /// Time bounds for candidate causes.
 #[derive(Debug, Clone, Copy)]
-pub struct Window {
+pub(crate) struct Window {
     /// Candidates must be at or after this time...
     pub from: Micros,
     /// ...and at or before this one.
@@ -27,7 +27,7 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn before(until: Micros, length: Micros) -> Window {
+    pub(crate) fn before(until: Micros, length: Micros) -> Window {
         Window { from: until.saturating_sub(length), until }
     }
 
@@ -43,7 +43,7 @@ impl Window {
 /// Objects without a generation (pods, nodes, config maps) and objects first
 /// seen in this write leave the spec question open: a person's write is then
 /// taken as a trigger (people write to change things), a controller's is not.
-pub fn is_trigger(write: &WriteRecord, previous_generation: Option<i64>, by_controller: bool) -> bool {
+pub(crate) fn is_trigger(write: &WriteRecord, previous_generation: Option<i64>, by_controller: bool) -> bool {
     if !write.succeeded() || write.dry_run || write.is_status_write() {
         return false;
     }
@@ -123,7 +123,7 @@ impl TopTwo {
 /// The objects a write relates to, resolved by the engine from the write and
 /// the graph before linking.
 #[derive(Debug, Clone, Default)]
-pub struct Related {
+pub(crate) struct Related {
     /// The object written (Y).
     pub object: Option<Uid>,
     /// Y's controller owner.
@@ -140,7 +140,7 @@ pub struct Related {
 }
 
 /// Resources whose writes follow a Service and the pods it selects, not an owner.
-pub fn is_endpoints_like(resource: &str) -> bool {
+pub(crate) fn is_endpoints_like(resource: &str) -> bool {
     matches!(resource, "endpoints" | "endpointslices")
 }
 
@@ -148,13 +148,13 @@ pub fn is_endpoints_like(resource: &str) -> bool {
 /// controller-initiated roots, linked to the owner's last spec write.
 const TIME_TRIGGERED_OWNER_KINDS: &[&str] = &["CronJob"];
 
-pub fn is_time_triggered(write: &WriteRecord, owner_kind: Option<&str>) -> bool {
+pub(crate) fn is_time_triggered(write: &WriteRecord, owner_kind: Option<&str>) -> bool {
     write.verb == Verb::Create && owner_kind.is_some_and(|k| TIME_TRIGGERED_OWNER_KINDS.contains(&k))
 }
 
 /// The spec write a time-triggered create runs on behalf of: the owner's
 /// latest trigger, however old (the schedule fires long after the write).
-pub fn schedule_for_write(graph: &Graph, owner: Option<Uid>, until: Micros) -> Option<Mark> {
+pub(crate) fn schedule_for_write(graph: &Graph, owner: Option<Uid>, until: Micros) -> Option<Mark> {
     let node = graph.node(&owner?)?;
     node.triggers().rev().find(|m| m.time <= until)
 }
@@ -177,7 +177,7 @@ pub fn schedule_for_write(graph: &Graph, owner: Option<Uid>, until: Micros) -> O
 /// its node was removed is deleted because of that removal, however long
 /// after. (Another controller's delete, a garbage collector's after a person
 /// deleted the owner, keeps its own cause.)
-pub fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Related, window: Window) -> Link {
+pub(crate) fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Related, window: Window) -> Link {
     let deleting_ttl = graph.limits().deleting_ttl;
     let mut top = TopTwo::default();
     let object = related.object.and_then(|uid| graph.node(&uid));
@@ -262,7 +262,7 @@ const NAMED_OBJECT_MESSAGES: &[(&str, &str, &str)] = &[
 
 /// The object an Event's message names, for the reasons whose messages do:
 /// returns `(resource, name)`.
-pub fn object_named_in_message<'m>(reason: &str, message: &'m str) -> Option<(&'static str, &'m str)> {
+pub(crate) fn object_named_in_message<'m>(reason: &str, message: &'m str) -> Option<(&'static str, &'m str)> {
     NAMED_OBJECT_MESSAGES.iter().filter(|(r, _, _)| *r == reason).find_map(|(_, prefix, resource)| {
         let name = message.strip_prefix(prefix)?.split_whitespace().next()?;
         let name = name.trim_end_matches([',', ':']);
@@ -296,7 +296,7 @@ fn latest_trigger(graph: &Graph, uid: Uid, window: Window) -> Option<Mark> {
 /// write then predates the change the Event reports on (a node-controller
 /// "RemovingNode" belongs to the node's delete, not to its earlier patch). The
 /// loser is kept as the runner-up link.
-pub fn parent_for_event(
+pub(crate) fn parent_for_event(
     graph: &Graph,
     event: &EventRecord,
     regarding: Option<Uid>,

@@ -7,10 +7,10 @@
 //! drain the queue through the core, flush every open span, export, all
 //! within `--shutdown-timeout`.
 
-pub mod args;
-pub mod config;
-pub mod ops;
-pub mod recovery;
+mod args;
+mod config;
+mod ops;
+mod recovery;
 
 use std::sync::Arc;
 

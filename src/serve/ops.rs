@@ -17,14 +17,14 @@ use crate::pipeline::{ExportHealth, IngestQueue};
 use crate::wal::Wal;
 
 /// What the ops endpoints look at.
-pub struct OpsState {
+pub(super) struct OpsState {
     pub queue: IngestQueue,
     pub export_health: Arc<ExportHealth>,
     pub wal: Option<Arc<Wal>>,
     pub metrics: Option<PrometheusHandle>,
 }
 
-pub fn router(state: Arc<OpsState>) -> Router {
+pub(super) fn router(state: Arc<OpsState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -10,7 +10,7 @@ use crate::telemetry;
 use crate::wal::{Recovered, Wal, WalConfig};
 
 /// Opens the write-ahead log and reports what a previous run left.
-pub fn open_wal(config: WalConfig, max_body_bytes: usize) -> anyhow::Result<(Wal, Vec<Recovered>)> {
+pub(super) fn open_wal(config: WalConfig, max_body_bytes: usize) -> anyhow::Result<(Wal, Vec<Recovered>)> {
     if config.max_bytes < max_body_bytes as u64 {
         tracing::warn!(
             max_wal_bytes = config.max_bytes,
@@ -41,7 +41,7 @@ pub fn open_wal(config: WalConfig, max_body_bytes: usize) -> anyhow::Result<(Wal
 /// Feeds what the write-ahead log kept through the pipeline: exported entries
 /// as context (graph state, no spans), the rest as new input with their
 /// acknowledgement tokens, in the order they were accepted.
-pub async fn replay_recovered(state: &WebhookState, recovered: Vec<Recovered>) -> anyhow::Result<()> {
+pub(super) async fn replay_recovered(state: &WebhookState, recovered: Vec<Recovered>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (entries, mut records) = (recovered.len(), 0);
     for item in recovered {

@@ -4,6 +4,6 @@
 pub mod auth;
 pub mod files;
 pub mod listener;
-pub mod recorder;
+pub(crate) mod recorder;
 pub mod watcher;
 pub mod webhook;

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditEvent<'a> {
+pub(crate) struct AuditEvent<'a> {
     // Never read, but typed: a mistyped value rejects the record, as it always has.
     #[allow(dead_code)]
     #[serde(borrow, default)]
@@ -49,7 +49,7 @@ pub struct AuditEvent<'a> {
 
 impl AuditEvent<'_> {
     /// The user the request acted as: the impersonated user when there is one.
-    pub fn effective_user(&self) -> &str {
+    pub(crate) fn effective_user(&self) -> &str {
         match &self.impersonated_user {
             Some(u) if !u.username.is_empty() => &u.username,
             _ => &self.user.username,
@@ -57,7 +57,7 @@ impl AuditEvent<'_> {
     }
 
     /// `dryRun=All` in the request URI: the write was validated, never persisted.
-    pub fn is_dry_run(&self) -> bool {
+    pub(crate) fn is_dry_run(&self) -> bool {
         self.request_uri
             .as_deref()
             .and_then(|uri| uri.split_once('?'))
@@ -66,14 +66,14 @@ impl AuditEvent<'_> {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct UserInfo<'a> {
+pub(crate) struct UserInfo<'a> {
     #[serde(borrow, default)]
     pub username: Cow<'a, str>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectReference<'a> {
+pub(crate) struct ObjectReference<'a> {
     #[serde(borrow, default)]
     pub resource: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -91,7 +91,7 @@ pub struct ObjectReference<'a> {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct ResponseStatus<'a> {
+pub(crate) struct ResponseStatus<'a> {
     #[serde(default)]
     pub code: Option<i64>,
     #[serde(borrow, default)]

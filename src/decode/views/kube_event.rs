@@ -13,7 +13,7 @@ use super::object::ObjectMeta;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WireEvent<'a> {
+pub(crate) struct WireEvent<'a> {
     // Never read, but typed: a mistyped value rejects the record, as it always has.
     #[allow(dead_code)]
     #[serde(borrow, default)]
@@ -67,7 +67,7 @@ pub struct WireEvent<'a> {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InvolvedObject<'a> {
+pub(crate) struct InvolvedObject<'a> {
     #[serde(borrow, default)]
     pub api_version: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -83,7 +83,7 @@ pub struct InvolvedObject<'a> {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct EventSource<'a> {
+pub(crate) struct EventSource<'a> {
     #[serde(borrow, default)]
     pub component: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -92,7 +92,7 @@ pub struct EventSource<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EventSeries<'a> {
+pub(crate) struct EventSeries<'a> {
     #[serde(default)]
     pub count: Option<i64>,
     #[serde(borrow, default)]
@@ -105,17 +105,17 @@ fn non_empty<'s>(v: &'s Option<Cow<'_, str>>) -> Option<&'s str> {
 
 impl<'a> WireEvent<'a> {
     /// The object the Event is about (`involvedObject` or `regarding`).
-    pub fn regarding(&self) -> Option<&InvolvedObject<'a>> {
+    pub(crate) fn regarding(&self) -> Option<&InvolvedObject<'a>> {
         self.involved_object.as_ref().or(self.regarding.as_ref())
     }
 
     /// The human text (`message` or `note`).
-    pub fn text(&self) -> Option<&str> {
+    pub(crate) fn text(&self) -> Option<&str> {
         non_empty(&self.message).or_else(|| non_empty(&self.note))
     }
 
     /// The component that reported the Event, in the order the schemas prefer.
-    pub fn reporter(&self) -> Option<&str> {
+    pub(crate) fn reporter(&self) -> Option<&str> {
         non_empty(&self.reporting_controller)
             .or_else(|| non_empty(&self.reporting_component))
             .or_else(|| self.source.as_ref().and_then(|s| non_empty(&s.component)))
@@ -123,7 +123,7 @@ impl<'a> WireEvent<'a> {
     }
 
     /// The host of a node-local reporter (kubelet), for mapping to `system:node:<host>`.
-    pub fn reporter_host(&self) -> Option<&str> {
+    pub(crate) fn reporter_host(&self) -> Option<&str> {
         self.source
             .as_ref()
             .and_then(|s| non_empty(&s.host))
@@ -132,14 +132,14 @@ impl<'a> WireEvent<'a> {
     }
 
     /// How many times the Event has been observed (1 if nothing says otherwise).
-    pub fn observed_count(&self) -> i64 {
+    pub(crate) fn observed_count(&self) -> i64 {
         self.series.as_ref().and_then(|s| s.count).or(self.count).or(self.deprecated_count).unwrap_or(1).max(1)
     }
 
     /// The first-observed time as written: precise `eventTime` when set, else the
     /// whole-second `firstTimestamp`, else (some reporters leave every time
     /// null) the apiserver's `metadata.creationTimestamp`.
-    pub fn first_time_text(&self) -> Option<&str> {
+    pub(crate) fn first_time_text(&self) -> Option<&str> {
         non_empty(&self.event_time)
             .or_else(|| non_empty(&self.first_timestamp))
             .or_else(|| non_empty(&self.deprecated_first_timestamp))
@@ -148,7 +148,7 @@ impl<'a> WireEvent<'a> {
     }
 
     /// The most recent observation time, for repeats.
-    pub fn last_time_text(&self) -> Option<&str> {
+    pub(crate) fn last_time_text(&self) -> Option<&str> {
         self.series
             .as_ref()
             .and_then(|s| non_empty(&s.last_observed_time))

@@ -3,6 +3,6 @@
 //! Objects inside audit records stay as `&RawValue` until a field is needed; the
 //! helpers here read only the few fields kausal links on (mostly `metadata`).
 
-pub mod audit;
-pub mod kube_event;
-pub mod object;
+pub(crate) mod audit;
+pub(crate) mod kube_event;
+pub(crate) mod object;

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectHead<'a> {
+pub(crate) struct ObjectHead<'a> {
     #[serde(borrow, default)]
     pub kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -23,18 +23,18 @@ pub struct ObjectHead<'a> {
 impl<'a> ObjectHead<'a> {
     /// Parses the head of a raw object. A malformed object yields `None`; the
     /// caller decides whether that is an error (it is not, for partial patches).
-    pub fn parse(raw: &'a RawValue) -> Option<Self> {
+    pub(crate) fn parse(raw: &'a RawValue) -> Option<Self> {
         serde_json::from_str(raw.get()).ok()
     }
 
-    pub fn is_status(&self) -> bool {
+    pub(crate) fn is_status(&self) -> bool {
         self.kind.as_deref() == Some("Status")
     }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectMeta<'a> {
+pub(crate) struct ObjectMeta<'a> {
     #[serde(borrow, default)]
     pub name: Option<Cow<'a, str>>,
     // Never read, but typed: a mistyped value rejects the record, as it always has.
@@ -65,14 +65,14 @@ pub struct ObjectMeta<'a> {
 
 impl ObjectMeta<'_> {
     /// A label's value, read only when asked for.
-    pub fn label(&self, key: &str) -> Option<String> {
+    pub(crate) fn label(&self, key: &str) -> Option<String> {
         let raw = self.labels?;
         let map: std::collections::HashMap<Cow<'_, str>, Cow<'_, str>> = serde_json::from_str(raw.get()).ok()?;
         map.get(key).map(|v| v.to_string())
     }
 
     /// Whether an annotation key is present, read only when asked for.
-    pub fn has_annotation(&self, key: &str) -> bool {
+    pub(crate) fn has_annotation(&self, key: &str) -> bool {
         self.annotations
             .and_then(|raw| serde_json::from_str::<std::collections::HashMap<Cow<'_, str>, &RawValue>>(raw.get()).ok())
             .is_some_and(|map| map.contains_key(key))
@@ -81,7 +81,7 @@ impl ObjectMeta<'_> {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OwnerReference<'a> {
+pub(crate) struct OwnerReference<'a> {
     // Never read, but typed: a mistyped value rejects the record, as it always has.
     #[allow(dead_code)]
     #[serde(borrow, default)]
@@ -97,7 +97,7 @@ pub struct OwnerReference<'a> {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct StatusDetails<'a> {
+pub(crate) struct StatusDetails<'a> {
     #[serde(borrow, default)]
     pub name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -110,7 +110,7 @@ pub struct StatusDetails<'a> {
 /// ownerReferences: a pod's node, a binding's target, and the pods an
 /// Endpoints or EndpointSlice lists. Parsed only for those resources.
 #[derive(Debug, Default, Deserialize)]
-pub struct RelationView<'a> {
+pub(crate) struct RelationView<'a> {
     #[serde(borrow, default)]
     pub spec: Option<PodSpecView<'a>>,
     /// A `Binding`'s target node.
@@ -125,14 +125,14 @@ pub struct RelationView<'a> {
 }
 
 impl<'a> RelationView<'a> {
-    pub fn parse(raw: &'a RawValue) -> Option<Self> {
+    pub(crate) fn parse(raw: &'a RawValue) -> Option<Self> {
         serde_json::from_str(raw.get()).ok()
     }
 
     /// The node the object is placed on: `spec.nodeName`, else the node a
     /// DaemonSet pins its pod to (a required node-affinity term matching the
     /// field `metadata.name`), else a binding's target.
-    pub fn node_name(&self) -> Option<&str> {
+    pub(crate) fn node_name(&self) -> Option<&str> {
         let spec = self.spec.as_ref();
         spec.and_then(|s| s.node_name.as_deref())
             .filter(|n| !n.is_empty())
@@ -143,7 +143,7 @@ impl<'a> RelationView<'a> {
     /// The pods listed with what the endpoint controllers publish about each
     /// (addresses and readiness), as `(pod UID text, fingerprint input)`.
     /// `None` when the object is neither an Endpoints nor an EndpointSlice.
-    pub fn endpoint_members(&self) -> Option<Vec<(&str, String)>> {
+    pub(crate) fn endpoint_members(&self) -> Option<Vec<(&str, String)>> {
         if self.subsets.is_none() && self.endpoints.is_none() {
             return None;
         }
@@ -170,7 +170,7 @@ impl<'a> RelationView<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PodSpecView<'a> {
+pub(crate) struct PodSpecView<'a> {
     #[serde(borrow, default)]
     pub node_name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -198,34 +198,34 @@ impl PodSpecView<'_> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AffinityView<'a> {
+pub(crate) struct AffinityView<'a> {
     #[serde(borrow, default)]
     pub node_affinity: Option<NodeAffinityView<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NodeAffinityView<'a> {
+pub(crate) struct NodeAffinityView<'a> {
     #[serde(borrow, default)]
     pub required_during_scheduling_ignored_during_execution: Option<NodeSelectorView<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NodeSelectorView<'a> {
+pub(crate) struct NodeSelectorView<'a> {
     #[serde(borrow, default)]
     pub node_selector_terms: Option<Vec<NodeSelectorTermView<'a>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NodeSelectorTermView<'a> {
+pub(crate) struct NodeSelectorTermView<'a> {
     #[serde(borrow, default)]
     pub match_fields: Option<Vec<SelectorRequirementView<'a>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct SelectorRequirementView<'a> {
+pub(crate) struct SelectorRequirementView<'a> {
     #[serde(borrow, default)]
     pub key: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -235,7 +235,7 @@ pub struct SelectorRequirementView<'a> {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct NamedRef<'a> {
+pub(crate) struct NamedRef<'a> {
     #[serde(borrow, default)]
     pub name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -244,7 +244,7 @@ pub struct NamedRef<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EndpointSubsetView<'a> {
+pub(crate) struct EndpointSubsetView<'a> {
     #[serde(borrow, default)]
     pub addresses: Option<Vec<EndpointAddressView<'a>>>,
     #[serde(borrow, default)]
@@ -253,7 +253,7 @@ pub struct EndpointSubsetView<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EndpointAddressView<'a> {
+pub(crate) struct EndpointAddressView<'a> {
     #[serde(borrow, default)]
     pub ip: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -262,7 +262,7 @@ pub struct EndpointAddressView<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SliceEndpointView<'a> {
+pub(crate) struct SliceEndpointView<'a> {
     #[serde(borrow, default)]
     pub addresses: Option<Vec<Cow<'a, str>>>,
     #[serde(default)]
@@ -272,7 +272,7 @@ pub struct SliceEndpointView<'a> {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct SliceConditionsView {
+pub(crate) struct SliceConditionsView {
     #[serde(default)]
     pub ready: Option<bool>,
 }
