@@ -3,13 +3,14 @@
 //! The crate is laid out by pipeline stage, so the data flow reads off the file tree:
 //!
 //! ```text
-//! sources/ (files, webhook over TLS, Event watch) ─► model/ (borrowed, typed input)
-//!        ─► wal (accepted bodies on disk before the 200, live server only)
-//!        ─► pipeline (bounded queue ─► core worker, live server only)
-//!        ─► core/ (pure: reorder ─► graph ─► linker ─► Span)
-//!        ─► sinks/ (tree, OTLP/JSON, OTLP export with retries)
+//! sources/ (webhook over TLS, Event watch, files) ─► decode/ (bytes → records, bad records counted)
+//!        ─► core/ (pure: settle ─► graph ─► linker ─► Span)
+//!        ─► pipeline/ (bounded queue ─► core worker ─► export loop; live server only)
+//!        ─► sinks/ (pure encoders: tree, OTLP/JSON, OTLP span data)
+//! wal/ keeps accepted bodies on disk before the 200 until their spans are out.
 //! ```
 //!
+//! Imports point down the layers of ARCHITECTURE.md, toward the core:
 //! `core` performs no I/O, reads no clock and never touches tokio: it is driven
 //! by explicit timestamps, which is what makes replays deterministic.
 //! `replay` and `serve` are the two ways of running the pipeline; `cert` makes
@@ -20,7 +21,6 @@ pub mod config_file;
 pub mod core;
 pub mod decode;
 pub mod linking_args;
-
 pub mod pipeline;
 pub mod replay;
 pub mod serve;
