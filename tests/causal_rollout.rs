@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{Spans, assert_parent, fixture, replay_paths, rollout_audit};
+use common::{Spans, assert_parent, fixture, names, replay_paths, rollout_audit};
 use kausal::core::span::{RootKind, SpanKind, SpanStatus};
 
 fn latest_before<'a>(candidates: &[&'a kausal::core::Span], at: i64) -> &'a kausal::core::Span {
@@ -49,17 +49,25 @@ fn create_intent_nests_replicaset_pods_bindings_and_events() {
         assert_parent(&spans, created, create);
     }
 
-    // A status write reports on its object's triggers and its children's
-    // creates: its parent is the latest of those before it. It causes nothing.
-    let mut rs_causes =
-        spans.all(|s| s.name.starts_with("create pods default/web-5d894c86f5-") && s.trace_id == root.trace_id);
-    rs_causes.push(rs_create);
-    let statuses =
+    // A status write belongs to the sync that wrote it, and its counts show
+    // what that sync had seen (CAUSALITY.md). The capture's first ReplicaSet
+    // status says `replicas: 0` though both pods were created before it: the
+    // sync that created them wrote it, under the ReplicaSet's create. The
+    // second says `replicas: 2`: it reflects both creates, and hangs under
+    // the newer one (x6t4x). A status write is no trigger: at most the
+    // owner's status, read from it, hangs under it (the Deployment's counts
+    // come from its ReplicaSets' status).
+    let mut statuses =
         spans.all(|s| s.name == "update replicasets/status default/web-5d894c86f5" && s.trace_id == root.trace_id);
-    assert!(!statuses.is_empty());
+    statuses.sort_by_key(|s| s.end);
+    assert_eq!(statuses.len(), 2, "{:?}", names(&statuses));
+    assert_parent(&spans, statuses[0], rs_create);
+    let second_pod = spans.one("x6t4x", |s| s.name == "create pods default/web-5d894c86f5-x6t4x");
+    assert_parent(&spans, statuses[1], second_pod);
     for status in statuses {
-        assert_parent(&spans, status, latest_before(&rs_causes, status.end));
-        assert!(spans.children(status).is_empty(), "a status write caused nothing");
+        for child in spans.children(status) {
+            assert_eq!(child.name, "update deployments/status default/web", "a status write caused a non-status write");
+        }
     }
     let conflict = spans.one("the failed Deployment status write", |s| {
         s.name == "update deployments/status default/web" && s.attr("http.response.status_code") == Some(&409i64.into())

@@ -172,9 +172,21 @@ fn endpoints_and_slices_follow_the_service_and_its_pods() {
         let added = updates.iter().filter(|u| u.trace_id == ready.trace_id).collect::<Vec<_>>();
         assert_eq!(added.len(), 1, "{verb_resource}: one update adds the ready pod");
         assert_parent(&spans, added[0], ready);
-        let removed = updates.iter().filter(|u| u.trace_id == delete.trace_id).collect::<Vec<_>>();
+        let mut removed = updates.iter().filter(|u| u.trace_id == delete.trace_id).collect::<Vec<_>>();
+        removed.sort_by_key(|u| u.start);
         assert!(!removed.is_empty(), "{verb_resource}: the delete takes the pod out");
-        removed.iter().for_each(|u| assert_parent(&spans, u, delete));
+        assert_parent(&spans, removed[0], delete);
+        // Later updates in that trace follow the newer pod writes it caused
+        // (the ReplicaSet's replacement pod), as CAUSALITY.md says.
+        for u in &removed[1..] {
+            let parent = spans.parent(u).expect("a parent");
+            assert!(
+                parent.name.contains(" pods") && parent.name.contains(" e2e-svc/web-"),
+                "{}: {}",
+                u.name,
+                parent.name
+            );
+        }
         assert!(
             updates
                 .iter()

@@ -287,7 +287,7 @@ impl Engine {
         let by_controller = self.config.controllers.is_controller(&w.user);
         let acting = actors::acting_user(&w.user, w.user_agent.as_deref());
         let actor = actor_name(&acting);
-        let mut related = self.related_objects(&w);
+        let mut related = self.related_objects(&w, &acting);
         related.by_pod_gc = actor == actors::POD_GC_SERVICE_ACCOUNT;
         let time_triggered = by_controller && {
             let owner_kind = w
@@ -299,8 +299,8 @@ impl Engine {
 
         // A time-triggered create has no parent (the clock caused it), only a
         // link to the spec write it runs on behalf of.
-        let link = if by_controller && !time_triggered {
-            linker::trigger_for_write(&self.graph, &w, &related, Window::before(w.completed, self.config.window))
+        let link = if by_controller && !time_triggered && !linker::is_infrastructure(&w) {
+            self.cause_of_write(&w, &related)
         } else {
             Link::default()
         };
@@ -338,10 +338,21 @@ impl Engine {
         self.emit(span);
     }
 
+    /// A controller's write is caused by something requested before it was
+    /// (see [`Window::for_write`]).
+    fn cause_of_write(&self, w: &WriteRecord, related: &linker::Related) -> Link {
+        linker::trigger_for_write(
+            &self.graph,
+            w,
+            related,
+            Window::for_write(w.received, w.completed, self.config.window),
+        )
+    }
+
     /// Resolves what a write relates to from the write and the graph: the
     /// object, its controller owner, and the relations that are not
     /// ownerReferences (a pod's node, an Endpoints' Service and pods).
-    fn related_objects(&self, w: &WriteRecord) -> linker::Related {
+    fn related_objects(&self, w: &WriteRecord, acting_user: &str) -> linker::Related {
         let namespace = w.namespace.as_deref().unwrap_or("");
         let object = w
             .uid
@@ -349,10 +360,16 @@ impl Engine {
             .map(Uid::from_text)
             .or_else(|| w.name.as_deref().and_then(|n| self.graph.lookup_name(&w.resource, namespace, n)));
         let object_node = object.and_then(|u| self.graph.node(&u));
-        let owner = w.controller_owner().map(|o| o.uid).or_else(|| object_node.and_then(|n| n.controller_owner()));
+        let owner = w
+            .controller_owner()
+            .map(|o| o.uid)
+            .or_else(|| object_node.and_then(|n| n.controller_owner()))
+            .or_else(|| self.token_secret_account(w, acting_user));
         let relations = w.relations.as_deref();
         let node = relations.and_then(|r| r.node_name.as_deref()).and_then(|n| self.graph.lookup_name("nodes", "", n));
-        let mut related = linker::Related { object, owner, node, ..Default::default() };
+        let namespace_node =
+            (!namespace.is_empty()).then(|| self.graph.lookup_name("namespaces", "", namespace)).flatten();
+        let mut related = linker::Related { object, owner, node, namespace: namespace_node, ..Default::default() };
         if linker::is_endpoints_like(&w.resource) {
             let service_name = match w.resource.as_ref() {
                 "endpoints" => w.name.as_deref(),
@@ -369,6 +386,23 @@ impl Engine {
         related
     }
 
+    /// The ServiceAccount a token secret is made for: the tokens controller
+    /// names the secret after it (`<account>-token-<5 characters>`), and the
+    /// audit policy logs secrets at Metadata, so the name is all there is.
+    fn token_secret_account(&self, w: &WriteRecord, acting_user: &str) -> Option<Uid> {
+        // It writes with kube-controller-manager's own credentials, named in the user agent.
+        let by_tokens_controller = acting_user.ends_with("tokens-controller")
+            || w.user_agent.as_deref().is_some_and(|ua| ua.ends_with("/tokens-controller"));
+        if w.resource.as_ref() != "secrets" || w.verb != Verb::Create || !by_tokens_controller {
+            return None;
+        }
+        let (account, suffix) = w.name.as_deref()?.rsplit_once("-token-")?;
+        let generated = suffix.len() == 5 && suffix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        generated
+            .then(|| self.graph.lookup_name("serviceaccounts", w.namespace.as_deref().unwrap_or(""), account))
+            .flatten()
+    }
+
     /// Updates the graph with a write that took effect.
     fn record_write(
         &mut self,
@@ -383,7 +417,7 @@ impl Engine {
         let Some(uid) = object.or_else(|| w.name.as_deref().map(|n| Uid::from_name(&w.resource, namespace, n))) else {
             return;
         };
-        let mark = Mark { time: w.completed, span };
+        let mark = Mark { time: w.completed, span, received: w.received.min(w.completed) };
         let actor = self.graph.intern_actor(acting_user);
         let written_kind = w.kind.as_deref().filter(|_| w.subresource.is_none()).map(|k| self.graph.intern(k));
         let resource_kind = kinds::kind_for_resource(&w.resource).map(|k| self.graph.intern(k));
@@ -404,6 +438,7 @@ impl Engine {
         }
         node.push_write(WriteMark {
             time: w.completed,
+            received: mark.received,
             span,
             actor,
             is_status: w.is_status_write(),
@@ -422,18 +457,49 @@ impl Engine {
                 node.extra_mut().endpoint_members = members.clone();
             }
         }
+        if w.succeeded() && w.verb == Verb::Create && w.subresource.is_none() && counts_children(&w.resource) {
+            node.extra_mut().live_children = Some(0);
+        }
+        if w.succeeded()
+            && let Some(labels) = w.relations.as_deref().and_then(|r| r.labels.clone())
+        {
+            node.extra_mut().labels = labels;
+        }
+        let pod_labels = (w.succeeded() && w.resource.as_ref() == "pods").then(|| node.labels().to_vec());
         if w.succeeded() && w.verb.is_delete() && w.deletion == Deletion::InProgress {
             node.extra_mut().deleting = Some(mark);
         }
         if w.succeeded() && w.deletion == Deletion::Gone {
             self.graph.mark_gone(uid, mark);
         }
+        if let Some(selector) = w.relations.as_deref().and_then(|r| r.selector.clone()).filter(|_| w.succeeded()) {
+            self.graph.set_selector(uid, selector);
+        }
+        // A write on a pod is what the Services selecting it follow.
+        if let Some(labels) = pod_labels {
+            for service in self.graph.services_selecting(namespace, &labels) {
+                if let Some(service) = self.graph.node_mut(&service) {
+                    service.push_selected_pod_write(mark);
+                }
+            }
+        }
+        if w.succeeded()
+            && w.is_status_write()
+            && let Some(owner_node) = owner.and_then(|o| self.graph.node_mut(&o))
+        {
+            owner_node.push_child_status(mark);
+        }
         let child_write = w.succeeded() && w.subresource.is_none() && (w.verb.is_delete() || w.verb == Verb::Create);
+        // Workloads count their pods: a StatefulSet counts a terminating pod
+        // until it is gone; the others stop counting it at its delete.
+        let owner_is_statefulset =
+            owner.and_then(|o| self.graph.node(&o)).is_some_and(|n| self.graph.symbol(n.resource) == "statefulsets");
         if child_write && let Some(owner_node) = owner.and_then(|o| self.graph.node_mut(&o)) {
+            let pod = w.resource.as_ref() == "pods";
             if w.verb == Verb::Create {
-                owner_node.push_child_create(mark);
+                owner_node.push_child_create(mark, pod);
             } else {
-                owner_node.push_child_delete(mark);
+                owner_node.push_child_delete(mark, pod && (!owner_is_statefulset || w.deletion == Deletion::Gone));
             }
         }
     }
@@ -518,6 +584,11 @@ impl Engine {
         let namespace = e.regarding.namespace.as_deref().unwrap_or("");
         self.graph.lookup_name(&kinds::resource_for_kind(kind), namespace, name)
     }
+}
+
+/// Workloads whose status counts their children (`status.replicas`).
+fn counts_children(resource: &str) -> bool {
+    matches!(resource, "replicasets" | "statefulsets" | "replicationcontrollers")
 }
 
 /// The pods whose listing differs between two sorted member lists: added,

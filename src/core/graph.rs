@@ -24,8 +24,12 @@ pub(crate) struct SpanRef {
 /// A past trigger (a write that can cause controllers to act).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Mark {
+    /// When the write completed (`stageTimestamp`).
     pub time: Micros,
     pub span: SpanRef,
+    /// When its request arrived (`requestReceivedTimestamp`): a write can
+    /// cause only what was requested after it was.
+    pub received: Micros,
 }
 
 /// Interned actor (audit user) name.
@@ -35,6 +39,7 @@ pub(crate) type ActorId = u32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WriteMark {
     pub time: Micros,
+    pub received: Micros,
     pub span: SpanRef,
     pub actor: ActorId,
     pub is_status: bool,
@@ -70,9 +75,13 @@ const NO_OWNER: Uid = Uid([0; 16]);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct NodeMark {
     time: Micros,
+    received: Micros,
     span: SpanRef,
     actor: ActorId,
     flags: u8,
+    /// On a child create or delete: how many live children the owner had
+    /// right after it (fits the padding; saturates).
+    children: u16,
 }
 
 const WRITE: u8 = 1;
@@ -81,6 +90,12 @@ const CHILD_CREATE: u8 = 1 << 2;
 const CHILD_DELETE: u8 = 1 << 3;
 const STATUS: u8 = 1 << 4;
 const SUCCEEDED: u8 = 1 << 5;
+/// On a Service: a write on a pod it selects.
+const SELECTED_POD: u8 = 1 << 6;
+/// A status write of a child: what the owner's status is read from (a
+/// Deployment's counts from its ReplicaSets', a ReplicaSet's ready count
+/// from its pods').
+const CHILD_STATUS: u8 = 1 << 7;
 
 /// How many marks a node keeps. When full, the oldest mark that is not a
 /// trigger goes first: triggers are what later writes hang under, and older
@@ -124,6 +139,14 @@ pub(crate) struct NodeExtra {
     pub removed: Option<Mark>,
     /// The pods an Endpoints or EndpointSlice listed at its last write.
     pub endpoint_members: Vec<EndpointMember>,
+    /// A workload's live children (creates minus deletes), known when the
+    /// graph saw the workload created; what its status counts are checked
+    /// against.
+    pub live_children: Option<u16>,
+    /// A pod's labels (sorted pair fingerprints).
+    pub labels: Vec<u64>,
+    /// A Service's selector (sorted pair fingerprints; empty selects nothing).
+    pub selector: Vec<u64>,
 }
 
 impl Default for Node {
@@ -164,8 +187,31 @@ impl Node {
         self.last_touched_secs = self.last_touched_secs.max(secs);
     }
 
+    /// Child creates and deletes, oldest first, each with the number of live
+    /// children right after it.
+    pub(crate) fn child_changes(&self) -> impl DoubleEndedIterator<Item = (Mark, u16)> + '_ {
+        self.marks
+            .iter()
+            .filter(|m| m.flags & (CHILD_CREATE | CHILD_DELETE) != 0)
+            .map(|m| (Mark { time: m.time, span: m.span, received: m.received }, m.children))
+    }
+
+    /// Successful status writes of this object's children, oldest first.
+    pub(crate) fn child_statuses(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
+        self.marks_with(CHILD_STATUS)
+    }
+
+    /// On a Service: the writes on the pods it selects, oldest first.
+    pub(crate) fn selected_pod_writes(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
+        self.marks_with(SELECTED_POD)
+    }
+
     fn marks_with(&self, flag: u8) -> impl DoubleEndedIterator<Item = Mark> + '_ {
-        self.marks.iter().filter(move |m| m.flags & flag != 0).map(|m| Mark { time: m.time, span: m.span })
+        self.marks.iter().filter(move |m| m.flags & flag != 0).map(|m| Mark {
+            time: m.time,
+            span: m.span,
+            received: m.received,
+        })
     }
 
     /// Triggers on this object, oldest first.
@@ -187,6 +233,7 @@ impl Node {
     pub(crate) fn writes(&self) -> impl DoubleEndedIterator<Item = WriteMark> + '_ {
         self.marks.iter().filter(|m| m.flags & WRITE != 0).map(|m| WriteMark {
             time: m.time,
+            received: m.received,
             span: m.span,
             actor: m.actor,
             is_status: m.flags & STATUS != 0,
@@ -195,7 +242,7 @@ impl Node {
     }
 
     /// Adds a role to the mark of `span`, or a new mark in time order.
-    fn mark(&mut self, time: Micros, span: SpanRef, actor: Option<ActorId>, flags: u8) {
+    fn mark(&mut self, time: Micros, received: Micros, span: SpanRef, actor: Option<ActorId>, flags: u8) {
         if let Some(existing) = self.marks.iter_mut().find(|m| m.span == span) {
             existing.flags |= flags;
             if let Some(a) = actor {
@@ -207,7 +254,7 @@ impl Node {
         if self.marks.len() == self.marks.capacity() {
             self.marks.reserve_exact(1);
         }
-        self.marks.insert(at, NodeMark { time, span, actor: actor.unwrap_or(0), flags });
+        self.marks.insert(at, NodeMark { time, received, span, actor: actor.unwrap_or(0), flags, children: 0 });
         if self.marks.len() > MAX_MARKS {
             let oldest = self.marks.iter().position(|m| m.flags & TRIGGER == 0).unwrap_or(0);
             self.marks.remove(oldest);
@@ -215,20 +262,67 @@ impl Node {
     }
 
     pub(crate) fn push_trigger(&mut self, mark: Mark) {
-        self.mark(mark.time, mark.span, None, TRIGGER);
+        self.mark(mark.time, mark.received, mark.span, None, TRIGGER);
     }
 
-    pub(crate) fn push_child_delete(&mut self, mark: Mark) {
-        self.mark(mark.time, mark.span, None, CHILD_DELETE);
+    /// A child's delete; `leaves_count` when the owner's status stops
+    /// counting the child at once (a ReplicaSet's active pods), not only once
+    /// it is gone (a StatefulSet's replicas).
+    pub(crate) fn push_child_delete(&mut self, mark: Mark, leaves_count: bool) {
+        let children = self.count_child(if leaves_count { -1 } else { 0 });
+        self.mark(mark.time, mark.received, mark.span, None, CHILD_DELETE);
+        self.set_children(mark.span, children);
     }
 
-    pub(crate) fn push_child_create(&mut self, mark: Mark) {
-        self.mark(mark.time, mark.span, None, CHILD_CREATE);
+    /// A child's create; `counted` when the owner's status counts it (pods,
+    /// not a StatefulSet's ControllerRevisions).
+    pub(crate) fn push_child_create(&mut self, mark: Mark, counted: bool) {
+        let children = self.count_child(if counted { 1 } else { 0 });
+        self.mark(mark.time, mark.received, mark.span, None, CHILD_CREATE);
+        self.set_children(mark.span, children);
+    }
+
+    pub(crate) fn push_child_status(&mut self, mark: Mark) {
+        self.mark(mark.time, mark.received, mark.span, None, CHILD_STATUS);
+    }
+
+    pub(crate) fn push_selected_pod_write(&mut self, mark: Mark) {
+        self.mark(mark.time, mark.received, mark.span, None, SELECTED_POD);
+    }
+
+    /// Moves the live-children count by one; the count after, or 0 when unknown.
+    fn count_child(&mut self, by: i32) -> u16 {
+        let Some(live) = self.extra.as_mut().and_then(|e| e.live_children.as_mut()) else { return 0 };
+        *live = match by {
+            1.. => live.saturating_add(1),
+            0 => *live,
+            _ => live.saturating_sub(1),
+        };
+        *live
+    }
+
+    fn set_children(&mut self, span: SpanRef, children: u16) {
+        if let Some(m) = self.marks.iter_mut().find(|m| m.span == span) {
+            m.children = children;
+        }
+    }
+
+    /// Whether the live-children count is known (the graph saw the create).
+    pub(crate) fn counts_children(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.live_children.is_some())
+    }
+
+    pub(crate) fn labels(&self) -> &[u64] {
+        self.extra.as_ref().map_or(&[], |e| &e.labels)
+    }
+
+    pub(crate) fn selector(&self) -> &[u64] {
+        self.extra.as_ref().map_or(&[], |e| &e.selector)
     }
 
     pub(crate) fn push_write(&mut self, w: WriteMark) {
         let flags = WRITE | if w.is_status { STATUS } else { 0 } | if w.succeeded { SUCCEEDED } else { 0 };
-        self.mark(w.time, w.span, Some(w.actor), flags);
+        self.mark(w.time, w.received, w.span, Some(w.actor), flags);
     }
 
     pub(crate) fn extra_mut(&mut self) -> &mut NodeExtra {
@@ -287,6 +381,8 @@ pub(crate) struct Graph {
     actors: Vec<Box<str>>,
     actor_ids: HashMap<Box<str>, ActorId>,
     gone_queue: VecDeque<(Micros, Uid)>,
+    /// Services with a selector, by namespace: the ones a pod write may concern.
+    selecting: HashMap<Sym, Vec<Uid>>,
     limits: GraphLimits,
     stats: GraphStats,
 }
@@ -309,6 +405,7 @@ impl Graph {
             actors: Vec::new(),
             actor_ids: HashMap::default(),
             gone_queue: VecDeque::new(),
+            selecting: HashMap::default(),
             limits,
             stats: GraphStats::default(),
         }
@@ -382,6 +479,28 @@ impl Graph {
         self.nodes.get_mut(uid)
     }
 
+    /// Records a Service's selector and indexes the Service by namespace.
+    pub(crate) fn set_selector(&mut self, service: Uid, selector: Vec<u64>) {
+        let Some(node) = self.nodes.get_mut(&service) else { return };
+        let namespace = node.namespace;
+        node.extra_mut().selector = selector;
+        let services = self.selecting.entry(namespace).or_default();
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
+
+    /// The Services in `namespace` whose selector matches `labels`.
+    pub(crate) fn services_selecting(&self, namespace: &str, labels: &[u64]) -> Vec<Uid> {
+        let Some(namespace) = self.symbol_ids.get(namespace) else { return Vec::new() };
+        let Some(services) = self.selecting.get(namespace) else { return Vec::new() };
+        services
+            .iter()
+            .copied()
+            .filter(|uid| self.nodes.get(uid).is_some_and(|n| super::record::selects(n.selector(), labels)))
+            .collect()
+    }
+
     /// Records that an object is gone, so it is forgotten after the TTL.
     /// `removed_by` is the delete that removed it.
     pub(crate) fn mark_gone(&mut self, uid: Uid, removed_by: Mark) {
@@ -428,6 +547,11 @@ impl Graph {
             if self.names.get(&key) == Some(&uid) {
                 self.names.remove(&key);
             }
+            if !node.selector().is_empty()
+                && let Some(services) = self.selecting.get_mut(&node.namespace)
+            {
+                services.retain(|s| *s != uid);
+            }
         }
     }
 
@@ -441,7 +565,7 @@ mod tests {
     use super::*;
 
     fn mark(t: Micros) -> Mark {
-        Mark { time: t, span: SpanRef { trace_id: [1; 16], span_id: [t as u8; 8] } }
+        Mark { time: t, span: SpanRef { trace_id: [1; 16], span_id: [t as u8; 8] }, received: t }
     }
 
     fn limits() -> GraphLimits {
@@ -451,6 +575,7 @@ mod tests {
     fn write(t: Micros, status: bool) -> WriteMark {
         WriteMark {
             time: t,
+            received: t,
             span: SpanRef { trace_id: [2; 16], span_id: [t as u8; 8] },
             actor: 0,
             is_status: status,
@@ -481,9 +606,16 @@ mod tests {
     fn a_create_is_one_mark_with_two_roles() {
         let mut node = Node::default();
         let create = mark(1);
-        node.push_write(WriteMark { time: 1, span: create.span, actor: 7, is_status: false, succeeded: true });
+        node.push_write(WriteMark {
+            time: 1,
+            received: 1,
+            span: create.span,
+            actor: 7,
+            is_status: false,
+            succeeded: true,
+        });
         node.push_trigger(create);
-        node.push_child_create(mark(2));
+        node.push_child_create(mark(2), true);
         assert_eq!(node.marks.len(), 2);
         assert_eq!(node.triggers().collect::<Vec<_>>(), vec![create]);
         assert_eq!(node.writes().map(|w| (w.time, w.actor)).collect::<Vec<_>>(), vec![(1, 7)]);

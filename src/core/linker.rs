@@ -24,15 +24,30 @@ pub(crate) struct Window {
     pub from: Micros,
     /// ...and at or before this one.
     pub until: Micros,
+    /// ...and their requests must have arrived before this: the effect's own
+    /// request. A cause is committed before its effect is requested; its
+    /// `stageTimestamp` may still come later (a watcher can act on a commit
+    /// before the apiserver answers the writer), but not its request.
+    pub requested_before: Micros,
 }
 
 impl Window {
+    /// For an Event or anything without a request of its own.
     pub(crate) fn before(until: Micros, length: Micros) -> Window {
-        Window { from: until.saturating_sub(length), until }
+        Window { from: until.saturating_sub(length), until, requested_before: Micros::MAX }
+    }
+
+    /// For a write requested at `received` and completed at `completed`.
+    pub(crate) fn for_write(received: Micros, completed: Micros, length: Micros) -> Window {
+        Window { from: completed.saturating_sub(length), until: completed, requested_before: received.min(completed) }
     }
 
     fn contains(&self, t: Micros) -> bool {
         t >= self.from && t <= self.until
+    }
+
+    fn admits(&self, m: &Mark) -> bool {
+        self.contains(m.time) && m.received < self.requested_before
     }
 }
 
@@ -90,7 +105,7 @@ impl TopTwo {
 
     fn offer_all(&mut self, marks: impl IntoIterator<Item = Mark>, window: Window) {
         for m in marks {
-            if window.contains(m.time) {
+            if window.admits(&m) {
                 self.offer(m);
             }
         }
@@ -106,10 +121,17 @@ impl TopTwo {
         }
     }
 
+    /// Like [`offer_deleting`](Self::offer_deleting), for a write's window.
+    fn offer_deleting_before(&mut self, node: &Node, window: Window, deleting_ttl: Micros) {
+        if node.deleting().is_some_and(|d| d.received < window.requested_before) {
+            self.offer_deleting(node, window.until, deleting_ttl);
+        }
+    }
+
     /// The delete that removed an object, within the window.
     fn offer_removed(&mut self, node: &Node, window: Window) {
         if let Some(r) = node.removed()
-            && window.contains(r.time)
+            && window.admits(&r)
         {
             self.offer(r);
         }
@@ -137,6 +159,25 @@ pub(crate) struct Related {
     pub changed_members: Vec<Uid>,
     /// The writer is the pod garbage collector, which deletes pods whose node is gone.
     pub by_pod_gc: bool,
+    /// The namespace of a namespaced object: controllers that watch
+    /// namespaces (the serviceaccount controller, the root CA publisher)
+    /// create objects in a new one.
+    pub namespace: Option<Uid>,
+}
+
+/// Writes that are not caused by the object they name (CAUSALITY.md,
+/// "Infrastructure writes"): a TokenRequest is a controller's client fetching
+/// credentials, and the apiserver reconciles `endpoints default/kubernetes` on
+/// its own clock. They start traces of their own.
+pub(crate) fn is_infrastructure(write: &WriteRecord) -> bool {
+    let resource = write.resource.as_ref();
+    let named = |n: &str| write.name.as_deref() == Some(n);
+    (resource == "serviceaccounts" && write.subresource.as_deref() == Some("token"))
+        || (is_endpoints_like(resource)
+            && write.namespace.as_deref() == Some("default")
+            && (named("kubernetes")
+                || write.relations.as_ref().and_then(|r| r.service_name.as_deref()) == Some("kubernetes"))
+            && write.user.as_ref() == "system:apiserver")
 }
 
 /// Resources whose writes follow a Service and the pods it selects, not an owner.
@@ -162,8 +203,11 @@ pub(crate) fn schedule_for_write(graph: &Graph, owner: Option<Uid>, until: Micro
 /// The cause of a controller's write on object Y: the most recent candidate
 /// in the window. Which writes are candidates depends on the write:
 ///
-/// - a **status write** reports on Y: triggers on Y, and creates and deletes
-///   of Y's children (a person's pod delete, then the ReplicaSet's status);
+/// - a **status write** reports on Y: triggers on Y, creates and deletes of
+///   Y's children (a person's pod delete, then the ReplicaSet's status), and
+///   its children's status writes (a Deployment's counts are read from its
+///   ReplicaSets' status); where the status counts Y's pods, the newest
+///   candidate its count reflects (see `status_by_content`);
 /// - an **Endpoints or EndpointSlice** write follows its Service and pods:
 ///   triggers on the Service, and the latest write on each pod whose listing
 ///   changed (a create, a delete, a new address or readiness). The object's
@@ -183,38 +227,56 @@ pub(crate) fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Re
     let object = related.object.and_then(|uid| graph.node(&uid));
     if write.is_status_write() {
         if let Some(node) = object {
+            let counted = write.relations.as_ref().and_then(|r| r.child_count);
+            if let Some(link) = counted.and_then(|count| status_by_content(node, count, window, deleting_ttl)) {
+                return link;
+            }
             top.offer_all(node.triggers(), window);
-            top.offer_deleting(node, window.until, deleting_ttl);
+            top.offer_deleting_before(node, window, deleting_ttl);
             top.offer_all(node.child_creates(), window);
             top.offer_all(node.child_deletes(), window);
+            top.offer_all(node.child_statuses(), window);
         }
         return top.into_link();
     }
     if is_endpoints_like(&write.resource) {
         if let Some(node) = object {
-            top.offer_deleting(node, window.until, deleting_ttl);
+            top.offer_deleting_before(node, window, deleting_ttl);
         }
-        if let Some(service) = related.service.and_then(|uid| graph.node(&uid)) {
+        let service = related.service.and_then(|uid| graph.node(&uid));
+        if let Some(service) = service {
             top.offer_all(service.triggers(), window);
-            top.offer_deleting(service, window.until, deleting_ttl);
+            top.offer_deleting_before(service, window, deleting_ttl);
             top.offer_removed(service, window);
         }
+        if write.verb == Verb::Create {
+            // A new listing follows its Service's create, not the pods it lists.
+            return top.into_link();
+        }
+        // Every later update follows a write on a pod the Service selects.
+        if let Some(service) = service {
+            top.offer_all(service.selected_pod_writes(), window);
+        }
         for pod in related.changed_members.iter().filter_map(|uid| graph.node(uid)) {
-            if let Some(w) = pod.writes().rev().find(|w| w.succeeded && window.contains(w.time)) {
-                top.offer(Mark { time: w.time, span: w.span });
+            if let Some(w) = pod
+                .writes()
+                .rev()
+                .find(|w| w.succeeded && window.contains(w.time) && w.received < window.requested_before)
+            {
+                top.offer(Mark { time: w.time, span: w.span, received: w.received });
             }
-            top.offer_deleting(pod, window.until, deleting_ttl);
+            top.offer_deleting_before(pod, window, deleting_ttl);
             top.offer_removed(pod, window);
         }
         return top.into_link();
     }
     if let Some(node) = object {
         top.offer_all(node.triggers(), window);
-        top.offer_deleting(node, window.until, deleting_ttl);
+        top.offer_deleting_before(node, window, deleting_ttl);
     }
     if let Some(node) = related.owner.and_then(|uid| graph.node(&uid)) {
         top.offer_all(node.triggers(), window);
-        top.offer_deleting(node, window.until, deleting_ttl);
+        top.offer_deleting_before(node, window, deleting_ttl);
         if write.verb == Verb::Create {
             top.offer_all(node.child_deletes(), window);
         }
@@ -223,6 +285,16 @@ pub(crate) fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Re
         && let Some(node) = related.node.and_then(|uid| graph.node(&uid))
     {
         top.offer_all(node.triggers(), window);
+    }
+    // An object nothing owns, created where nothing else caused it: the
+    // namespace's create (a new namespace's `default` ServiceAccount and
+    // `kube-root-ca.crt`).
+    if top.best.is_none()
+        && write.verb == Verb::Create
+        && related.owner.is_none()
+        && let Some(namespace) = related.namespace.and_then(|uid| graph.node(&uid))
+    {
+        top.offer_all(namespace.triggers(), window);
     }
     let link = top.into_link();
     if write.verb.is_delete()
@@ -233,6 +305,34 @@ pub(crate) fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Re
         return Link { parent: Some(removal), runner_up };
     }
     link
+}
+
+/// The cause of a workload's status write, read from its content: the
+/// newest candidate (a trigger on the workload, or a create or delete of one
+/// of its children) after which the workload had as many live children as
+/// the status counts. Writes the count does not reflect yet happened during
+/// the sync, and are not its cause (a ReplicaSet's `replicas: 0` right after
+/// its first pod creates belongs under the ReplicaSet's create). `None` when
+/// the count is unknown (the workload was created before the graph saw it)
+/// or no candidate matches it.
+fn status_by_content(node: &Node, count: i64, window: Window, deleting_ttl: Micros) -> Option<Link> {
+    if !node.counts_children() {
+        return None;
+    }
+    let changes: Vec<(Mark, u16)> = node.child_changes().collect();
+    let live_at = |t: Micros| changes.iter().rev().find(|(m, _)| m.time <= t).map_or(0, |(_, c)| *c);
+    let mut candidates: Vec<(Mark, u16)> = node.triggers().map(|m| (m, live_at(m.time))).collect();
+    if let Some(d) = node.deleting().filter(|d| d.time >= window.until.saturating_sub(deleting_ttl)) {
+        candidates.push((d, live_at(d.time)));
+    }
+    candidates.extend(changes.iter().copied());
+    candidates.extend(node.child_statuses().map(|m| (m, live_at(m.time))));
+    candidates
+        .retain(|(m, _)| window.admits(m) || (node.deleting() == Some(*m) && m.received < window.requested_before));
+    candidates.sort_by_key(|(m, _)| std::cmp::Reverse((m.time, m.span.span_id)));
+    let parent = candidates.iter().find(|(_, live)| i64::from(*live) == count).map(|(m, _)| *m)?;
+    let runner_up = candidates.first().map(|(m, _)| *m).filter(|m| *m != parent);
+    Some(Link { parent: Some(parent), runner_up })
 }
 
 /// The delete that removed the node a pod was bound to, if it happened before `until`.
@@ -310,11 +410,12 @@ pub(crate) fn parent_for_event(
         if let Some(uid) = graph.lookup_name(resource, namespace, name)
             && let Some(w) = reporter_write(graph, uid, reporter, window)
         {
-            return Link { parent: Some(Mark { time: w.time, span: w.span }), runner_up: None };
+            return Link { parent: Some(Mark { time: w.time, span: w.span, received: w.received }), runner_up: None };
         }
     }
     let Some(uid) = regarding else { return Link::default() };
-    let own = reporter_write(graph, uid, reporter, window).map(|w| Mark { time: w.time, span: w.span });
+    let own =
+        reporter_write(graph, uid, reporter, window).map(|w| Mark { time: w.time, span: w.span, received: w.received });
     let trigger = latest_trigger(graph, uid, window);
     match (own, trigger) {
         (Some(o), Some(t)) if t.time > o.time => Link { parent: Some(t), runner_up: Some(o) },

@@ -112,6 +112,27 @@ pub struct Relations {
     /// The pods an Endpoints or EndpointSlice lists, sorted, each with a
     /// fingerprint of its published addresses and readiness.
     pub endpoint_members: Option<Vec<EndpointMember>>,
+    /// A pod's labels, as sorted fingerprints of `key=value` (from a write
+    /// that carries the pod object).
+    pub labels: Option<Vec<u64>>,
+    /// A Service's label selector, as sorted fingerprints of `key=value`;
+    /// empty when it selects nothing (a Service without a selector).
+    pub selector: Option<Vec<u64>>,
+    /// How many children a ReplicaSet's, ReplicationController's or
+    /// StatefulSet's status write counts (`status.replicas`): what the
+    /// writing sync had observed.
+    pub child_count: Option<i64>,
+}
+
+/// The fingerprint of one label or selector pair.
+pub fn label_pair(key: &str, value: &str) -> u64 {
+    super::ids::fingerprint(&format!("{key}={value}"))
+}
+
+/// Whether every pair of `selector` is among `labels` (both sorted). An
+/// empty selector selects nothing, as a Service without one does.
+pub fn selects(selector: &[u64], labels: &[u64]) -> bool {
+    !selector.is_empty() && selector.iter().all(|s| labels.binary_search(s).is_ok())
 }
 
 /// One pod in an Endpoints or EndpointSlice.

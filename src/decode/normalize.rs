@@ -5,7 +5,7 @@
 use serde_json::value::RawValue;
 
 use super::shape::Decoder;
-use super::views::object::{ObjectHead, ObjectMeta, RelationView};
+use super::views::object::{ObjectHead, ObjectMeta, RelationView, pair_fingerprints};
 use crate::core::ids::{self, Uid};
 use crate::core::kinds;
 use crate::core::record::{Deletion, EndpointMember, Owner, Record, Relations, Verb, WriteRecord};
@@ -119,29 +119,51 @@ fn relations(w: &WriteInput<'_>, meta: Option<&ObjectMeta<'_>>) -> Option<Box<Re
     let endpoints_like = matches!(w.resource, "endpoints" | "endpointslices") && w.subresource.is_none();
     let placed = w.resource == "pods"
         && ((w.verb == Verb::Create && w.subresource.is_none()) || w.subresource == Some("binding"));
-    if !endpoints_like && !placed {
+    // A pod's labels decide which Services select it; they can change only
+    // through a write of the pod itself.
+    let labelled = w.resource == "pods" && w.subresource.is_none() && !w.verb.is_delete();
+    let selecting = w.resource == "services" && w.subresource.is_none() && !w.verb.is_delete();
+    let counted = w.subresource == Some("status")
+        && matches!(w.resource, "replicasets" | "statefulsets" | "replicationcontrollers");
+    if !endpoints_like && !placed && !labelled && !selecting && !counted {
         return None;
     }
-    // A binding's response is a Status: its target is in the request.
-    let object =
-        if w.subresource == Some("binding") { w.request_object } else { w.response_object.or(w.request_object) };
-    let view = object.and_then(RelationView::parse)?;
     let mut relations = Relations::default();
-    if placed {
-        relations.node_name = view.node_name().map(Into::into);
+    if labelled {
+        relations.labels = meta.map(|m| m.labels.and_then(pair_fingerprints).unwrap_or_default());
     }
-    if endpoints_like && !w.verb.is_delete() {
-        let mut members: Vec<EndpointMember> = view
-            .endpoint_members()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(uid, state)| EndpointMember { pod: Uid::from_text(uid), state: ids::fingerprint(&state) })
-            .collect();
-        members.sort_unstable();
-        members.dedup();
-        relations.endpoint_members = Some(members);
-        if w.resource == "endpointslices" {
-            relations.service_name = meta.and_then(|m| m.label(SERVICE_NAME_LABEL)).map(Into::into);
+    // A binding's response is a Status: its target is in the request. A
+    // status write's counts are what the writing sync computed: its request
+    // (the response of a failed write is a Status).
+    let object = if w.subresource == Some("binding") || counted {
+        w.request_object.or(w.response_object)
+    } else {
+        w.response_object.or(w.request_object)
+    };
+    if let Some(view) = object.and_then(RelationView::parse) {
+        if placed {
+            relations.node_name = view.node_name().map(Into::into);
+        }
+        if selecting {
+            let selector = view.spec.as_ref().and_then(|s| s.selector);
+            relations.selector = Some(selector.and_then(pair_fingerprints).unwrap_or_default());
+        }
+        if counted {
+            relations.child_count = view.status.as_ref().map(|s| s.replicas.unwrap_or(0));
+        }
+        if endpoints_like && !w.verb.is_delete() {
+            let mut members: Vec<EndpointMember> = view
+                .endpoint_members()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(uid, state)| EndpointMember { pod: Uid::from_text(uid), state: ids::fingerprint(&state) })
+                .collect();
+            members.sort_unstable();
+            members.dedup();
+            relations.endpoint_members = Some(members);
+            if w.resource == "endpointslices" {
+                relations.service_name = meta.and_then(|m| m.label(SERVICE_NAME_LABEL)).map(Into::into);
+            }
         }
     }
     (relations != Relations::default()).then(|| Box::new(relations))

@@ -122,6 +122,26 @@ pub(crate) struct RelationView<'a> {
     /// `discovery.k8s.io EndpointSlice`.
     #[serde(borrow, default)]
     pub endpoints: Option<Vec<SliceEndpointView<'a>>>,
+    /// A workload's status counts.
+    #[serde(default)]
+    pub status: Option<WorkloadStatusView>,
+}
+
+/// The count of children a workload's status reports.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct WorkloadStatusView {
+    #[serde(default)]
+    pub replicas: Option<i64>,
+}
+
+/// A flat string map (`metadata.labels`, a Service's `spec.selector`) as
+/// sorted fingerprints of its pairs; `None` when it is not such a map.
+pub(crate) fn pair_fingerprints(raw: &RawValue) -> Option<Vec<u64>> {
+    let map: std::collections::HashMap<Cow<'_, str>, Cow<'_, str>> = serde_json::from_str(raw.get()).ok()?;
+    let mut pairs: Vec<u64> = map.iter().map(|(k, v)| crate::core::record::label_pair(k, v)).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    Some(pairs)
 }
 
 impl<'a> RelationView<'a> {
@@ -173,6 +193,9 @@ impl<'a> RelationView<'a> {
 pub(crate) struct PodSpecView<'a> {
     #[serde(borrow, default)]
     pub node_name: Option<Cow<'a, str>>,
+    /// A Service's selector (a flat map; workloads' `{matchLabels}` are not read).
+    #[serde(borrow, default)]
+    pub selector: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub affinity: Option<AffinityView<'a>>,
 }

@@ -1,0 +1,237 @@
+//! Every parent right: kausal scored against the expected parents of every
+//! mutating record of a recording, written down from the records' content
+//! and ../shared/CAUSALITY.md (never from kausal's output).
+//!
+//! Each recording under `tests/fixtures/` may hold an `expected-parents.tsv`:
+//!
+//! ```text
+//! # comment
+//! <auditID><TAB><expected><TAB><reason from the content>[<TAB>known-gap: <what kausal does instead>]
+//! ```
+//!
+//! `<expected>` is `root` (the record starts a trace of its own), the auditID
+//! of the parent record, or several auditIDs joined by `|` where the cause is
+//! genuinely ambiguous (any of them is right). Events are listed by the
+//! auditID of their `create events` record. A line marked `known-gap` is a
+//! record kausal is known to get wrong: it is counted and shown in the table,
+//! and the test fails when it turns right (so the mark is removed) as well as
+//! when any unmarked record is wrong.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::{fixture, replay_paths};
+use kausal::core::Span;
+use kausal::core::ids::{self, SpanId, TraceId};
+
+/// One acceptable parent: the record starts its own trace, or hangs under another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Parent {
+    Root,
+    Record(String),
+}
+
+#[derive(Debug)]
+struct Expected(Vec<Parent>);
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<&str> = self
+            .0
+            .iter()
+            .map(|p| match p {
+                Parent::Root => "root",
+                Parent::Record(r) => r.as_str(),
+            })
+            .collect();
+        f.write_str(&parts.join("|"))
+    }
+}
+
+#[derive(Debug)]
+struct Expectation {
+    record: String,
+    expected: Expected,
+    reason: String,
+    known_gap: Option<String>,
+    line: usize,
+}
+
+fn parse(path: &Path) -> Vec<Expectation> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert!(fields.len() >= 3, "{}:{}: want `record<TAB>expected<TAB>reason`", path.display(), i + 1);
+        let expected = Expected(
+            fields[1]
+                .split('|')
+                .map(|p| match p.trim() {
+                    "root" => Parent::Root,
+                    record => Parent::Record(record.to_owned()),
+                })
+                .collect(),
+        );
+        let known_gap = fields.get(3).map(|g| {
+            g.strip_prefix("known-gap:")
+                .unwrap_or_else(|| panic!("{}:{}: a fourth field is `known-gap: ...`", path.display(), i + 1))
+                .trim()
+                .to_owned()
+        });
+        assert!(!fields[2].trim().is_empty(), "{}:{}: every expectation has a reason", path.display(), i + 1);
+        out.push(Expectation {
+            record: fields[0].trim().to_owned(),
+            expected,
+            reason: fields[2].trim().to_owned(),
+            known_gap,
+            line: i + 1,
+        });
+    }
+    out
+}
+
+/// What a replay produced, indexed by the audit record each span came from.
+struct Replayed<'a> {
+    by_record: HashMap<&'a str, &'a Span>,
+    record_of: HashMap<SpanId, &'a str>,
+}
+
+impl<'a> Replayed<'a> {
+    fn new(spans: &'a [Span]) -> Replayed<'a> {
+        let mut by_record = HashMap::new();
+        let mut record_of = HashMap::new();
+        for span in spans {
+            if let Some(id) = span.attr_str("k8s.audit.id") {
+                // A repeat span carries its own record's ID; the first span of a record wins.
+                by_record.entry(id).or_insert(span);
+                record_of.entry(span.span_id).or_insert(id);
+            }
+        }
+        Replayed { by_record, record_of }
+    }
+}
+
+#[derive(Default)]
+struct Score {
+    records: usize,
+    right: usize,
+    wrong_trace: usize,
+    missing: usize,
+    known_gaps: usize,
+    failures: Vec<String>,
+}
+
+fn score(recording: &str) -> Option<Score> {
+    let dir = fixture(recording);
+    let file = dir.join("expected-parents.tsv");
+    if !file.exists() {
+        return None;
+    }
+    let expectations = parse(&file);
+    let result = replay_paths(&[dir]);
+    let replayed = Replayed::new(&result.spans);
+    // The first alternative decides the trace of the records below a record.
+    let first_parent: HashMap<&str, &Parent> =
+        expectations.iter().map(|e| (e.record.as_str(), &e.expected.0[0])).collect();
+    // The trace a record belongs in when its parent is `parent`: the root's
+    // at the top of the expected chain. A chain that leaves the file (a cause
+    // recorded before the first intent) ends at that record's own trace, as
+    // kausal emitted it.
+    let expected_trace = |record: &str, parent: &Parent| -> Option<TraceId> {
+        let mut at = match parent {
+            Parent::Root => return Some(ids::trace_id_for_write(record)),
+            Parent::Record(p) => p.as_str(),
+        };
+        for _ in 0..first_parent.len() + 1 {
+            match first_parent.get(at) {
+                Some(Parent::Record(p)) => at = p,
+                Some(Parent::Root) => return Some(ids::trace_id_for_write(at)),
+                None => return replayed.by_record.get(at).map(|s| s.trace_id),
+            }
+        }
+        panic!("{recording}: the expected parents of {record} form a cycle");
+    };
+    let mut s = Score::default();
+    for e in &expectations {
+        s.records += 1;
+        let at = format!("{recording}/expected-parents.tsv:{}", e.line);
+        let Some(span) = replayed.by_record.get(e.record.as_str()) else {
+            s.missing += 1;
+            s.failures.push(format!("{at}: {} has no span ({})", e.record, e.reason));
+            continue;
+        };
+        let actual =
+            span.parent_span_id.map(|p| replayed.record_of.get(&p).copied().unwrap_or("<a span of no record>"));
+        let actual_parent = actual.map_or(Parent::Root, |a| Parent::Record(a.to_owned()));
+        let matched = e.expected.0.iter().find(|p| **p == actual_parent);
+        // The trace is judged against the alternative kausal chose, or the first one.
+        let trace_right = expected_trace(&e.record, matched.unwrap_or(&e.expected.0[0])) == Some(span.trace_id);
+        let right = matched.is_some() && trace_right;
+        if right {
+            s.right += 1;
+        } else if !trace_right {
+            s.wrong_trace += 1;
+        }
+        let described = || {
+            format!(
+                "{at}: `{}` ({}): expected {} ({}), got {}{}",
+                span.name,
+                e.record,
+                e.expected,
+                e.reason,
+                actual.unwrap_or("root"),
+                if trace_right { "" } else { ", in the wrong trace" }
+            )
+        };
+        match (&e.known_gap, right) {
+            (Some(_), false) => s.known_gaps += 1,
+            (Some(gap), true) => {
+                s.failures.push(format!("{at}: {} is right now: remove its known-gap mark ({gap})", e.record))
+            }
+            (None, false) => s.failures.push(described()),
+            (None, true) => {}
+        }
+    }
+    Some(s)
+}
+
+/// The recordings that have ground truth, in the order of the table.
+const RECORDINGS: &[&str] = &[
+    "rollout-basic",
+    "e2e/deployment",
+    "e2e/statefulset",
+    "e2e/daemonset",
+    "e2e/batch",
+    "e2e/service",
+    "e2e/rollout-undo",
+];
+
+#[test]
+fn every_parent_is_right_on_the_recordings_with_ground_truth() {
+    let mut table = String::from(
+        "| recording | records | parents right | wrong trace | missing | known gaps |\n|---|---|---|---|---|---|\n",
+    );
+    let mut failures = Vec::new();
+    let mut scored = 0;
+    for recording in RECORDINGS {
+        let Some(s) = score(recording) else {
+            table.push_str(&format!("| {recording} | no ground truth yet | | | | |\n"));
+            continue;
+        };
+        scored += 1;
+        let pct = 100.0 * s.right as f64 / s.records.max(1) as f64;
+        table.push_str(&format!(
+            "| {recording} | {} | {} ({pct:.0} %) | {} | {} | {} |\n",
+            s.records, s.right, s.wrong_trace, s.missing, s.known_gaps
+        ));
+        failures.extend(s.failures);
+    }
+    println!("{table}");
+    assert!(scored > 0, "no recording has an expected-parents.tsv");
+    assert!(failures.is_empty(), "{table}\n{}", failures.join("\n"));
+}
