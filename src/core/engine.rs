@@ -586,9 +586,10 @@ impl Engine {
     }
 }
 
-/// Workloads whose status counts their children (`status.replicas`).
+/// Workloads whose status counts their pods (`status.replicas`, a
+/// DaemonSet's `currentNumberScheduled`).
 fn counts_children(resource: &str) -> bool {
-    matches!(resource, "replicasets" | "statefulsets" | "replicationcontrollers")
+    matches!(resource, "replicasets" | "statefulsets" | "replicationcontrollers" | "daemonsets")
 }
 
 /// The pods whose listing differs between two sorted member lists: added,

@@ -387,9 +387,23 @@ fn latest_trigger(graph: &Graph, uid: Uid, window: Window) -> Option<Mark> {
     top.best
 }
 
+/// Event reasons that report what the reporter observed, not a write of its
+/// own (CAUSALITY.md, "observation Events"): their cause is what changed the
+/// object, never the reporter's unrelated write on it just before.
+const OBSERVATION_REASONS: &[&str] = &[
+    "RegisteredNode",
+    "RemovingNode",
+    "NodeNotReady",
+    "NodeReady",
+    "NodeNotSchedulable",
+    "NodeSchedulable",
+    "FailedScheduling",
+];
+
 /// The cause of an Event reported by C about object Y, first that exists:
 /// 1. C's most recent write on the object the message names;
-/// 2. C's most recent non-status write on Y;
+/// 2. C's most recent non-status write on Y, unless the reason is an
+///    observation ([`OBSERVATION_REASONS`]);
 /// 3. the latest trigger on Y.
 ///
 /// Rule 2 yields to rule 3 when the trigger on Y is newer than C's write: C's
@@ -414,6 +428,9 @@ pub(crate) fn parent_for_event(
         }
     }
     let Some(uid) = regarding else { return Link::default() };
+    if event.reason.as_deref().is_some_and(|r| OBSERVATION_REASONS.contains(&r)) {
+        return Link { parent: latest_trigger(graph, uid, window), runner_up: None };
+    }
     let own =
         reporter_write(graph, uid, reporter, window).map(|w| Mark { time: w.time, span: w.span, received: w.received });
     let trigger = latest_trigger(graph, uid, window);

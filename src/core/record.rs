@@ -118,9 +118,10 @@ pub struct Relations {
     /// A Service's label selector, as sorted fingerprints of `key=value`;
     /// empty when it selects nothing (a Service without a selector).
     pub selector: Option<Vec<u64>>,
-    /// How many children a ReplicaSet's, ReplicationController's or
-    /// StatefulSet's status write counts (`status.replicas`): what the
-    /// writing sync had observed.
+    /// How many pods a ReplicaSet's, ReplicationController's or
+    /// StatefulSet's status write counts (`status.replicas`), or a
+    /// DaemonSet's (`currentNumberScheduled`): what the writing sync had
+    /// observed.
     pub child_count: Option<i64>,
 }
 

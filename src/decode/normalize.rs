@@ -124,7 +124,7 @@ fn relations(w: &WriteInput<'_>, meta: Option<&ObjectMeta<'_>>) -> Option<Box<Re
     let labelled = w.resource == "pods" && w.subresource.is_none() && !w.verb.is_delete();
     let selecting = w.resource == "services" && w.subresource.is_none() && !w.verb.is_delete();
     let counted = w.subresource == Some("status")
-        && matches!(w.resource, "replicasets" | "statefulsets" | "replicationcontrollers");
+        && matches!(w.resource, "replicasets" | "statefulsets" | "replicationcontrollers" | "daemonsets");
     if !endpoints_like && !placed && !labelled && !selecting && !counted {
         return None;
     }
@@ -149,7 +149,10 @@ fn relations(w: &WriteInput<'_>, meta: Option<&ObjectMeta<'_>>) -> Option<Box<Re
             relations.selector = Some(selector.and_then(pair_fingerprints).unwrap_or_default());
         }
         if counted {
-            relations.child_count = view.status.as_ref().map(|s| s.replicas.unwrap_or(0));
+            relations.child_count = view.status.as_ref().map(|s| match w.resource {
+                "daemonsets" => s.current_number_scheduled.unwrap_or(0),
+                _ => s.replicas.unwrap_or(0),
+            });
         }
         if endpoints_like && !w.verb.is_delete() {
             let mut members: Vec<EndpointMember> = view

@@ -129,9 +129,13 @@ pub(crate) struct RelationView<'a> {
 
 /// The count of children a workload's status reports.
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct WorkloadStatusView {
     #[serde(default)]
     pub replicas: Option<i64>,
+    /// A DaemonSet's: nodes that run a daemon pod.
+    #[serde(default)]
+    pub current_number_scheduled: Option<i64>,
 }
 
 /// A flat string map (`metadata.labels`, a Service's `spec.selector`) as
