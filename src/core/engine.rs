@@ -296,16 +296,20 @@ impl Engine {
                 .or_else(|| related.owner.and_then(|u| self.graph.node(&u)).and_then(|n| self.graph.kind_of(n)));
             linker::is_time_triggered(&w, owner_kind)
         };
+        let poll = by_controller && linker::is_poll(&w);
 
         // A time-triggered create has no parent (the clock caused it), only a
         // link to the spec write it runs on behalf of.
-        let link = if by_controller && !time_triggered && !linker::is_infrastructure(&w) {
+        let link = if by_controller && !time_triggered && !poll && !linker::is_infrastructure(&w) {
             self.cause_of_write(&w, &related)
         } else {
             Link::default()
         };
-        let schedule =
-            if time_triggered { linker::schedule_for_write(&self.graph, related.owner, w.completed) } else { None };
+        let schedule = match (time_triggered, poll) {
+            (true, _) => linker::schedule_for_write(&self.graph, related.owner, w.completed),
+            (_, true) => linker::schedule_for_write(&self.graph, related.object, w.completed),
+            _ => None,
+        };
         let span_id = ids::span_id_for_write(&w.audit_id);
         let (trace_id, parent, root) = match (by_controller, link.parent) {
             (false, _) => (ids::trace_id_for_write(&w.audit_id), None, Some(RootKind::Intent)),

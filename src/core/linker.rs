@@ -193,6 +193,12 @@ pub(crate) fn is_time_triggered(write: &WriteRecord, owner_kind: Option<&str>) -
     write.verb == Verb::Create && owner_kind.is_some_and(|k| TIME_TRIGGERED_OWNER_KINDS.contains(&k))
 }
 
+/// A CronJob status write that changed nothing: the cronjob controller's
+/// periodic poll (every 10 s in 1.20), caused by its clock, not by a write.
+pub(crate) fn is_poll(write: &WriteRecord) -> bool {
+    write.resource.as_ref() == "cronjobs" && write.is_status_write() && write.no_op
+}
+
 /// The spec write a time-triggered create runs on behalf of: the owner's
 /// latest trigger, however old (the schedule fires long after the write).
 pub(crate) fn schedule_for_write(graph: &Graph, owner: Option<Uid>, until: Micros) -> Option<Mark> {
@@ -227,6 +233,13 @@ pub(crate) fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Re
     let object = related.object.and_then(|uid| graph.node(&uid));
     if write.is_status_write() {
         if let Some(node) = object {
+            if write.resource.as_ref() == "cronjobs" {
+                // The cronjob controller polls; a status write that changed
+                // something records the Jobs it fired or saw go.
+                top.offer_all(node.child_creates(), window);
+                top.offer_all(node.child_deletes(), window);
+                return top.into_link();
+            }
             let counted = write.relations.as_ref().and_then(|r| r.child_count);
             if let Some(link) = counted.and_then(|count| status_by_content(node, count, window, deleting_ttl)) {
                 return link;

@@ -93,6 +93,9 @@ pub struct WriteRecord {
     /// `metadata.generation` sent in the request, for spec-change detection
     /// when the graph has not seen the object before.
     pub request_generation: Option<i64>,
+    /// An update that changed nothing: the response's `resourceVersion` is
+    /// the one the request was made against.
+    pub no_op: bool,
     pub deletion: Deletion,
     pub owners: Vec<Owner>,
     pub dry_run: bool,

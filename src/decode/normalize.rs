@@ -100,6 +100,10 @@ impl Decoder<'_, '_> {
             completed: w.completed,
             generation: response_meta.and_then(|m| m.generation),
             request_generation: request_meta.and_then(|m| m.generation),
+            no_op: matches!(w.verb, Verb::Update | Verb::Patch)
+                && response_meta
+                    .and_then(|m| m.resource_version.as_deref())
+                    .is_some_and(|rv| request_meta.and_then(|m| m.resource_version.as_deref()) == Some(rv)),
             deletion,
             owners,
             dry_run: w.dry_run,

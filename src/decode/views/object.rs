@@ -48,6 +48,8 @@ pub(crate) struct ObjectMeta<'a> {
     #[serde(default)]
     pub generation: Option<i64>,
     #[serde(borrow, default)]
+    pub resource_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     pub creation_timestamp: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub deletion_timestamp: Option<Cow<'a, str>>,
