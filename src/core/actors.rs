@@ -68,6 +68,9 @@ const fn id(
 /// The pod garbage collector, which deletes the pods of deleted nodes.
 pub const POD_GC_SERVICE_ACCOUNT: &str = "pod-garbage-collector";
 
+/// The garbage collector, which deletes the dependents of deleted owners.
+pub const GC_SERVICE_ACCOUNT: &str = "generic-garbage-collector";
+
 /// Every kube-controller-manager controller that writes objects kausal links.
 pub const CONTROLLER_IDENTITIES: &[ControllerIdentity] = &[
     id("deployment", &["deployment-controller"], "deployment-controller"),
@@ -83,7 +86,7 @@ pub const CONTROLLER_IDENTITIES: &[ControllerIdentity] = &[
     id("endpointslicemirroring", &["endpoint-slice-mirroring-controller"], "endpointslicemirroring-controller"),
     // The taint manager runs inside the node lifecycle controller and shares its credentials.
     id("nodelifecycle", &["node-controller", "taint-controller"], "node-controller"),
-    id("garbagecollector", &["garbage-collector-controller"], "generic-garbage-collector"),
+    id("garbagecollector", &["garbage-collector-controller"], GC_SERVICE_ACCOUNT),
     // The pod garbage collector records no Events; it is here for its writes.
     id("podgc", &[], POD_GC_SERVICE_ACCOUNT),
     id("persistentvolume-binder", &["persistentvolume-controller"], "persistent-volume-binder"),

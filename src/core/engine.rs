@@ -289,6 +289,7 @@ impl Engine {
         let actor = actor_name(&acting);
         let mut related = self.related_objects(&w, &acting);
         related.by_pod_gc = actor == actors::POD_GC_SERVICE_ACCOUNT;
+        related.by_garbage_collector = actor == actors::GC_SERVICE_ACCOUNT;
         let time_triggered = by_controller && {
             let owner_kind = w
                 .controller_owner()

@@ -159,6 +159,10 @@ pub(crate) struct Related {
     pub changed_members: Vec<Uid>,
     /// The writer is the pod garbage collector, which deletes pods whose node is gone.
     pub by_pod_gc: bool,
+    /// The writer is the garbage collector, which deletes dependents because
+    /// of their owner's delete (and retries: a second delete of a terminating
+    /// pod is still the owner's doing, not the first delete's).
+    pub by_garbage_collector: bool,
     /// The namespace of a namespaced object: controllers that watch
     /// namespaces (the serviceaccount controller, the root CA publisher)
     /// create objects in a new one.
@@ -283,11 +287,25 @@ pub(crate) fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Re
         }
         return top.into_link();
     }
+    // The garbage collector deletes a dependent because its owner is being
+    // deleted or is gone: that delete is the cause, also of a retried delete
+    // of a pod still terminating from the first (not the first delete).
+    let owner_node = related.owner.and_then(|uid| graph.node(&uid));
+    if write.verb.is_delete()
+        && related.by_garbage_collector
+        && let Some(owner) = owner_node
+    {
+        top.offer_deleting_before(owner, window, deleting_ttl);
+        top.offer_removed(owner, window);
+        if top.best.is_some() {
+            return top.into_link();
+        }
+    }
     if let Some(node) = object {
         top.offer_all(node.triggers(), window);
         top.offer_deleting_before(node, window, deleting_ttl);
     }
-    if let Some(node) = related.owner.and_then(|uid| graph.node(&uid)) {
+    if let Some(node) = owner_node {
         top.offer_all(node.triggers(), window);
         top.offer_deleting_before(node, window, deleting_ttl);
         if write.verb == Verb::Create {
