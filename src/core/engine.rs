@@ -372,8 +372,10 @@ impl Engine {
             .or_else(|| self.token_secret_account(w, acting_user));
         let relations = w.relations.as_deref();
         let node = relations.and_then(|r| r.node_name.as_deref()).and_then(|n| self.graph.lookup_name("nodes", "", n));
-        let namespace_node =
-            (!namespace.is_empty()).then(|| self.graph.lookup_name("namespaces", "", namespace)).flatten();
+        // Only an unowned create can fall back to its namespace's create.
+        let namespace_node = (w.verb == Verb::Create && owner.is_none() && !namespace.is_empty())
+            .then(|| self.graph.lookup_name("namespaces", "", namespace))
+            .flatten();
         let mut related = linker::Related { object, owner, node, namespace: namespace_node, ..Default::default() };
         if linker::is_endpoints_like(&w.resource) {
             let service_name = match w.resource.as_ref() {
@@ -470,7 +472,6 @@ impl Engine {
         {
             node.extra_mut().labels = labels;
         }
-        let pod_labels = (w.succeeded() && w.resource.as_ref() == "pods").then(|| node.labels().to_vec());
         if w.succeeded() && w.verb.is_delete() && w.deletion == Deletion::InProgress {
             node.extra_mut().deleting = Some(mark);
         }
@@ -481,8 +482,9 @@ impl Engine {
             self.graph.set_selector(uid, selector);
         }
         // A write on a pod is what the Services selecting it follow.
-        if let Some(labels) = pod_labels {
-            for service in self.graph.services_selecting(namespace, &labels) {
+        if w.succeeded() && w.resource.as_ref() == "pods" {
+            let labels = self.graph.node(&uid).map_or(&[][..], |n| n.labels());
+            for service in self.graph.services_selecting(namespace, labels) {
                 if let Some(service) = self.graph.node_mut(&service) {
                     service.push_selected_pod_write(mark);
                 }

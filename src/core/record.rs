@@ -128,9 +128,11 @@ pub struct Relations {
     pub child_count: Option<i64>,
 }
 
-/// The fingerprint of one label or selector pair.
+/// The fingerprint of one label or selector pair (no allocation: pods'
+/// labels are read on every pod write).
 pub fn label_pair(key: &str, value: &str) -> u64 {
-    super::ids::fingerprint(&format!("{key}={value}"))
+    let (k, v) = (super::ids::fingerprint(key), super::ids::fingerprint(value));
+    k.rotate_left(17).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ v
 }
 
 /// Whether every pair of `selector` is among `labels` (both sorted). An

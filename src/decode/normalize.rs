@@ -5,7 +5,7 @@
 use serde_json::value::RawValue;
 
 use super::shape::Decoder;
-use super::views::object::{ObjectHead, ObjectMeta, RelationView, pair_fingerprints};
+use super::views::object::{ObjectHead, ObjectMeta, RelationView, WorkloadCounts, pair_fingerprints};
 use crate::core::ids::{self, Uid};
 use crate::core::kinds;
 use crate::core::record::{Deletion, EndpointMember, Owner, Record, Relations, Verb, WriteRecord};
@@ -136,14 +136,21 @@ fn relations(w: &WriteInput<'_>, meta: Option<&ObjectMeta<'_>>) -> Option<Box<Re
     if labelled {
         relations.labels = meta.map(|m| m.labels.and_then(pair_fingerprints).unwrap_or_default());
     }
-    // A binding's response is a Status: its target is in the request. A
-    // status write's counts are what the writing sync computed: its request
-    // (the response of a failed write is a Status).
-    let object = if w.subresource == Some("binding") || counted {
-        w.request_object.or(w.response_object)
-    } else {
-        w.response_object.or(w.request_object)
-    };
+    // A status write's counts are what the writing sync computed: its
+    // request (the response of a failed write is a Status).
+    if counted {
+        relations.child_count =
+            w.request_object.or(w.response_object).and_then(WorkloadCounts::parse).map(|c| match w.resource {
+                "daemonsets" => c.status.current_number_scheduled.unwrap_or(0),
+                _ => c.status.replicas.unwrap_or(0),
+            });
+    }
+    if !(placed || selecting || endpoints_like) {
+        return (relations != Relations::default()).then(|| Box::new(relations));
+    }
+    // A binding's response is a Status: its target is in the request.
+    let object =
+        if w.subresource == Some("binding") { w.request_object } else { w.response_object.or(w.request_object) };
     if let Some(view) = object.and_then(RelationView::parse) {
         if placed {
             relations.node_name = view.node_name().map(Into::into);
@@ -151,12 +158,6 @@ fn relations(w: &WriteInput<'_>, meta: Option<&ObjectMeta<'_>>) -> Option<Box<Re
         if selecting {
             let selector = view.spec.as_ref().and_then(|s| s.selector);
             relations.selector = Some(selector.and_then(pair_fingerprints).unwrap_or_default());
-        }
-        if counted {
-            relations.child_count = view.status.as_ref().map(|s| match w.resource {
-                "daemonsets" => s.current_number_scheduled.unwrap_or(0),
-                _ => s.replicas.unwrap_or(0),
-            });
         }
         if endpoints_like && !w.verb.is_delete() {
             let mut members: Vec<EndpointMember> = view

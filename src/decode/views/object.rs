@@ -124,9 +124,19 @@ pub(crate) struct RelationView<'a> {
     /// `discovery.k8s.io EndpointSlice`.
     #[serde(borrow, default)]
     pub endpoints: Option<Vec<SliceEndpointView<'a>>>,
-    /// A workload's status counts.
+}
+
+/// Only a workload's status counts: parsed for its status writes alone.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct WorkloadCounts {
     #[serde(default)]
-    pub status: Option<WorkloadStatusView>,
+    pub status: WorkloadStatusView,
+}
+
+impl WorkloadCounts {
+    pub(crate) fn parse(raw: &RawValue) -> Option<Self> {
+        serde_json::from_str(raw.get()).ok()
+    }
 }
 
 /// The count of children a workload's status reports.
