@@ -8,7 +8,6 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -41,16 +40,35 @@ pub struct CertArgs {
 pub const FILES: [&str; 7] =
     ["ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key", "webhook-kubeconfig.yaml"];
 
-pub fn run(args: &CertArgs) -> anyhow::Result<Vec<PathBuf>> {
+/// Why `kausal cert` wrote nothing (or not everything).
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("give the server certificate at least one --san")]
+    NoSan,
+    #[error("{} exists; pass --force to overwrite", .0.display())]
+    Exists(PathBuf),
+    #[error("invalid --san: {0}")]
+    InvalidSan(rcgen::Error),
+    #[error("making the certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{what} {}: {source}", path.display())]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+pub fn run(args: &CertArgs) -> Result<Vec<PathBuf>, CertError> {
     if args.sans.is_empty() {
-        anyhow::bail!("give the server certificate at least one --san");
+        return Err(CertError::NoSan);
     }
-    fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    fs::create_dir_all(&args.out).map_err(|source| CertError::Io {
+        what: "creating",
+        path: args.out.clone(),
+        source,
+    })?;
     if !args.force {
         for name in FILES {
             let path = args.out.join(name);
             if path.exists() {
-                anyhow::bail!("{} exists; pass --force to overwrite", path.display());
+                return Err(CertError::Exists(path));
             }
         }
     }
@@ -70,7 +88,7 @@ pub fn run(args: &CertArgs) -> anyhow::Result<Vec<PathBuf>> {
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
     let server_key = KeyPair::generate()?;
-    let mut server_params = CertificateParams::new(args.sans.clone()).context("invalid --san")?;
+    let mut server_params = CertificateParams::new(args.sans.clone()).map_err(CertError::InvalidSan)?;
     server_params.distinguished_name.push(DnType::CommonName, "kausal");
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -124,7 +142,7 @@ pub fn webhook_kubeconfig(server_url: &str, ca_pem: &str, client_pem: &str, clie
     )
 }
 
-fn write_file(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
+fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), CertError> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -132,7 +150,8 @@ fn write_file(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(if secret { 0o600 } else { 0o644 });
     }
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
+    let io = |source| CertError::Io { what: "writing", path: path.to_owned(), source };
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
     Ok(())
 }
