@@ -467,6 +467,9 @@ impl Engine {
         if w.succeeded() && w.verb == Verb::Create && w.subresource.is_none() && counts_children(&w.resource) {
             node.extra_mut().live_children = Some(0);
         }
+        if w.succeeded() && w.verb == Verb::Create && w.subresource.is_none() && w.resource.as_ref() == "deployments" {
+            node.extra_mut().child_replicas = Some(Vec::new());
+        }
         if w.succeeded()
             && let Some(labels) = w.relations.as_deref().and_then(|r| r.labels.clone())
         {
@@ -494,7 +497,10 @@ impl Engine {
             && w.is_status_write()
             && let Some(owner_node) = owner.and_then(|o| self.graph.node_mut(&o))
         {
-            owner_node.push_child_status(mark);
+            match w.relations.as_deref().and_then(|r| r.child_count) {
+                Some(count) => owner_node.push_child_count(uid, count, mark),
+                None => owner_node.push_child_status(mark),
+            }
         }
         let child_write = w.succeeded() && w.subresource.is_none() && (w.verb.is_delete() || w.verb == Verb::Create);
         // Workloads count their pods: a StatefulSet counts a terminating pod

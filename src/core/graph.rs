@@ -143,6 +143,9 @@ pub(crate) struct NodeExtra {
     /// graph saw the workload created; what its status counts are checked
     /// against.
     pub live_children: Option<u16>,
+    /// A Deployment's ReplicaSets with the replicas each last reported, known
+    /// when the graph saw the Deployment created: its status counts are their sum.
+    pub child_replicas: Option<Vec<(Uid, u16)>>,
     /// A pod's labels (sorted pair fingerprints).
     pub labels: Vec<u64>,
     /// A Service's selector (sorted pair fingerprints; empty selects nothing).
@@ -284,6 +287,34 @@ impl Node {
 
     pub(crate) fn push_child_status(&mut self, mark: Mark) {
         self.mark(mark.time, mark.received, mark.span, None, CHILD_STATUS);
+    }
+
+    /// A child's status write that reported `count` (a ReplicaSet's
+    /// replicas): kept on the mark as the sum over the children right after it.
+    pub(crate) fn push_child_count(&mut self, child: Uid, count: i64, mark: Mark) {
+        self.push_child_status(mark);
+        let Some(counts) = self.extra.as_mut().and_then(|e| e.child_replicas.as_mut()) else { return };
+        let count = u16::try_from(count.max(0)).unwrap_or(u16::MAX);
+        match counts.iter_mut().find(|(uid, _)| *uid == child) {
+            Some(entry) => entry.1 = count,
+            None => counts.push((child, count)),
+        }
+        let sum = counts.iter().fold(0u16, |s, (_, c)| s.saturating_add(*c));
+        self.set_children(mark.span, sum);
+    }
+
+    /// Whether this object's status counts are the sum of its children's.
+    pub(crate) fn sums_children(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.child_replicas.is_some())
+    }
+
+    /// Children's status writes, oldest first, each with the sum of the
+    /// children's counts right after it (see [`push_child_count`](Self::push_child_count)).
+    pub(crate) fn child_count_sums(&self) -> impl DoubleEndedIterator<Item = (Mark, u16)> + '_ {
+        self.marks
+            .iter()
+            .filter(|m| m.flags & CHILD_STATUS != 0)
+            .map(|m| (Mark { time: m.time, span: m.span, received: m.received }, m.children))
     }
 
     pub(crate) fn push_selected_pod_write(&mut self, mark: Mark) {

@@ -347,17 +347,26 @@ pub(crate) fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Re
 /// the count is unknown (the workload was created before the graph saw it)
 /// or no candidate matches it.
 fn status_by_content(node: &Node, count: i64, window: Window, deleting_ttl: Micros) -> Option<Link> {
-    if !node.counts_children() {
-        return None;
-    }
-    let changes: Vec<(Mark, u16)> = node.child_changes().collect();
+    // What the count is checked against: the live pods after each child
+    // create or delete, or (a Deployment) the sum of the children's counts
+    // after each child status write.
+    let sums = node.sums_children();
+    let changes: Vec<(Mark, u16)> = match (sums, node.counts_children()) {
+        (true, _) => node.child_count_sums().collect(),
+        (false, true) => node.child_changes().collect(),
+        (false, false) => return None,
+    };
     let live_at = |t: Micros| changes.iter().rev().find(|(m, _)| m.time <= t).map_or(0, |(_, c)| *c);
     let mut candidates: Vec<(Mark, u16)> = node.triggers().map(|m| (m, live_at(m.time))).collect();
     if let Some(d) = node.deleting().filter(|d| d.time >= window.until.saturating_sub(deleting_ttl)) {
         candidates.push((d, live_at(d.time)));
     }
     candidates.extend(changes.iter().copied());
-    candidates.extend(node.child_statuses().map(|m| (m, live_at(m.time))));
+    if sums {
+        candidates.extend(node.child_changes().map(|(m, _)| (m, live_at(m.time))));
+    } else {
+        candidates.extend(node.child_statuses().map(|m| (m, live_at(m.time))));
+    }
     candidates
         .retain(|(m, _)| window.admits(m) || (node.deleting() == Some(*m) && m.received < window.requested_before));
     candidates.sort_by_key(|(m, _)| std::cmp::Reverse((m.time, m.span.span_id)));

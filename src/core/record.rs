@@ -121,8 +121,8 @@ pub struct Relations {
     /// A Service's label selector, as sorted fingerprints of `key=value`;
     /// empty when it selects nothing (a Service without a selector).
     pub selector: Option<Vec<u64>>,
-    /// How many pods a ReplicaSet's, ReplicationController's or
-    /// StatefulSet's status write counts (`status.replicas`), or a
+    /// How many pods a ReplicaSet's, ReplicationController's, StatefulSet's
+    /// or Deployment's status write counts (`status.replicas`), or a
     /// DaemonSet's (`currentNumberScheduled`): what the writing sync had
     /// observed.
     pub child_count: Option<i64>,

@@ -128,7 +128,10 @@ fn relations(w: &WriteInput<'_>, meta: Option<&ObjectMeta<'_>>) -> Option<Box<Re
     let labelled = w.resource == "pods" && w.subresource.is_none() && !w.verb.is_delete();
     let selecting = w.resource == "services" && w.subresource.is_none() && !w.verb.is_delete();
     let counted = w.subresource == Some("status")
-        && matches!(w.resource, "replicasets" | "statefulsets" | "replicationcontrollers" | "daemonsets");
+        && matches!(
+            w.resource,
+            "replicasets" | "statefulsets" | "replicationcontrollers" | "daemonsets" | "deployments"
+        );
     if !endpoints_like && !placed && !labelled && !selecting && !counted {
         return None;
     }
