@@ -71,6 +71,12 @@ pub const POD_GC_SERVICE_ACCOUNT: &str = "pod-garbage-collector";
 /// The garbage collector, which deletes the dependents of deleted owners.
 pub const GC_SERVICE_ACCOUNT: &str = "generic-garbage-collector";
 
+/// Controllers that act on a namespace's arrival: each new namespace gets a
+/// `default` ServiceAccount and a `kube-root-ca.crt` ConfigMap from them.
+/// (kube-controller-manager's own client, which creates its controllers'
+/// ServiceAccounts in kube-system at start-up, is not one of them.)
+pub const NAMESPACE_WATCHERS: &[&str] = &["service-account-controller", "root-ca-cert-publisher"];
+
 /// Every kube-controller-manager controller that writes objects kausal links.
 pub const CONTROLLER_IDENTITIES: &[ControllerIdentity] = &[
     id("deployment", &["deployment-controller"], "deployment-controller"),

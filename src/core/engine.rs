@@ -359,11 +359,16 @@ impl Engine {
     /// ownerReferences (a pod's node, an Endpoints' Service and pods).
     fn related_objects(&self, w: &WriteRecord, acting_user: &str) -> linker::Related {
         let namespace = w.namespace.as_deref().unwrap_or("");
-        let object = w
-            .uid
-            .as_deref()
-            .map(Uid::from_text)
-            .or_else(|| w.name.as_deref().and_then(|n| self.graph.lookup_name(&w.resource, namespace, n)));
+        let by_name = || w.name.as_deref().map(|n| Uid::from_name(&w.resource, namespace, n));
+        let object = match w.uid.as_deref().map(Uid::from_text) {
+            // An object first seen without its UID (a create logged at
+            // Metadata level) is keyed by its name until a write names it.
+            Some(real) if self.graph.node(&real).is_none() => {
+                Some(by_name().filter(|u| self.graph.node(u).is_some()).unwrap_or(real))
+            }
+            Some(real) => Some(real),
+            None => w.name.as_deref().and_then(|n| self.graph.lookup_name(&w.resource, namespace, n)),
+        };
         let object_node = object.and_then(|u| self.graph.node(&u));
         let owner = w
             .controller_owner()
@@ -372,10 +377,13 @@ impl Engine {
             .or_else(|| self.token_secret_account(w, acting_user));
         let relations = w.relations.as_deref();
         let node = relations.and_then(|r| r.node_name.as_deref()).and_then(|n| self.graph.lookup_name("nodes", "", n));
-        // Only an unowned create can fall back to its namespace's create.
-        let namespace_node = (w.verb == Verb::Create && owner.is_none() && !namespace.is_empty())
-            .then(|| self.graph.lookup_name("namespaces", "", namespace))
-            .flatten();
+        // Only an unowned create by a controller that watches namespaces
+        // falls back to its namespace's create.
+        let watches_namespaces = || actors::NAMESPACE_WATCHERS.contains(&actor_name(acting_user).as_str());
+        let namespace_node =
+            (w.verb == Verb::Create && owner.is_none() && !namespace.is_empty() && watches_namespaces())
+                .then(|| self.graph.lookup_name("namespaces", "", namespace))
+                .flatten();
         let mut related = linker::Related { object, owner, node, namespace: namespace_node, ..Default::default() };
         if linker::is_endpoints_like(&w.resource) {
             let service_name = match w.resource.as_ref() {
@@ -421,7 +429,15 @@ impl Engine {
     ) {
         let (object, owner) = (related.object, related.owner);
         let namespace = w.namespace.as_deref().unwrap_or("");
-        let Some(uid) = object.or_else(|| w.name.as_deref().map(|n| Uid::from_name(&w.resource, namespace, n))) else {
+        let real = w.uid.as_deref().map(Uid::from_text);
+        if let (Some(real), Some(keyed)) = (real, object)
+            && real != keyed
+        {
+            self.graph.rekey(keyed, real);
+        }
+        let Some(uid) =
+            real.or(object).or_else(|| w.name.as_deref().map(|n| Uid::from_name(&w.resource, namespace, n)))
+        else {
             return;
         };
         let mark = Mark { time: w.completed, span, received: w.received.min(w.completed) };

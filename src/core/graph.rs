@@ -510,6 +510,24 @@ impl Graph {
         self.nodes.get_mut(uid)
     }
 
+    /// Moves a node to another UID: an object first seen without its UID (a
+    /// create logged at Metadata level, keyed by name) once a write names it.
+    /// Nothing moves when the target UID is already known.
+    pub(crate) fn rekey(&mut self, from: Uid, to: Uid) {
+        if self.nodes.contains_key(&to) {
+            return;
+        }
+        let Some(node) = self.nodes.remove(&from) else { return };
+        let key = name_key(node.resource, node.namespace, &node.name);
+        if self.names.get(&key) == Some(&from) {
+            self.names.insert(key, to);
+        }
+        if let Some(services) = self.selecting.get_mut(&node.namespace) {
+            services.iter_mut().filter(|s| **s == from).for_each(|s| *s = to);
+        }
+        self.nodes.insert(to, node);
+    }
+
     /// Records a Service's selector and indexes the Service by namespace.
     pub(crate) fn set_selector(&mut self, service: Uid, selector: Vec<u64>) {
         let Some(node) = self.nodes.get_mut(&service) else { return };

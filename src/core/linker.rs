@@ -59,7 +59,7 @@ impl Window {
 /// seen in this write leave the spec question open: a person's write is then
 /// taken as a trigger (people write to change things), a controller's is not.
 pub(crate) fn is_trigger(write: &WriteRecord, previous_generation: Option<i64>, by_controller: bool) -> bool {
-    if !write.succeeded() || write.dry_run || write.is_status_write() {
+    if !write.succeeded() || write.dry_run || write.is_status_write() || is_infrastructure(write) {
         return false;
     }
     if matches!(write.verb, Verb::Create | Verb::Delete | Verb::DeleteCollection) {
@@ -317,9 +317,9 @@ pub(crate) fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Re
     {
         top.offer_all(node.triggers(), window);
     }
-    // An object nothing owns, created where nothing else caused it: the
-    // namespace's create (a new namespace's `default` ServiceAccount and
-    // `kube-root-ca.crt`).
+    // An object nothing owns, created by a controller that watches namespaces
+    // where nothing else caused it: the namespace's create (a new namespace's
+    // `default` ServiceAccount and `kube-root-ca.crt`).
     if top.best.is_none()
         && write.verb == Verb::Create
         && related.owner.is_none()
