@@ -4,7 +4,7 @@
 //! The engine applies them in timestamp order and then records the write.
 
 use super::actors::ReporterUsers;
-use super::graph::{Graph, Mark, Node, WriteMark};
+use super::graph::{Graph, GraphLimits, Mark, Node, WriteMark};
 use super::ids::Uid;
 use super::record::{EventRecord, Verb, WriteRecord};
 use crate::core::time::Micros;
@@ -232,61 +232,88 @@ pub(crate) fn schedule_for_write(graph: &Graph, owner: Option<Uid>, until: Micro
 /// after. (Another controller's delete, a garbage collector's after a person
 /// deleted the owner, keeps its own cause.)
 pub(crate) fn trigger_for_write(graph: &Graph, write: &WriteRecord, related: &Related, window: Window) -> Link {
-    let deleting_ttl = graph.limits().deleting_ttl;
-    let mut top = TopTwo::default();
     let object = related.object.and_then(|uid| graph.node(&uid));
     if write.is_status_write() {
-        if let Some(node) = object {
-            if write.resource.as_ref() == "cronjobs" {
-                // The cronjob controller polls; a status write that changed
-                // something records the Jobs it fired or saw go.
-                top.offer_all(node.child_creates(), window);
-                top.offer_all(node.child_deletes(), window);
-                return top.into_link();
-            }
-            let counted = write.relations.as_ref().and_then(|r| r.child_count);
-            if let Some(link) = counted.and_then(|count| status_by_content(node, count, window, deleting_ttl)) {
-                return link;
-            }
-            top.offer_all(node.triggers(), window);
-            top.offer_deleting_before(node, window, deleting_ttl);
-            top.offer_all(node.child_creates(), window);
-            top.offer_all(node.child_deletes(), window);
-            top.offer_all(node.child_statuses(), window);
-        }
-        return top.into_link();
+        return object.map_or_else(Link::default, |node| cause_of_status_write(node, write, window, graph.limits()));
     }
     if is_endpoints_like(&write.resource) {
-        if let Some(node) = object {
-            top.offer_deleting_before(node, window, deleting_ttl);
-        }
-        let service = related.service.and_then(|uid| graph.node(&uid));
-        if let Some(service) = service {
-            top.offer_all(service.triggers(), window);
-            top.offer_deleting_before(service, window, deleting_ttl);
-            top.offer_removed(service, window);
-        }
-        if write.verb == Verb::Create {
-            // A new listing follows its Service's create, not the pods it lists.
-            return top.into_link();
-        }
-        // Every later update follows a write on a pod the Service selects.
-        if let Some(service) = service {
-            top.offer_all(service.selected_pod_writes(), window);
-        }
-        for pod in related.changed_members.iter().filter_map(|uid| graph.node(uid)) {
-            if let Some(w) = pod
-                .writes()
-                .rev()
-                .find(|w| w.succeeded && window.contains(w.time) && w.received < window.requested_before)
-            {
-                top.offer(Mark { time: w.time, span: w.span, received: w.received });
-            }
-            top.offer_deleting_before(pod, window, deleting_ttl);
-            top.offer_removed(pod, window);
-        }
+        return cause_of_listing_write(graph, write, related, object, window);
+    }
+    cause_of_object_write(graph, write, related, object, window)
+}
+
+/// A status write: see [`trigger_for_write`].
+fn cause_of_status_write(node: &Node, write: &WriteRecord, window: Window, limits: GraphLimits) -> Link {
+    let mut top = TopTwo::default();
+    if write.resource.as_ref() == "cronjobs" {
+        // The cronjob controller polls; a status write that changed
+        // something records the Jobs it fired or saw go.
+        top.offer_all(node.child_creates(), window);
+        top.offer_all(node.child_deletes(), window);
         return top.into_link();
     }
+    let counted = write.relations.as_ref().and_then(|r| r.child_count);
+    if let Some(link) = counted.and_then(|count| status_by_content(node, count, window, limits.deleting_ttl)) {
+        return link;
+    }
+    top.offer_all(node.triggers(), window);
+    top.offer_deleting_before(node, window, limits.deleting_ttl);
+    top.offer_all(node.child_creates(), window);
+    top.offer_all(node.child_deletes(), window);
+    top.offer_all(node.child_statuses(), window);
+    top.into_link()
+}
+
+/// An Endpoints or EndpointSlice write: see [`trigger_for_write`].
+fn cause_of_listing_write(
+    graph: &Graph,
+    write: &WriteRecord,
+    related: &Related,
+    object: Option<&Node>,
+    window: Window,
+) -> Link {
+    let deleting_ttl = graph.limits().deleting_ttl;
+    let mut top = TopTwo::default();
+    if let Some(node) = object {
+        top.offer_deleting_before(node, window, deleting_ttl);
+    }
+    let service = related.service.and_then(|uid| graph.node(&uid));
+    if let Some(service) = service {
+        top.offer_all(service.triggers(), window);
+        top.offer_deleting_before(service, window, deleting_ttl);
+        top.offer_removed(service, window);
+    }
+    if write.verb == Verb::Create {
+        // A new listing follows its Service's create, not the pods it lists.
+        return top.into_link();
+    }
+    // Every later update follows a write on a pod the Service selects (or,
+    // for a Service whose selector kausal never saw, on a pod it lists).
+    if let Some(service) = service {
+        top.offer_all(service.selected_pod_writes(), window);
+    }
+    for pod in related.changed_members.iter().filter_map(|uid| graph.node(uid)) {
+        if let Some(w) =
+            pod.writes().rev().find(|w| w.succeeded && window.contains(w.time) && w.received < window.requested_before)
+        {
+            top.offer(Mark { time: w.time, span: w.span, received: w.received });
+        }
+        top.offer_deleting_before(pod, window, deleting_ttl);
+        top.offer_removed(pod, window);
+    }
+    top.into_link()
+}
+
+/// Any other write (creates, deletes, spec changes): see [`trigger_for_write`].
+fn cause_of_object_write(
+    graph: &Graph,
+    write: &WriteRecord,
+    related: &Related,
+    object: Option<&Node>,
+    window: Window,
+) -> Link {
+    let deleting_ttl = graph.limits().deleting_ttl;
+    let mut top = TopTwo::default();
     // The garbage collector deletes a dependent because its owner is being
     // deleted or is gone: that delete is the cause, also of a retried delete
     // of a pod still terminating from the first (not the first delete).
