@@ -706,4 +706,44 @@ mod tests {
         assert!(g.node(&Uid([14; 16])).is_some(), "newest survives");
         assert!(g.node(&Uid([0; 16])).is_none(), "oldest is evicted");
     }
+    #[test]
+    fn a_node_keyed_by_name_moves_to_its_uid_once_and_keeps_its_marks() {
+        let mut g = Graph::new(limits());
+        let by_name = Uid::from_name("clusterroles", "", "edit");
+        g.upsert(by_name, "clusterroles", "", "edit", 0).push_trigger(mark(1));
+        let real = Uid([7; 16]);
+        g.rekey(by_name, real);
+        assert!(g.node(&by_name).is_none());
+        assert_eq!(g.node(&real).unwrap().triggers().count(), 1, "the create's trigger moved along");
+        assert_eq!(g.lookup_name("clusterroles", "", "edit"), Some(real));
+        // A UID already known is never overwritten.
+        g.upsert(by_name, "clusterroles", "", "edit", 0);
+        g.rekey(by_name, real);
+        assert!(g.node(&by_name).is_some() && g.node(&real).unwrap().triggers().count() == 1);
+    }
+
+    #[test]
+    fn child_counts_follow_creates_deletes_and_the_childrens_reports() {
+        let mut node = Node::default();
+        node.extra_mut().live_children = Some(0);
+        node.push_child_create(mark(1), true);
+        node.push_child_create(mark(2), false); // a ControllerRevision: not counted
+        node.push_child_create(mark(3), true);
+        node.push_child_delete(mark(4), false); // terminating, still counted (a StatefulSet)
+        node.push_child_delete(mark(5), true);
+        assert_eq!(
+            node.child_changes().map(|(m, c)| (m.time, c)).collect::<Vec<_>>(),
+            [(1, 1), (2, 1), (3, 2), (4, 2), (5, 1)]
+        );
+
+        let mut deployment = Node::default();
+        deployment.extra_mut().child_replicas = Some(Vec::new());
+        deployment.push_child_count(Uid([1; 16]), 3, mark(10));
+        deployment.push_child_count(Uid([2; 16]), 1, mark(11));
+        deployment.push_child_count(Uid([1; 16]), 2, mark(12));
+        assert_eq!(
+            deployment.child_count_sums().map(|(m, s)| (m.time, s)).collect::<Vec<_>>(),
+            [(10, 3), (11, 4), (12, 3)]
+        );
+    }
 }

@@ -274,3 +274,24 @@ impl Record {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selector_selects_the_labels_that_hold_all_its_pairs() {
+        let labels = |pairs: &[(&str, &str)]| {
+            let mut v: Vec<u64> = pairs.iter().map(|(k, v)| label_pair(k, v)).collect();
+            v.sort_unstable();
+            v
+        };
+        let pod = labels(&[("app", "web"), ("tier", "front"), ("pod-template-hash", "5d894c86f5")]);
+        assert!(selects(&labels(&[("app", "web")]), &pod));
+        assert!(selects(&labels(&[("app", "web"), ("tier", "front")]), &pod));
+        assert!(!selects(&labels(&[("app", "api")]), &pod));
+        assert!(!selects(&labels(&[("app", "web"), ("tier", "back")]), &pod));
+        assert!(!selects(&[], &pod), "a Service without a selector selects nothing");
+        assert_ne!(label_pair("a", "bc"), label_pair("ab", "c"), "the pair's boundary matters");
+    }
+}
