@@ -287,9 +287,7 @@ impl Engine {
         let by_controller = self.config.controllers.is_controller(&w.user);
         let acting = actors::acting_user(&w.user, w.user_agent.as_deref());
         let actor = actor_name(&acting);
-        let mut related = self.related_objects(&w, &acting);
-        related.by_pod_gc = actor == actors::POD_GC_SERVICE_ACCOUNT;
-        related.by_garbage_collector = actor == actors::GC_SERVICE_ACCOUNT;
+        let related = self.related_objects(&w, &actor);
         let time_triggered = by_controller && {
             let owner_kind = w
                 .controller_owner()
@@ -357,7 +355,7 @@ impl Engine {
     /// Resolves what a write relates to from the write and the graph: the
     /// object, its controller owner, and the relations that are not
     /// ownerReferences (a pod's node, an Endpoints' Service and pods).
-    fn related_objects(&self, w: &WriteRecord, acting_user: &str) -> linker::Related {
+    fn related_objects(&self, w: &WriteRecord, actor: &str) -> linker::Related {
         let namespace = w.namespace.as_deref().unwrap_or("");
         let by_name = || w.name.as_deref().map(|n| Uid::from_name(&w.resource, namespace, n));
         let object = match w.uid.as_deref().map(Uid::from_text) {
@@ -374,17 +372,26 @@ impl Engine {
             .controller_owner()
             .map(|o| o.uid)
             .or_else(|| object_node.and_then(|n| n.controller_owner()))
-            .or_else(|| self.token_secret_account(w, acting_user));
+            .or_else(|| self.token_secret_account(w, actor));
         let relations = w.relations.as_deref();
         let node = relations.and_then(|r| r.node_name.as_deref()).and_then(|n| self.graph.lookup_name("nodes", "", n));
         // Only an unowned create by a controller that watches namespaces
         // falls back to its namespace's create.
-        let watches_namespaces = || actors::NAMESPACE_WATCHERS.contains(&actor_name(acting_user).as_str());
-        let namespace_node =
-            (w.verb == Verb::Create && owner.is_none() && !namespace.is_empty() && watches_namespaces())
-                .then(|| self.graph.lookup_name("namespaces", "", namespace))
-                .flatten();
-        let mut related = linker::Related { object, owner, node, namespace: namespace_node, ..Default::default() };
+        let namespace_node = (w.verb == Verb::Create
+            && owner.is_none()
+            && !namespace.is_empty()
+            && actors::NAMESPACE_WATCHERS.contains(&actor))
+        .then(|| self.graph.lookup_name("namespaces", "", namespace))
+        .flatten();
+        let mut related = linker::Related {
+            object,
+            owner,
+            node,
+            namespace: namespace_node,
+            by_pod_gc: actor == actors::POD_GC_SERVICE_ACCOUNT,
+            by_garbage_collector: actor == actors::GC_SERVICE_ACCOUNT,
+            ..Default::default()
+        };
         if linker::is_endpoints_like(&w.resource) {
             let service_name = match w.resource.as_ref() {
                 "endpoints" => w.name.as_deref(),
@@ -404,9 +411,9 @@ impl Engine {
     /// The ServiceAccount a token secret is made for: the tokens controller
     /// names the secret after it (`<account>-token-<5 characters>`), and the
     /// audit policy logs secrets at Metadata, so the name is all there is.
-    fn token_secret_account(&self, w: &WriteRecord, acting_user: &str) -> Option<Uid> {
+    fn token_secret_account(&self, w: &WriteRecord, actor: &str) -> Option<Uid> {
         // It writes with kube-controller-manager's own credentials, named in the user agent.
-        let by_tokens_controller = acting_user.ends_with("tokens-controller")
+        let by_tokens_controller = actor.ends_with("tokens-controller")
             || w.user_agent.as_deref().is_some_and(|ua| ua.ends_with("/tokens-controller"));
         if w.resource.as_ref() != "secrets" || w.verb != Verb::Create || !by_tokens_controller {
             return None;
@@ -480,10 +487,12 @@ impl Engine {
                 node.extra_mut().endpoint_members = members.clone();
             }
         }
-        if w.succeeded() && w.verb == Verb::Create && w.subresource.is_none() && counts_children(&w.resource) {
+        // Counting children needs the count from the start: the workload's create.
+        let created = w.succeeded() && w.verb == Verb::Create && w.subresource.is_none();
+        if created && counts_children(&w.resource) {
             node.extra_mut().live_children = Some(0);
         }
-        if w.succeeded() && w.verb == Verb::Create && w.subresource.is_none() && w.resource.as_ref() == "deployments" {
+        if created && w.resource.as_ref() == "deployments" {
             node.extra_mut().child_replicas = Some(Vec::new());
         }
         if w.succeeded()
@@ -519,16 +528,23 @@ impl Engine {
             }
         }
         let child_write = w.succeeded() && w.subresource.is_none() && (w.verb.is_delete() || w.verb == Verb::Create);
+        if !child_write {
+            return;
+        }
+        let pod = w.resource.as_ref() == "pods";
         // Workloads count their pods: a StatefulSet counts a terminating pod
         // until it is gone; the others stop counting it at its delete.
-        let owner_is_statefulset =
-            owner.and_then(|o| self.graph.node(&o)).is_some_and(|n| self.graph.symbol(n.resource) == "statefulsets");
-        if child_write && let Some(owner_node) = owner.and_then(|o| self.graph.node_mut(&o)) {
-            let pod = w.resource.as_ref() == "pods";
+        let leaves_count = w.verb.is_delete()
+            && pod
+            && (w.deletion == Deletion::Gone
+                || owner
+                    .and_then(|o| self.graph.node(&o))
+                    .is_none_or(|n| self.graph.symbol(n.resource) != "statefulsets"));
+        if let Some(owner_node) = owner.and_then(|o| self.graph.node_mut(&o)) {
             if w.verb == Verb::Create {
                 owner_node.push_child_create(mark, pod);
             } else {
-                owner_node.push_child_delete(mark, pod && (!owner_is_statefulset || w.deletion == Deletion::Gone));
+                owner_node.push_child_delete(mark, leaves_count);
             }
         }
     }
