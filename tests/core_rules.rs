@@ -31,6 +31,8 @@ fn write(id: &str, user: &str, verb: Verb, resource: &str, name: &str, uid: &str
         completed: at,
         generation: None,
         request_generation: None,
+        resource_version: None,
+        observed_version: None,
         no_op: false,
         deletion: if verb.is_delete() { Deletion::Gone } else { Deletion::None },
         owners: Vec::new(),

@@ -1037,6 +1037,312 @@ async fn audit_a_pod_replaced_then_a_rollout_and_its_undo() {
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
 
+/// A client with the credentials run.sh wrote to `<dir>/<user>.kubeconfig`.
+async fn client_as(dir: &str, user: &str) -> kube::Client {
+    let path = format!("{dir}/{user}.kubeconfig");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane from tests/e2e/run.sh"]
+async fn audit_a_node_registering_as_its_kubelet_would() {
+    let ns = "e2e-node";
+    let Some((receiver, mut kausal, admin)) = start_audit_scenario("node-registering", ns).await else { return };
+    let node_name = "e2e-node-reg";
+    // The kubelet registers its node with its own credentials
+    // (system:node:e2e-node-reg, group system:nodes), as kubelets do at start,
+    // then takes its Lease and reports status, as on every heartbeat.
+    let kubelet = client_as(&env("audit").unwrap().dir, "node-e2e-node-reg").await;
+    let nodes = resource("", "v1", "Node", "nodes");
+    create(&kubelet, None, &nodes, fake_node(node_name)).await;
+    let leases = resource("coordination.k8s.io", "v1", "Lease", "leases");
+    create(
+        &kubelet,
+        Some("kube-node-lease"),
+        &leases,
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": node_name},
+               "spec": {"holderIdentity": node_name, "leaseDurationSeconds": 40}}),
+    )
+    .await;
+    for heartbeat in ["2026-01-01T00:00:10Z", "2026-01-01T00:00:20Z"] {
+        let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "fake node", "lastHeartbeatTime": heartbeat, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        api(&kubelet, None, &nodes)
+            .patch_status(node_name, &PatchParams::default(), &Patch::Strategic(status))
+            .await
+            .unwrap_or_else(|e| panic!("heartbeat: {e}"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    eventually(
+        &receiver,
+        ns,
+        "create nodes (kubelet, no cause in the window: a root) → RegisteredNode (node-controller) under it; \
+         the kubelet's heartbeats and Lease are roots of their own",
+        |s| {
+            let register = s.named("the node's registration", &format!("create nodes {node_name}"))?;
+            if register.parent.is_some() || register.service != "kubelet" {
+                return Err(format!("the registration should be a root of the kubelet, is by {}", register.service));
+            }
+            let registered = s.one("RegisteredNode", |x| {
+                x.attr("k8s.event.reason") == Some("RegisteredNode")
+                    && x.attr("k8s.event.message").is_some_and(|m| m.contains(node_name))
+            })?;
+            s.expect_parent(registered, register)?;
+            let heartbeats = s.all(|x| x.name == format!("patch nodes/status {node_name}"));
+            if heartbeats.len() != 2 {
+                return Err(format!("{} heartbeats, expected 2", heartbeats.len()));
+            }
+            for heartbeat in heartbeats {
+                if heartbeat.trace == register.trace && s.parent(heartbeat).is_some() {
+                    return Err("a heartbeat hangs in the registration's trace".into());
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+
+    // A person removes the node: RemovingNode observes that delete.
+    api(&admin, None, &nodes).delete(node_name, &DeleteParams::default()).await.unwrap();
+    eventually(&receiver, ns, "delete nodes (person) → RemovingNode (node-controller) under it", |s| {
+        let delete = s.named("the node delete", &format!("delete nodes {node_name}"))?;
+        s.expect_intent(delete, ADMIN)?;
+        let removing = s.one("RemovingNode", |x| {
+            x.attr("k8s.event.reason") == Some("RemovingNode")
+                && x.attr("k8s.event.message").is_some_and(|m| m.contains(node_name))
+        })?;
+        s.expect_parent(removing, delete)
+    })
+    .await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane from tests/e2e/run.sh"]
+async fn audit_a_service_whose_pods_never_get_an_ip() {
+    let ns = "e2e-noip";
+    let Some((receiver, mut kausal, client)) = start_audit_scenario("service-no-ip", ns).await else { return };
+    create(
+        &client,
+        Some(ns),
+        &resource("", "v1", "Service", "services"),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+    )
+    .await;
+    eventually(&receiver, ns, "the Service's Endpoints and EndpointSlice", |s| {
+        s.named("the Endpoints create", "create endpoints e2e-noip/web")?;
+        s.one("the EndpointSlice create", |x| is_write(x, "create", "endpointslices", ns, "web-")).map(|_| ())
+    })
+    .await;
+    // Pods are bound but never run (no kubelet): they never get an IP, so no
+    // list changes, yet the controllers write their (no-op) lists after each pod event.
+    let ar = deployments();
+    create(&client, Some(ns), &ar, deployment("web", 2)).await;
+    eventually(&receiver, ns, "two pods bound", |s| {
+        let n = s.all(|x| x.name.starts_with("create pods/binding e2e-noip/web-")).len();
+        if n == 2 { Ok(()) } else { Err(format!("{n} bindings")) }
+    })
+    .await;
+    scale(&client, ns, &ar, "web", 3).await;
+    eventually(&receiver, ns, "a third pod bound", |s| {
+        let n = s.all(|x| x.name.starts_with("create pods/binding e2e-noip/web-")).len();
+        if n == 3 { Ok(()) } else { Err(format!("{n} bindings")) }
+    })
+    .await;
+    // Let the lists' last writes of the scale arrive before checking them all.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    eventually(
+        &receiver,
+        ns,
+        "every Endpoints/EndpointSlice update after the first pod create hangs under a write on a selected pod, \
+         never under the Service's create",
+        |s| {
+            let svc = s.named("the Service create", "create services e2e-noip/web")?;
+            s.expect_intent(svc, ADMIN)?;
+            let first_pod = s
+                .all(|x| is_write(x, "create", "pods", ns, "web-"))
+                .into_iter()
+                .map(|x| x.start)
+                .min()
+                .ok_or("no pod create")?;
+            let updates: Vec<_> = s
+                .all(|x| {
+                    (is_write(x, "update", "endpoints", ns, "web")
+                        || is_write(x, "update", "endpointslices", ns, "web-"))
+                        && x.start > first_pod
+                })
+                .into_iter()
+                .collect();
+            if updates.is_empty() {
+                return Err("no list update after the pods".into());
+            }
+            for update in updates {
+                let parent = s.parent(update).ok_or(format!("`{}` is a root", update.name))?;
+                let on_pod = parent.in_namespace(ns)
+                    && parent.name.split(' ').nth(1).is_some_and(|r| r == "pods" || r.starts_with("pods/"))
+                    && parent.attr("k8s.object.name").is_some_and(|n| n.starts_with("web-"));
+                if !on_pod {
+                    return Err(format!(
+                        "`{}` hangs under `{}`, not under a write on a selected pod",
+                        update.name, parent.name
+                    ));
+                }
+                if update.trace == svc.trace {
+                    return Err(format!("`{}` is in the Service create's trace", update.name));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane from tests/e2e/run.sh"]
+async fn audit_two_controllers_write_one_replicaset_within_milliseconds() {
+    let ns = "e2e-race";
+    let Some((receiver, mut kausal, client)) = start_audit_scenario("two-writers", ns).await else { return };
+    let ar = deployments();
+    create(&client, Some(ns), &ar, deployment("web", 2)).await;
+    let rs = eventually(&receiver, ns, "the ReplicaSet and its two pods", |s| {
+        let rs = s.one("the ReplicaSet create", |x| is_write(x, "create", "replicasets", ns, "web-"))?;
+        let n = s.all(|x| is_write(x, "create", "pods", ns, "web-")).len();
+        if n != 2 {
+            return Err(format!("{n} pods"));
+        }
+        Ok(rs.attr("k8s.object.name").unwrap().to_owned())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Two scales back to back: the deployment controller rewrites the
+    // ReplicaSet's spec while the replicaset controller writes its status and
+    // pods, both on the same ReplicaSet within milliseconds (409s included).
+    scale(&client, ns, &ar, "web", 5).await;
+    scale(&client, ns, &ar, "web", 1).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    eventually(
+        &receiver,
+        ns,
+        "each scale's ReplicaSet update under that scale; the pods it makes or deletes in the same trace",
+        |s| {
+            let scales = s.all(|x| x.name == "patch deployments/scale e2e-race/web");
+            if scales.len() != 2 {
+                return Err(format!("{} scale patches", scales.len()));
+            }
+            let last = scales.iter().max_by_key(|x| x.start).unwrap();
+            for patch in &scales {
+                s.expect_intent(patch, ADMIN)?;
+            }
+            let updates =
+                s.all(|x| is_write(x, "update", "replicasets", ns, &rs) && x.service == "deployment-controller");
+            if updates.is_empty() {
+                return Err("no ReplicaSet update by the deployment controller".into());
+            }
+            for update in &updates {
+                let parent = s.parent(update).ok_or(format!("`{}` is a root", update.name))?;
+                if !scales.iter().any(|p| p.span == parent.span) {
+                    return Err(format!("`{}` hangs under `{}`, not under a scale", update.name, parent.name));
+                }
+            }
+            if !updates.iter().any(|u| u.trace == last.trace) {
+                return Err("no ReplicaSet update in the last scale's trace".into());
+            }
+            // Scaled to 1 in the end: 4 or 1 pods deleted, depending on how many the first scale made.
+            let deletes = s.all(|x| is_write(x, "delete", "pods", ns, "web-"));
+            if deletes.is_empty() {
+                return Err("no pod deleted".into());
+            }
+            for delete in deletes {
+                if delete.trace != last.trace {
+                    return Err(format!("`{}` is outside the last scale's trace", delete.name));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+// ---- scenario: bootstrap (the controllers start inside it) -------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane from tests/e2e/run.sh"]
+async fn bootstrap_a_fresh_cluster_first_minute() {
+    let ns = "e2e-fresh";
+    let Some(env) = env("bootstrap") else { return };
+    let receiver = Receiver::start(true).await;
+    let mut kausal = start_kausal(&env, &receiver, "fresh-cluster", false).await;
+    let client = client().await;
+    // A person's first writes, while only the apiserver runs.
+    ensure_nodes(&client).await;
+    namespace(&client, ns).await;
+    create(
+        &client,
+        Some(ns),
+        &resource("", "v1", "ServiceAccount", "serviceaccounts"),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "builder"}}),
+    )
+    .await;
+    create(&client, Some(ns), &deployments(), deployment("web", 1)).await;
+    // Now kube-controller-manager and kube-scheduler start (run.sh waits for this file).
+    std::fs::write(format!("{}/start-controllers", env.dir), b"").unwrap();
+    eventually(
+        &receiver,
+        ns,
+        "the controllers' start-up: TokenRequests are roots of their own, token secrets under their \
+         ServiceAccount's create, the namespace's default ServiceAccount and root CA under its create, \
+         the Deployment's ReplicaSet and pod under the person's create",
+        |s| {
+            let requests = s.all(|x| is_write(x, "create", "serviceaccounts/token", "kube-system", ""));
+            if requests.len() < 10 {
+                return Err(format!("{} TokenRequests so far", requests.len()));
+            }
+            for request in &requests {
+                if request.parent.is_some() || request.attr("kausal.root") != Some("controller") {
+                    return Err(format!("`{}` should be a root of its own", request.name));
+                }
+            }
+            let secrets = s.all(|x| {
+                is_write(x, "create", "secrets", "kube-system", "")
+                    && x.attr("k8s.object.name").is_some_and(|n| n.contains("-token-"))
+            });
+            if secrets.len() < 10 {
+                return Err(format!("{} token secrets in kube-system so far", secrets.len()));
+            }
+            for secret in secrets {
+                let name = secret.attr("k8s.object.name").unwrap();
+                let account = name.rsplit_once("-token-").map(|(a, _)| a).ok_or(format!("secret {name}"))?;
+                let created =
+                    s.named("the account's create", &format!("create serviceaccounts kube-system/{account}"))?;
+                s.expect_parent(secret, created)?;
+            }
+            let ns_create = s.named("the namespace create", &format!("create namespaces {ns}"))?;
+            s.expect_intent(ns_create, ADMIN)?;
+            let default_sa = s.named("its default ServiceAccount", &format!("create serviceaccounts {ns}/default"))?;
+            s.expect_parent(default_sa, ns_create)?;
+            let root_ca = s.named("its root CA", &format!("create configmaps {ns}/kube-root-ca.crt"))?;
+            s.expect_parent(root_ca, ns_create)?;
+            let builder = s.named("the person's ServiceAccount", &format!("create serviceaccounts {ns}/builder"))?;
+            s.expect_intent(builder, ADMIN)?;
+            let token = s.one("its token secret", |x| is_write(x, "create", "secrets", ns, "builder-token-"))?;
+            s.expect_parent(token, builder)?;
+            let deployment = s.named("the Deployment create", &format!("create deployments {ns}/web"))?;
+            s.expect_intent(deployment, ADMIN)?;
+            let rs = s.one("its ReplicaSet", |x| is_write(x, "create", "replicasets", ns, "web-"))?;
+            s.expect_parent(rs, deployment)?;
+            let pod = s.one("its pod", |x| is_write(x, "create", "pods", ns, "web-"))?;
+            s.expect_parent(pod, rs)
+        },
+    )
+    .await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
 // ---- scenarios: Event watch (Events excluded from the audit policy) ---------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

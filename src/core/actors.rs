@@ -37,7 +37,7 @@ impl ControllerPatterns {
 }
 
 const SA_KUBE_SYSTEM: &str = "system:serviceaccount:kube-system:";
-const SHARED_CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+pub const SHARED_CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 
 /// One kube-controller-manager controller: the source its Events name, and
 /// the service account it writes as (`--use-service-account-credentials`).

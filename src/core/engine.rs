@@ -9,7 +9,7 @@
 use super::actors::{self, ControllerPatterns, actor_name};
 use super::dedup::WriteDedup;
 use super::event_tracker::{Again, EventTracker};
-use super::graph::{Graph, GraphLimits, GraphStats, Mark, SpanRef, WriteMark};
+use super::graph::{Graph, GraphLimits, GraphStats, Mark, SpanRef, TriggerFacts, WriteMark};
 use super::ids::{self, Uid};
 use super::kinds;
 use super::linker::{self, Link, Window};
@@ -287,7 +287,7 @@ impl Engine {
         let by_controller = self.config.controllers.is_controller(&w.user);
         let acting = actors::acting_user(&w.user, w.user_agent.as_deref());
         let actor = actor_name(&acting);
-        let related = self.related_objects(&w, &actor);
+        let related = self.related_objects(&w, &acting, &actor);
         let time_triggered = by_controller && {
             let owner_kind = w
                 .controller_owner()
@@ -355,7 +355,7 @@ impl Engine {
     /// Resolves what a write relates to from the write and the graph: the
     /// object, its controller owner, and the relations that are not
     /// ownerReferences (a pod's node, an Endpoints' Service and pods).
-    fn related_objects(&self, w: &WriteRecord, actor: &str) -> linker::Related {
+    fn related_objects(&self, w: &WriteRecord, acting: &str, actor: &str) -> linker::Related {
         let namespace = w.namespace.as_deref().unwrap_or("");
         let by_name = || w.name.as_deref().map(|n| Uid::from_name(&w.resource, namespace, n));
         let object = match w.uid.as_deref().map(Uid::from_text) {
@@ -388,6 +388,9 @@ impl Engine {
             owner,
             node,
             namespace: namespace_node,
+            // kube-controller-manager's own client is shared by several loops
+            // (the tokens controller, start-up): it names no one writer.
+            writer: (acting != actors::SHARED_CONTROLLER_MANAGER_USER).then(|| self.graph.actor_id(acting)).flatten(),
             by_pod_gc: actor == actors::POD_GC_SERVICE_ACCOUNT,
             by_garbage_collector: actor == actors::GC_SERVICE_ACCOUNT,
             ..Default::default()
@@ -475,7 +478,15 @@ impl Engine {
             succeeded: w.succeeded(),
         });
         if trigger {
-            node.push_trigger(mark);
+            let desired = w.relations.as_deref().and_then(|r| r.desired_replicas);
+            node.push_trigger(
+                mark,
+                TriggerFacts {
+                    // The low bits are what compares within a window (see `version_after`).
+                    version: w.resource_version.map(|v| v as u32).filter(|&v| v != 0),
+                    desired: desired.map(|d| u16::try_from(d.max(0)).unwrap_or(u16::MAX - 1)),
+                },
+            );
         }
         if w.succeeded()
             && let Some(relations) = w.relations.as_deref()

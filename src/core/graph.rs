@@ -75,13 +75,57 @@ const NO_OWNER: Uid = Uid([0; 16]);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct NodeMark {
     time: Micros,
-    received: Micros,
     span: SpanRef,
+    /// How long before `time` the request arrived, in µs (saturating at 71
+    /// minutes, which only makes the request look earlier): a `Micros` of
+    /// its own would not leave room for `version`.
+    lead: u32,
     actor: ActorId,
+    /// On a trigger: the low 32 bits of the object's `resourceVersion` after
+    /// it (0 when unknown); etcd revisions a window apart compare correctly
+    /// with wrapping arithmetic.
+    version: u32,
     flags: u8,
     /// On a child create or delete: how many live children the owner had
-    /// right after it (fits the padding; saturates).
+    /// right after it. On a trigger: the desired replicas it left
+    /// (`NO_COUNT` when unknown). Saturates.
     children: u16,
+}
+
+impl NodeMark {
+    fn received(&self) -> Micros {
+        self.time - Micros::from(self.lead)
+    }
+
+    fn as_mark(&self) -> Mark {
+        Mark { time: self.time, span: self.span, received: self.received() }
+    }
+}
+
+/// `NodeMark::children` of a trigger that left no known desired count.
+const NO_COUNT: u16 = u16::MAX;
+
+/// What a trigger left its object at, as later writes can show they read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct TriggerFacts {
+    /// The low 32 bits of the object's `resourceVersion` after the trigger.
+    pub version: Option<u32>,
+    /// `spec.replicas` after it (a workload's spec change or scale).
+    pub desired: Option<u16>,
+}
+
+/// A trigger on a node with what it left and who made it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TriggerMark {
+    pub mark: Mark,
+    pub facts: TriggerFacts,
+    /// The writer, when the node recorded the write itself.
+    pub actor: Option<ActorId>,
+}
+
+/// Whether resourceVersion `a` (low 32 bits) is newer than `b`.
+pub(crate) fn version_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
 }
 
 const WRITE: u8 = 1;
@@ -193,10 +237,7 @@ impl Node {
     /// Child creates and deletes, oldest first, each with the number of live
     /// children right after it.
     pub(crate) fn child_changes(&self) -> impl DoubleEndedIterator<Item = (Mark, u16)> + '_ {
-        self.marks
-            .iter()
-            .filter(|m| m.flags & (CHILD_CREATE | CHILD_DELETE) != 0)
-            .map(|m| (Mark { time: m.time, span: m.span, received: m.received }, m.children))
+        self.marks.iter().filter(|m| m.flags & (CHILD_CREATE | CHILD_DELETE) != 0).map(|m| (m.as_mark(), m.children))
     }
 
     /// Successful status writes of this object's children, oldest first.
@@ -210,16 +251,25 @@ impl Node {
     }
 
     fn marks_with(&self, flag: u8) -> impl DoubleEndedIterator<Item = Mark> + '_ {
-        self.marks.iter().filter(move |m| m.flags & flag != 0).map(|m| Mark {
-            time: m.time,
-            span: m.span,
-            received: m.received,
-        })
+        self.marks.iter().filter(move |m| m.flags & flag != 0).map(NodeMark::as_mark)
     }
 
     /// Triggers on this object, oldest first.
     pub(crate) fn triggers(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
         self.marks_with(TRIGGER)
+    }
+
+    /// Triggers on this object with what each left and who made it, oldest
+    /// first: for the rules that read which trigger a later write had seen.
+    pub(crate) fn trigger_marks(&self) -> impl DoubleEndedIterator<Item = TriggerMark> + '_ {
+        self.marks.iter().filter(|m| m.flags & TRIGGER != 0).map(|m| TriggerMark {
+            mark: m.as_mark(),
+            facts: TriggerFacts {
+                version: (m.version != 0).then_some(m.version),
+                desired: (m.children != NO_COUNT).then_some(m.children),
+            },
+            actor: (m.flags & WRITE != 0).then_some(m.actor),
+        })
     }
 
     /// Creates of objects this one controls: with child deletes, what a
@@ -236,7 +286,7 @@ impl Node {
     pub(crate) fn writes(&self) -> impl DoubleEndedIterator<Item = WriteMark> + '_ {
         self.marks.iter().filter(|m| m.flags & WRITE != 0).map(|m| WriteMark {
             time: m.time,
-            received: m.received,
+            received: m.received(),
             span: m.span,
             actor: m.actor,
             is_status: m.flags & STATUS != 0,
@@ -257,15 +307,21 @@ impl Node {
         if self.marks.len() == self.marks.capacity() {
             self.marks.reserve_exact(1);
         }
-        self.marks.insert(at, NodeMark { time, received, span, actor: actor.unwrap_or(0), flags, children: 0 });
+        let lead = u32::try_from(time.saturating_sub(received).max(0)).unwrap_or(u32::MAX);
+        let mark = NodeMark { time, span, lead, actor: actor.unwrap_or(0), version: 0, flags, children: 0 };
+        self.marks.insert(at, mark);
         if self.marks.len() > MAX_MARKS {
             let oldest = self.marks.iter().position(|m| m.flags & TRIGGER == 0).unwrap_or(0);
             self.marks.remove(oldest);
         }
     }
 
-    pub(crate) fn push_trigger(&mut self, mark: Mark) {
+    pub(crate) fn push_trigger(&mut self, mark: Mark, facts: TriggerFacts) {
         self.mark(mark.time, mark.received, mark.span, None, TRIGGER);
+        if let Some(m) = self.marks.iter_mut().find(|m| m.span == mark.span) {
+            m.version = facts.version.unwrap_or(0);
+            m.children = facts.desired.unwrap_or(NO_COUNT);
+        }
     }
 
     /// A child's delete; `leaves_count` when the owner's status stops
@@ -311,10 +367,7 @@ impl Node {
     /// Children's status writes, oldest first, each with the sum of the
     /// children's counts right after it (see [`push_child_count`](Self::push_child_count)).
     pub(crate) fn child_count_sums(&self) -> impl DoubleEndedIterator<Item = (Mark, u16)> + '_ {
-        self.marks
-            .iter()
-            .filter(|m| m.flags & CHILD_STATUS != 0)
-            .map(|m| (Mark { time: m.time, span: m.span, received: m.received }, m.children))
+        self.marks.iter().filter(|m| m.flags & CHILD_STATUS != 0).map(|m| (m.as_mark(), m.children))
     }
 
     pub(crate) fn push_selected_pod_write(&mut self, mark: Mark) {
@@ -480,6 +533,11 @@ impl Graph {
         &self.actors[id as usize]
     }
 
+    /// The interned ID of `user`, if it ever wrote.
+    pub(crate) fn actor_id(&self, user: &str) -> Option<ActorId> {
+        self.actor_ids.get(user).copied()
+    }
+
     pub(crate) fn intern_actor(&mut self, user: &str) -> ActorId {
         if let Some(&id) = self.actor_ids.get(user) {
             return id;
@@ -636,7 +694,7 @@ mod tests {
     fn marks_stay_sorted_and_bounded_even_when_late() {
         let mut node = Node::default();
         for t in [5, 1, 3, 9, 7, 2, 8, 6, 4, 10] {
-            node.push_trigger(mark(t));
+            node.push_trigger(mark(t), TriggerFacts::default());
         }
         let times: Vec<_> = node.triggers().map(|m| m.time).collect();
         assert_eq!(times, (1..=10).collect::<Vec<_>>());
@@ -663,7 +721,7 @@ mod tests {
             is_status: false,
             succeeded: true,
         });
-        node.push_trigger(create);
+        node.push_trigger(create, TriggerFacts::default());
         node.push_child_create(mark(2), true);
         assert_eq!(node.marks.len(), 2);
         assert_eq!(node.triggers().collect::<Vec<_>>(), vec![create]);
@@ -710,7 +768,7 @@ mod tests {
     fn a_node_keyed_by_name_moves_to_its_uid_once_and_keeps_its_marks() {
         let mut g = Graph::new(limits());
         let by_name = Uid::from_name("clusterroles", "", "edit");
-        g.upsert(by_name, "clusterroles", "", "edit", 0).push_trigger(mark(1));
+        g.upsert(by_name, "clusterroles", "", "edit", 0).push_trigger(mark(1), TriggerFacts::default());
         let real = Uid([7; 16]);
         g.rekey(by_name, real);
         assert!(g.node(&by_name).is_none());

@@ -4,7 +4,7 @@
 //! The engine applies them in timestamp order and then records the write.
 
 use super::actors::ReporterUsers;
-use super::graph::{Graph, GraphLimits, Mark, Node, WriteMark};
+use super::graph::{ActorId, Graph, GraphLimits, Mark, Node, TriggerMark, WriteMark, version_after};
 use super::ids::Uid;
 use super::record::{EventRecord, Verb, WriteRecord};
 use crate::core::time::Micros;
@@ -157,6 +157,8 @@ pub(crate) struct Related {
     /// Pods whose listing in an Endpoints or EndpointSlice this write changes:
     /// added, removed, or with new addresses or readiness.
     pub changed_members: Vec<Uid>,
+    /// Who writes (the acting user), if it wrote before.
+    pub writer: Option<ActorId>,
     /// The writer is the pod garbage collector, which deletes pods whose node is gone.
     pub by_pod_gc: bool,
     /// The writer is the garbage collector, which deletes dependents because
@@ -171,12 +173,19 @@ pub(crate) struct Related {
 
 /// Writes that are not caused by the object they name (CAUSALITY.md,
 /// "Infrastructure writes"): a TokenRequest is a controller's client fetching
-/// credentials, and the apiserver reconciles `endpoints default/kubernetes` on
+/// credentials, the apiserver reconciles `endpoints default/kubernetes` on
+/// its own clock, and a kubelet reports its node's status (heartbeats, also
+/// the first ones right after it registered the node) and renews Leases on
 /// its own clock. They start traces of their own.
 pub(crate) fn is_infrastructure(write: &WriteRecord) -> bool {
     let resource = write.resource.as_ref();
     let named = |n: &str| write.name.as_deref() == Some(n);
+    let own_node_status = resource == "nodes"
+        && write.subresource.as_deref() == Some("status")
+        && write.name.as_deref().is_some_and(|n| write.user.strip_prefix("system:node:") == Some(n));
     (resource == "serviceaccounts" && write.subresource.as_deref() == Some("token"))
+        || own_node_status
+        || resource == "leases"
         || (is_endpoints_like(resource)
             && write.namespace.as_deref() == Some("default")
             && (named("kubernetes")
@@ -253,10 +262,12 @@ fn cause_of_status_write(node: &Node, write: &WriteRecord, window: Window, limit
         return top.into_link();
     }
     let counted = write.relations.as_ref().and_then(|r| r.child_count);
-    if let Some(link) = counted.and_then(|count| status_by_content(node, count, window, limits.deleting_ttl)) {
+    let observed = observed_version(write);
+    if let Some(link) = counted.and_then(|count| status_by_content(node, count, observed, window, limits.deleting_ttl))
+    {
         return link;
     }
-    top.offer_all(node.triggers(), window);
+    top.offer_all(node.trigger_marks().filter(|t| seen_by(t, observed)).map(|t| t.mark), window);
     top.offer_deleting_before(node, window, limits.deleting_ttl);
     top.offer_all(node.child_creates(), window);
     top.offer_all(node.child_deletes(), window);
@@ -328,16 +339,32 @@ fn cause_of_object_write(
             return top.into_link();
         }
     }
-    if let Some(node) = object {
-        top.offer_all(node.triggers(), window);
-        top.offer_deleting_before(node, window, deleting_ttl);
-    }
-    if let Some(node) = owner_node {
-        top.offer_all(node.triggers(), window);
+    // The scheduler binds a pod because it saw the pod, never because of a
+    // change of the pod's owner (a ReplicaSet rescaled while the pod waited).
+    let binding = write.subresource.as_deref() == Some("binding");
+    if let Some(node) = owner_node.filter(|_| !binding) {
+        top.offer_all(owner_triggers_acted_on(node, write, window), window);
         top.offer_deleting_before(node, window, deleting_ttl);
         if write.verb == Verb::Create {
             top.offer_all(node.child_deletes(), window);
         }
+    }
+    if let Some(node) = object {
+        // An owner's controller deletes a child because of a change of the
+        // owner (a scale-down), not because of the child's own newer writes
+        // (the scheduler binding a pod the ReplicaSet is about to delete);
+        // those count only when the owner offers no cause.
+        let owner_decides = write.verb.is_delete() && owner_node.is_some() && top.best.is_some();
+        if !owner_decides {
+            let observed = observed_version(write);
+            let candidates = node.trigger_marks().filter(|t| {
+                // An actor acts on what others change: its own earlier spec
+                // change of this object is not why it writes it again.
+                t.actor.is_none_or(|a| Some(a) != related.writer) && seen_by(t, observed)
+            });
+            top.offer_all(candidates.map(|t| t.mark), window);
+        }
+        top.offer_deleting_before(node, window, deleting_ttl);
     }
     if write.verb == Verb::Create
         && let Some(node) = related.node.and_then(|uid| graph.node(&uid))
@@ -365,6 +392,60 @@ fn cause_of_object_write(
     link
 }
 
+/// The `resourceVersion` a write was made against, as triggers record theirs.
+fn observed_version(write: &WriteRecord) -> Option<u32> {
+    write.observed_version.map(|v| v as u32)
+}
+
+/// Whether a writer that read the object at `observed` can have seen
+/// trigger `t`: a change committed after the version it read was not what
+/// it acted on (the deployment controller's status write made against the
+/// first of two scales 2 ms apart).
+fn seen_by(t: &TriggerMark, observed: Option<u32>) -> bool {
+    match (t.facts.version, observed) {
+        (Some(version), Some(observed)) => !version_after(version, observed),
+        _ => true,
+    }
+}
+
+/// The owner's triggers a controller's write on one of its children can
+/// follow, by what the write shows it acted on:
+/// - the Deployment's `spec.replicas` the deployment controller read (the
+///   ReplicaSet's `desired-replicas` annotation): of two scales a few ms
+///   apart, the one whose count it carries, even if the other committed first;
+/// - a create cannot follow a trigger that left no more desired replicas
+///   than the owner already had (a scale-down arriving while a scale-up's
+///   pods are still being created).
+///
+/// Each narrows only when something is left: otherwise every trigger stays a candidate.
+fn owner_triggers_acted_on<'a>(
+    owner: &'a Node,
+    write: &WriteRecord,
+    window: Window,
+) -> impl Iterator<Item = Mark> + 'a {
+    let in_window: Vec<TriggerMark> = owner.trigger_marks().filter(|t| window.admits(&t.mark)).collect();
+    let read_desired = write.relations.as_deref().and_then(|r| r.owner_desired_replicas);
+    let mut chosen: Vec<TriggerMark> = match read_desired {
+        Some(n) => {
+            let matching: Vec<TriggerMark> =
+                in_window.iter().copied().filter(|t| t.facts.desired.map(i64::from) == Some(n)).collect();
+            if matching.is_empty() { in_window } else { matching }
+        }
+        None => in_window,
+    };
+    if write.verb == Verb::Create && write.subresource.is_none() && owner.counts_children() {
+        let changes: Vec<(Mark, u16)> = owner.child_changes().collect();
+        let live_after =
+            |t: &TriggerMark| changes.iter().rev().find(|(m, _)| m.time <= t.mark.time).map_or(0, |(_, c)| *c);
+        let growing: Vec<TriggerMark> =
+            chosen.iter().copied().filter(|t| t.facts.desired.is_none_or(|d| d > live_after(t))).collect();
+        if !growing.is_empty() {
+            chosen = growing;
+        }
+    }
+    chosen.into_iter().map(|t| t.mark)
+}
+
 /// The cause of a workload's status write, read from its content: the
 /// newest candidate (a trigger on the workload, or a create or delete of one
 /// of its children) after which the workload had as many live children as
@@ -373,7 +454,13 @@ fn cause_of_object_write(
 /// its first pod creates belongs under the ReplicaSet's create). `None` when
 /// the count is unknown (the workload was created before the graph saw it)
 /// or no candidate matches it.
-fn status_by_content(node: &Node, count: i64, window: Window, deleting_ttl: Micros) -> Option<Link> {
+fn status_by_content(
+    node: &Node,
+    count: i64,
+    observed: Option<u32>,
+    window: Window,
+    deleting_ttl: Micros,
+) -> Option<Link> {
     // What the count is checked against: the live pods after each child
     // create or delete, or (a Deployment) the sum of the children's counts
     // after each child status write.
@@ -384,7 +471,8 @@ fn status_by_content(node: &Node, count: i64, window: Window, deleting_ttl: Micr
         (false, false) => return None,
     };
     let live_at = |t: Micros| changes.iter().rev().find(|(m, _)| m.time <= t).map_or(0, |(_, c)| *c);
-    let mut candidates: Vec<(Mark, u16)> = node.triggers().map(|m| (m, live_at(m.time))).collect();
+    let mut candidates: Vec<(Mark, u16)> =
+        node.trigger_marks().filter(|t| seen_by(t, observed)).map(|t| (t.mark, live_at(t.mark.time))).collect();
     if let Some(d) = node.deleting().filter(|d| d.time >= window.until.saturating_sub(deleting_ttl)) {
         candidates.push((d, live_at(d.time)));
     }

@@ -96,6 +96,13 @@ pub struct WriteRecord {
     /// An update that changed nothing: the response's `resourceVersion` is
     /// the one the request was made against.
     pub no_op: bool,
+    /// The object's `resourceVersion` after the write (etcd's commit order;
+    /// a scale's is its workload's).
+    pub resource_version: Option<u64>,
+    /// The `resourceVersion` the request was made against: the version of
+    /// the object the writer had read, so changes committed after it were
+    /// not what it acted on.
+    pub observed_version: Option<u64>,
     pub deletion: Deletion,
     pub owners: Vec<Owner>,
     pub dry_run: bool,
@@ -126,6 +133,12 @@ pub struct Relations {
     /// DaemonSet's (`currentNumberScheduled`): what the writing sync had
     /// observed.
     pub child_count: Option<i64>,
+    /// A workload's `spec.replicas` after a write of it or of its `scale`.
+    pub desired_replicas: Option<i64>,
+    /// On a ReplicaSet the deployment controller writes: its Deployment's
+    /// `spec.replicas` as that sync read it (the annotation
+    /// `deployment.kubernetes.io/desired-replicas`).
+    pub owner_desired_replicas: Option<i64>,
 }
 
 /// The fingerprint of one label or selector pair (no allocation: pods'

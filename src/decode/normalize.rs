@@ -75,7 +75,7 @@ impl Decoder<'_, '_> {
             })
             .unwrap_or_default();
         let deletion = deletion_state(w.verb, response.as_ref());
-        let relations = relations(&w, response_meta.or(request_meta));
+        let relations = relations(&w, response_meta.or(request_meta), request_meta);
         let status_code = w.status_code.and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
         self.out.records.push(Record::Write(WriteRecord {
             audit_id: w.audit_id.into(),
@@ -104,6 +104,11 @@ impl Decoder<'_, '_> {
                 && response_meta
                     .and_then(|m| m.resource_version.as_deref())
                     .is_some_and(|rv| request_meta.and_then(|m| m.resource_version.as_deref()) == Some(rv)),
+            resource_version: response_meta.and_then(|m| m.resource_version.as_deref()).and_then(|v| v.parse().ok()),
+            observed_version: request_meta
+                .filter(|_| matches!(w.verb, Verb::Update | Verb::Patch))
+                .and_then(|m| m.resource_version.as_deref())
+                .and_then(|v| v.parse().ok()),
             deletion,
             owners,
             dry_run: w.dry_run,
@@ -114,12 +119,20 @@ impl Decoder<'_, '_> {
 
 const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
 
+/// What the deployment controller writes on a ReplicaSet: its Deployment's
+/// `spec.replicas`, as the writing sync read it.
+const DESIRED_REPLICAS_ANNOTATION: &str = "deployment.kubernetes.io/desired-replicas";
+
 /// Label by which an EndpointSlice names its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Relations other than ownerReferences, for the few resources that carry
 /// them; everything else skips this second, narrow parse of the object.
-fn relations(w: &WriteInput<'_>, meta: Option<&ObjectMeta<'_>>) -> Option<Box<Relations>> {
+fn relations(
+    w: &WriteInput<'_>,
+    meta: Option<&ObjectMeta<'_>>,
+    request_meta: Option<&ObjectMeta<'_>>,
+) -> Option<Box<Relations>> {
     let endpoints_like = matches!(w.resource, "endpoints" | "endpointslices") && w.subresource.is_none();
     let placed = w.resource == "pods"
         && ((w.verb == Verb::Create && w.subresource.is_none()) || w.subresource == Some("binding"));
@@ -132,7 +145,11 @@ fn relations(w: &WriteInput<'_>, meta: Option<&ObjectMeta<'_>>) -> Option<Box<Re
             w.resource,
             "replicasets" | "statefulsets" | "replicationcontrollers" | "daemonsets" | "deployments"
         );
-    if !endpoints_like && !placed && !labelled && !selecting && !counted {
+    let scalable = matches!(w.resource, "replicasets" | "statefulsets" | "replicationcontrollers" | "deployments");
+    // The desired count a spec change or scale leaves: a later write shows
+    // which of several near-simultaneous scales it acted on.
+    let desiring = scalable && !w.verb.is_delete() && matches!(w.subresource, None | Some("scale"));
+    if !endpoints_like && !placed && !labelled && !selecting && !counted && !desiring {
         return None;
     }
     let mut relations = Relations::default();
@@ -147,6 +164,14 @@ fn relations(w: &WriteInput<'_>, meta: Option<&ObjectMeta<'_>>) -> Option<Box<Re
                 "daemonsets" => c.status.current_number_scheduled.unwrap_or(0),
                 _ => c.status.replicas.unwrap_or(0),
             });
+    }
+    if desiring {
+        relations.desired_replicas =
+            w.response_object.or(w.request_object).and_then(WorkloadCounts::parse).and_then(|c| c.spec.replicas);
+        if w.resource == "replicasets" {
+            relations.owner_desired_replicas =
+                request_meta.and_then(|m| m.annotation(DESIRED_REPLICAS_ANNOTATION)).and_then(|v| v.parse().ok());
+        }
     }
     if !(placed || selecting || endpoints_like) {
         return (relations != Relations::default()).then(|| Box::new(relations));

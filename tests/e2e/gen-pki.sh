@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PKI for the loopback test control plane: one CA, the apiserver's serving
-# certificate, client certificates for the admin and the two controllers, and
+# certificate, client certificates for the admin, the two controllers and a kubelet, and
 # the service-account signing key. (kausal's own certificates come from
 # `kausal cert`, like a user's would.)
 set -euo pipefail
@@ -25,5 +25,6 @@ issue apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS
 issue admin "/O=system:masters/CN=e2e-admin"
 issue controller-manager "/CN=system:kube-controller-manager"
 issue scheduler "/CN=system:kube-scheduler"
+issue node-e2e-node-reg "/O=system:nodes/CN=system:node:e2e-node-reg"
 openssl genrsa -out sa.key 2048 2>/dev/null
 openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null

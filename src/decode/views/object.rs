@@ -73,6 +73,13 @@ impl ObjectMeta<'_> {
         map.get(key).map(|v| v.to_string())
     }
 
+    /// An annotation's value, read only when asked for.
+    pub(crate) fn annotation(&self, key: &str) -> Option<String> {
+        let raw = self.annotations?;
+        let map: std::collections::HashMap<Cow<'_, str>, Cow<'_, str>> = serde_json::from_str(raw.get()).ok()?;
+        map.get(key).map(|v| v.to_string())
+    }
+
     /// Whether an annotation key is present, read only when asked for.
     pub(crate) fn has_annotation(&self, key: &str) -> bool {
         self.annotations
@@ -130,7 +137,16 @@ pub(crate) struct RelationView<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct WorkloadCounts {
     #[serde(default)]
+    pub spec: WorkloadSpecView,
+    #[serde(default)]
     pub status: WorkloadStatusView,
+}
+
+/// The desired count of a workload (or of a `Scale`).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct WorkloadSpecView {
+    #[serde(default)]
+    pub replicas: Option<i64>,
 }
 
 impl WorkloadCounts {
