@@ -402,6 +402,22 @@ fn is_event(s: &Got, reason: &str, ns: &str, message_contains: &str) -> bool {
         && s.attr("k8s.event.message").is_some_and(|m| m.contains(message_contains))
 }
 
+/// Creates Deployment `name` with two replicas and waits for its
+/// ReplicaSet and both pods; returns the ReplicaSet's name.
+async fn create_deployment_of_two(receiver: &Receiver, client: &kube::Client, ns: &str, name: &str) -> String {
+    create(client, Some(ns), &deployments(), deployment(name, 2)).await;
+    let prefix = format!("{name}-");
+    eventually(receiver, ns, "the Deployment's ReplicaSet and two pods", |s| {
+        let rs = s.one("the ReplicaSet create", |x| is_write(x, "create", "replicasets", ns, &prefix))?;
+        let n = s.all(|x| is_write(x, "create", "pods", ns, &prefix)).len();
+        if n != 2 {
+            return Err(format!("{n} pods"));
+        }
+        Ok(rs.attr("k8s.object.name").unwrap().to_owned())
+    })
+    .await
+}
+
 // ---- scenarios: audit stream -------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -944,16 +960,7 @@ async fn audit_a_pod_replaced_then_a_rollout_and_its_undo() {
     let ns = "e2e-undo";
     let Some((receiver, mut kausal, client)) = start_audit_scenario("rollout-undo", ns).await else { return };
     let ar = deployments();
-    create(&client, Some(ns), &ar, deployment("app", 2)).await;
-    let first_rs = eventually(&receiver, ns, "the Deployment's ReplicaSet and two pods", |s| {
-        let rs = s.one("the ReplicaSet create", |x| is_write(x, "create", "replicasets", ns, "app-"))?;
-        let n = s.all(|x| is_write(x, "create", "pods", ns, "app-")).len();
-        if n != 2 {
-            return Err(format!("{n} pods"));
-        }
-        Ok(rs.attr("k8s.object.name").unwrap().to_owned())
-    })
-    .await;
+    let first_rs = create_deployment_of_two(&receiver, &client, ns, "app").await;
 
     // 1. A person deletes a pod: the replacement and the ReplicaSet's status
     //    update after it are in the person's trace, not the Deployment create's.
@@ -1207,16 +1214,7 @@ async fn audit_two_controllers_write_one_replicaset_within_milliseconds() {
     let ns = "e2e-race";
     let Some((receiver, mut kausal, client)) = start_audit_scenario("two-writers", ns).await else { return };
     let ar = deployments();
-    create(&client, Some(ns), &ar, deployment("web", 2)).await;
-    let rs = eventually(&receiver, ns, "the ReplicaSet and its two pods", |s| {
-        let rs = s.one("the ReplicaSet create", |x| is_write(x, "create", "replicasets", ns, "web-"))?;
-        let n = s.all(|x| is_write(x, "create", "pods", ns, "web-")).len();
-        if n != 2 {
-            return Err(format!("{n} pods"));
-        }
-        Ok(rs.attr("k8s.object.name").unwrap().to_owned())
-    })
-    .await;
+    let rs = create_deployment_of_two(&receiver, &client, ns, "web").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Two scales back to back: the deployment controller rewrites the
     // ReplicaSet's spec while the replicaset controller writes its status and
@@ -1250,6 +1248,20 @@ async fn audit_two_controllers_write_one_replicaset_within_milliseconds() {
             }
             if !updates.iter().any(|u| u.trace == last.trace) {
                 return Err("no ReplicaSet update in the last scale's trace".into());
+            }
+            // Each ScalingReplicaSet names the count the controller wrote:
+            // it belongs to the scale that asked for that count, whichever
+            // of the two committed first (the first may be skipped if the
+            // controller read both at once).
+            let first = scales.iter().min_by_key(|x| x.start).unwrap();
+            for (message, scale) in [("to 5", first), ("to 1", last)] {
+                for event in s.all(|x| is_event(x, "ScalingReplicaSet", ns, message)) {
+                    if event.trace != scale.trace {
+                        return Err(format!(
+                            "ScalingReplicaSet \"{message}\" is outside the trace of the scale {message}"
+                        ));
+                    }
+                }
             }
             // Scaled to 1 in the end: 4 or 1 pods deleted, depending on how many the first scale made.
             let deletes = s.all(|x| is_write(x, "delete", "pods", ns, "web-"));
@@ -1327,6 +1339,15 @@ async fn bootstrap_a_fresh_cluster_first_minute() {
             s.expect_parent(default_sa, ns_create)?;
             let root_ca = s.named("its root CA", &format!("create configmaps {ns}/kube-root-ca.crt"))?;
             s.expect_parent(root_ca, ns_create)?;
+            // The node lifecycle controller registers the person's nodes as it starts.
+            for node in ["e2e-node-a", "e2e-node-b"] {
+                let created = s.named("the node create", &format!("create nodes {node}"))?;
+                let registered = s.one("RegisteredNode", |x| {
+                    x.attr("k8s.event.reason") == Some("RegisteredNode")
+                        && x.attr("k8s.event.message").is_some_and(|m| m.contains(node))
+                })?;
+                s.expect_parent(registered, created)?;
+            }
             let builder = s.named("the person's ServiceAccount", &format!("create serviceaccounts {ns}/builder"))?;
             s.expect_intent(builder, ADMIN)?;
             let token = s.one("its token secret", |x| is_write(x, "create", "secrets", ns, "builder-token-"))?;

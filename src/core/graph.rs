@@ -76,9 +76,10 @@ const NO_OWNER: Uid = Uid([0; 16]);
 struct NodeMark {
     time: Micros,
     span: SpanRef,
-    /// How long before `time` the request arrived, in µs (saturating at 71
-    /// minutes, which only makes the request look earlier): a `Micros` of
-    /// its own would not leave room for `version`.
+    /// How long before `time` the request arrived, in µs: a `Micros` of its
+    /// own would not leave room for `version`. It saturates at 71 minutes,
+    /// which no mutating request takes (the request would look later, so a
+    /// cause only less likely).
     lead: u32,
     actor: ActorId,
     /// On a trigger: the low 32 bits of the object's `resourceVersion` after
@@ -677,6 +678,38 @@ mod tests {
 
     fn limits() -> GraphLimits {
         GraphLimits { gone_ttl: 100, deleting_ttl: 1000, max_objects: 10 }
+    }
+
+    #[test]
+    fn a_trigger_keeps_what_it_left_and_who_made_it() {
+        let mut node = Node::default();
+        let scale = Mark { time: 50, span: mark(50).span, received: 40 };
+        node.push_write(WriteMark { actor: 7, ..write(50, false) });
+        node.push_trigger(scale, TriggerFacts { version: Some(406), desired: Some(5) });
+        node.push_trigger(mark(60), TriggerFacts::default());
+        let marks: Vec<TriggerMark> = node.trigger_marks().collect();
+        assert_eq!(marks.len(), 2);
+        assert_eq!(marks[0].mark.received, 40, "the request time survives as a lead on the completion");
+        assert_eq!(marks[0].facts, TriggerFacts { version: Some(406), desired: Some(5) });
+        assert_eq!(marks[1].facts, TriggerFacts::default(), "nothing known stays unknown");
+        assert_eq!(marks[1].actor, None, "a trigger whose write the node did not record has no known writer");
+    }
+
+    #[test]
+    fn a_request_over_71_minutes_before_its_completion_saturates() {
+        let mut node = Node::default();
+        let hours = 3 * 3600 * 1_000_000;
+        node.push_trigger(Mark { time: hours + 10, span: mark(1).span, received: 10 }, TriggerFacts::default());
+        let received = node.triggers().next().unwrap().received;
+        assert_eq!(received, hours + 10 - Micros::from(u32::MAX));
+    }
+
+    #[test]
+    fn resource_versions_compare_across_the_32_bit_wrap() {
+        assert!(version_after(407, 406));
+        assert!(!version_after(406, 407));
+        assert!(!version_after(406, 406));
+        assert!(version_after(3, u32::MAX - 2), "a revision just past the wrap is newer");
     }
 
     fn write(t: Micros, status: bool) -> WriteMark {
