@@ -7,7 +7,9 @@
 # kube-controller-manager and kube-scheduler 1.20.2 from Debian's source
 # package; starts etcd and them on loopback only, with the apiserver's audit
 # webhook pointed at `kausal serve` over mTLS and the project's real
-# audit-policy/policy.yaml; then runs the scenarios in tests/e2e_cluster.rs,
+# audit-policy/policy.yaml (kube-controller-manager and kube-scheduler start
+# inside the first, bootstrap scenario, so a fresh cluster's start-up is
+# recorded); then runs the scenarios in tests/e2e_cluster.rs,
 # which start kausal and assert on the spans it exports to a real OTLP/gRPC
 # receiver. Every process started here is stopped by PID on exit, also on failure.
 #
