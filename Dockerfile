@@ -10,10 +10,15 @@
 #
 # Build stage: the same toolchain as the project's machines. aws-lc-sys needs
 # a C compiler (present in the rust image); no OpenSSL anywhere.
+# Cargo.toml declares bench targets, and cargo refuses a manifest whose
+# targets are missing, so benches/ is copied too (it is not built). What the
+# context holds is limited by .dockerignore to exactly these files, and
+# .ci/run builds from a copy of exactly them, as this stage does.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 RUN cargo build --release --locked --bin kausal
 
 # Final stage: distroless with glibc and CA certificates (for OTLP over TLS),

@@ -353,8 +353,14 @@ fn cause_of_object_write(
         // An owner's controller deletes a child because of a change of the
         // owner (a scale-down), not because of the child's own newer writes
         // (the scheduler binding a pod the ReplicaSet is about to delete);
-        // those count only when the owner offers no cause.
-        let owner_decides = write.verb.is_delete() && owner_node.is_some() && top.best.is_some();
+        // those count only when the owner offers no cause. (The garbage
+        // collectors are not the owner's controller: theirs follow the
+        // owner's delete or the node's, above and below.)
+        let owner_decides = write.verb.is_delete()
+            && !related.by_garbage_collector
+            && !related.by_pod_gc
+            && owner_node.is_some()
+            && top.best.is_some();
         if !owner_decides {
             let observed = observed_version(write);
             let candidates = node.trigger_marks().filter(|t| {
