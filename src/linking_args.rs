@@ -14,10 +14,14 @@ pub struct LinkingArgs {
     /// How far back a trigger may be and still cause a controller's write.
     #[arg(long, env = "KAUSAL_WINDOW", default_value = "30s", value_parser = humantime::parse_duration)]
     pub window: Duration,
-    /// User patterns whose writes are controllers' (exact, or a prefix ending
-    /// in `*`). Repeatable or comma-separated; replaces the defaults.
+    /// More user patterns whose writes are controllers' (exact, or a prefix
+    /// ending in `*`), added to the defaults. Repeatable or comma-separated.
     #[arg(long = "controller-user", env = "KAUSAL_CONTROLLER_USER", value_name = "PATTERN", value_delimiter = ',')]
     pub controller_users: Vec<String>,
+    /// Drop the default patterns (the control plane's identities, and every
+    /// other service account as automation): only `--controller-user` counts.
+    #[arg(long, env = "KAUSAL_NO_DEFAULT_CONTROLLER_USERS")]
+    pub no_default_controller_users: bool,
     /// Keep Lease and leader-election writes (dropped by default as heartbeat noise).
     #[arg(long, env = "KAUSAL_KEEP_LEADER_ELECTION")]
     pub keep_leader_election: bool,
@@ -27,9 +31,11 @@ impl LinkingArgs {
     /// The core's settings these flags decide; the rest stay at their defaults.
     pub fn core_config(&self) -> CoreConfig {
         let mut core = CoreConfig { window: time::from_duration(self.window), ..CoreConfig::default() };
-        if !self.controller_users.is_empty() {
-            core.controllers = ControllerPatterns::new(self.controller_users.clone());
-        }
+        core.controllers = if self.no_default_controller_users {
+            ControllerPatterns::new(self.controller_users.clone())
+        } else {
+            ControllerPatterns::with_defaults(self.controller_users.clone())
+        };
         core
     }
 

@@ -36,7 +36,7 @@ pub struct ReplayArgs {
     /// OTLP protocol; default: OTEL_EXPORTER_OTLP_PROTOCOL, else guessed from the URL (4318 → HTTP), else gRPC.
     #[arg(long, value_name = "grpc|http/protobuf")]
     pub otlp_protocol: Option<OtlpProtocol>,
-    /// Tree format: also show single-span traces started by controllers, and lone Events.
+    /// Tree format: also show the traces started by controllers, and Events with no known cause (after the intents).
     #[arg(long)]
     pub all: bool,
     #[command(flatten)]
@@ -86,7 +86,22 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if !args.quiet {
         eprint!("{}", summary(&result, elapsed));
     }
+    if nothing_read(&result) {
+        eprintln!(
+            "kausal replay: nothing could be read: {} bad records and no audit event or Event in {} input{}",
+            result.decode.bad_total(),
+            result.inputs,
+            if result.inputs == 1 { "" } else { "s" }
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// No record of any kind came out of the inputs (every record rejected, or
+/// files that hold none): a failure, not an empty success.
+pub fn nothing_read(result: &ReplayResult) -> bool {
+    result.decode.audit_events == 0 && result.decode.kube_events == 0
 }
 
 /// How many bad records are printed in full; the rest are only counted.
@@ -217,9 +232,16 @@ pub fn summary(result: &ReplayResult, elapsed: std::time::Duration) -> String {
     );
     let _ = writeln!(
         s,
-        "  {} spans in {} traces: {} intents, {} controller-initiated roots, {} Events with no cause; {} runner-up links",
-        e.spans_out, traces, e.intent_roots, e.controller_roots, e.orphan_events, e.runner_up_links
+        "  {} spans in {} traces: {} intents, {} by automation, {} started by controllers, {} Events with no cause; {} runner-up links",
+        e.spans_out, traces, e.intent_roots, e.automation_roots, e.controller_roots, e.orphan_events, e.runner_up_links
     );
+    if result.decode.audit_events == 0 && result.decode.kube_events > 0 {
+        let _ = writeln!(
+            s,
+            "  this input holds only Events, no audit records: without the audit log nothing says who or what \
+             caused them, so each Event is a trace of its own, with no known cause (--all shows them)"
+        );
+    }
     let _ = writeln!(
         s,
         "  duplicates dropped: {} writes, {} Events; Event repeats: {}",

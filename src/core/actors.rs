@@ -2,10 +2,16 @@
 //! reporting component to the audit users that component writes as.
 
 /// Users whose writes are controllers' writes, not intents. A pattern is an
-/// exact user name or a prefix ending in `*`.
+/// exact user name or a prefix ending in `*`. Two classes: the control
+/// plane's own identities and the patterns a person adds (whose uncaused
+/// writes are background, hidden by default), and automation (any other
+/// service account: an operator, Argo CD, a CI job's token), whose writes
+/// hang under a cause when one exists and otherwise start a trace shown like
+/// an intent, marked as automation.
 #[derive(Debug, Clone)]
 pub struct ControllerPatterns {
     patterns: Vec<String>,
+    automation: Vec<String>,
 }
 
 /// The default controller users: the control plane's own identities.
@@ -17,23 +23,43 @@ pub const DEFAULT_CONTROLLER_PATTERNS: &[&str] = &[
     "system:apiserver",
 ];
 
+/// Automation by default: every service account outside the control plane.
+pub const DEFAULT_AUTOMATION_PATTERNS: &[&str] = &["system:serviceaccount:*"];
+
 impl Default for ControllerPatterns {
     fn default() -> Self {
-        ControllerPatterns::new(DEFAULT_CONTROLLER_PATTERNS.iter().map(|s| s.to_string()).collect())
+        ControllerPatterns::with_defaults(Vec::new())
     }
 }
 
 impl ControllerPatterns {
+    /// Only these patterns: no control-plane defaults and no automation.
     pub fn new(patterns: Vec<String>) -> Self {
-        ControllerPatterns { patterns }
+        ControllerPatterns { patterns, automation: Vec::new() }
+    }
+
+    /// The defaults, plus `extra` controller patterns.
+    pub fn with_defaults(extra: Vec<String>) -> Self {
+        let mut patterns: Vec<String> = DEFAULT_CONTROLLER_PATTERNS.iter().map(|s| s.to_string()).collect();
+        patterns.extend(extra);
+        ControllerPatterns { patterns, automation: DEFAULT_AUTOMATION_PATTERNS.iter().map(|s| s.to_string()).collect() }
     }
 
     pub fn is_controller(&self, user: &str) -> bool {
-        self.patterns.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => user.starts_with(prefix),
-            None => user == p,
-        })
+        matches_any(&self.patterns, user) || matches_any(&self.automation, user)
     }
+
+    /// A controller that is automation rather than the control plane (see the type).
+    pub fn is_automation(&self, user: &str) -> bool {
+        matches_any(&self.automation, user) && !matches_any(&self.patterns, user)
+    }
+}
+
+fn matches_any(patterns: &[String], user: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => user.starts_with(prefix),
+        None => user == p,
+    })
 }
 
 const SA_KUBE_SYSTEM: &str = "system:serviceaccount:kube-system:";
@@ -248,8 +274,25 @@ mod tests {
         assert!(p.is_controller("system:node:fake-node-1"));
         assert!(p.is_controller("system:apiserver"));
         assert!(!p.is_controller("admin"));
-        assert!(!p.is_controller("system:serviceaccount:ci:deployer"));
         assert!(!p.is_controller("system:kube-scheduler-impostor"));
+        assert!(!p.is_automation("system:serviceaccount:kube-system:deployment-controller"));
+    }
+
+    #[test]
+    fn every_other_service_account_is_automation_and_added_patterns_keep_the_defaults() {
+        let p = ControllerPatterns::default();
+        for sa in
+            ["system:serviceaccount:ci:deployer", "system:serviceaccount:openshift-operator-lifecycle-manager:olm"]
+        {
+            assert!(p.is_controller(sa) && p.is_automation(sa), "{sa}");
+        }
+        let added = ControllerPatterns::with_defaults(vec!["ci-bot".into()]);
+        assert!(added.is_controller("ci-bot") && !added.is_automation("ci-bot"));
+        assert!(added.is_controller("system:kube-scheduler"), "added patterns keep the defaults");
+        let only = ControllerPatterns::new(vec!["ci-bot".into()]);
+        assert!(
+            !only.is_controller("system:kube-scheduler") && !only.is_controller("system:serviceaccount:ci:deployer")
+        );
     }
 
     #[test]

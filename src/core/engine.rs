@@ -73,6 +73,8 @@ pub struct EngineStats {
     pub spans_out: u64,
     pub intent_roots: u64,
     pub controller_roots: u64,
+    /// Traces started by automation (see `ControllerPatterns`).
+    pub automation_roots: u64,
     pub orphan_events: u64,
     pub runner_up_links: u64,
     /// Objects added from metadata lookups rather than writes.
@@ -268,6 +270,7 @@ impl Engine {
         match span.root {
             Some(RootKind::Intent) => self.stats.intent_roots += 1,
             Some(RootKind::ControllerInitiated) => self.stats.controller_roots += 1,
+            Some(RootKind::Automation) => self.stats.automation_roots += 1,
             Some(RootKind::OrphanEvent) => self.stats.orphan_events += 1,
             None => {}
         }
@@ -313,6 +316,9 @@ impl Engine {
         let (trace_id, parent, root) = match (by_controller, link.parent) {
             (false, _) => (ids::trace_id_for_write(&w.audit_id), None, Some(RootKind::Intent)),
             (true, Some(p)) => (p.span.trace_id, Some(p.span.span_id), None),
+            (true, None) if self.config.controllers.is_automation(&w.user) => {
+                (ids::trace_id_for_write(&w.audit_id), None, Some(RootKind::Automation))
+            }
             (true, None) => (ids::trace_id_for_write(&w.audit_id), None, Some(RootKind::ControllerInitiated)),
         };
         let span_ref = SpanRef { trace_id, span_id };

@@ -38,6 +38,24 @@ const KINDS: &[(&str, &str, SemconvKeys)] = &[
     ("customresourcedefinitions", "CustomResourceDefinition", None),
 ];
 
+/// Built-in kinds that live outside namespaces: an Event about one still has
+/// a namespace of its own (`default`), which is not the object's.
+pub fn is_cluster_scoped(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Node"
+            | "Namespace"
+            | "PersistentVolume"
+            | "StorageClass"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "CustomResourceDefinition"
+            | "PriorityClass"
+            | "CSINode"
+            | "CertificateSigningRequest"
+    )
+}
+
 pub fn kind_for_resource(resource: &str) -> Option<&'static str> {
     KINDS.iter().find(|(r, _, _)| *r == resource).map(|(_, k, _)| *k)
 }

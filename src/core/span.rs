@@ -53,6 +53,10 @@ pub enum RootKind {
     ControllerInitiated,
     /// An Event with no write to attach to.
     OrphanEvent,
+    /// Automation's write (a service account outside the control plane: an
+    /// operator, a GitOps agent, CI) with no cause in the window: shown like
+    /// an intent.
+    Automation,
 }
 
 impl RootKind {
@@ -61,6 +65,7 @@ impl RootKind {
             RootKind::Intent => "intent",
             RootKind::ControllerInitiated => "controller",
             RootKind::OrphanEvent => "orphan-event",
+            RootKind::Automation => "automation",
         }
     }
 }

@@ -18,6 +18,12 @@ impl Decoder<'_, '_> {
             self.out.skip("lease");
             return;
         }
+        // Questions asked of the apiserver (may I? who is this?), not changes
+        // of the cluster: counted with the reads, never traced.
+        if ACCESS_REVIEWS.contains(&w.resource) {
+            self.out.skip("access_review");
+            return;
+        }
         if w.resource == "events" && w.subresource.is_none() {
             self.audit_kube_event(&w, line);
             return;
@@ -118,6 +124,15 @@ impl Decoder<'_, '_> {
 }
 
 const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
+
+/// `create` requests that only ask the apiserver a question.
+const ACCESS_REVIEWS: &[&str] = &[
+    "tokenreviews",
+    "subjectaccessreviews",
+    "selfsubjectaccessreviews",
+    "localsubjectaccessreviews",
+    "selfsubjectrulesreviews",
+];
 
 /// What the deployment controller writes on a ReplicaSet: its Deployment's
 /// `spec.replicas`, as the writing sync read it.

@@ -172,6 +172,7 @@ fn report_stats(cluster: &Arc<str>, core: &mut ClusterCore) {
     for (kind, now, then) in [
         ("intent", stats.intent_roots, before.intent_roots),
         ("controller_initiated", stats.controller_roots, before.controller_roots),
+        ("automation", stats.automation_roots, before.automation_roots),
         ("orphan_event", stats.orphan_events, before.orphan_events),
     ] {
         metrics::counter!(m::ROOTS, "cluster" => label.clone(), "kind" => kind).increment(now - then);

@@ -277,9 +277,10 @@ mod tests {
         assert!(config.core.controllers.is_controller("ci-bot"));
         assert!(config.core.controllers.is_controller("system:serviceaccount:argocd:application-controller"));
         assert!(
-            !config.core.controllers.is_controller("system:kube-controller-manager"),
-            "the list replaces the defaults"
+            config.core.controllers.is_controller("system:kube-controller-manager"),
+            "the list adds to the defaults"
         );
+        assert!(!config.core.controllers.is_controller("alice"), "people stay people");
         let wal = config.wal.unwrap();
         assert_eq!((wal.dir, wal.context), (PathBuf::from("/var/lib/kausal/wal"), 120_000_000));
         assert_eq!(config.connections.drain_timeout, Duration::from_secs(5));

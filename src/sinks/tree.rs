@@ -11,12 +11,14 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::core::ids::{SpanId, TraceId, hex};
+use crate::core::kinds;
 use crate::core::span::{AttrValue, RootKind, Span, SpanKind, SpanStatus};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TreeOptions {
-    /// Also print single-span traces started by controllers and lone Events,
-    /// which are most of a cluster's background noise.
+    /// Also print the traces started by controllers (start-up, polls,
+    /// objects created before the recording) and lone Events: most of a
+    /// cluster's background, printed after the intents.
     pub show_all: bool,
 }
 
@@ -41,27 +43,54 @@ pub fn group_traces(spans: &[Span]) -> Vec<Trace<'_>> {
     traces
 }
 
-/// Renders all traces, and a line counting the ones left out.
+/// Renders the traces people and automation started, in time order, then
+/// (with `show_all`) the background ones, and a line counting what was left out.
 pub fn render(spans: &[Span], options: TreeOptions) -> String {
     let mut out = String::new();
-    let mut hidden = 0usize;
+    let (mut started_by_controllers, mut lone_events) = (Vec::new(), Vec::new());
     for trace in group_traces(spans) {
-        let noise = trace.spans.len() == 1
-            && matches!(trace.spans[0].root, Some(RootKind::ControllerInitiated) | Some(RootKind::OrphanEvent));
-        if noise && !options.show_all {
-            hidden += 1;
-            continue;
+        match root_of(&trace).root {
+            Some(RootKind::ControllerInitiated) => started_by_controllers.push(trace),
+            Some(RootKind::OrphanEvent) => lone_events.push(trace),
+            _ => {
+                render_trace(&trace, &mut out);
+                out.push('\n');
+            }
         }
-        render_trace(&trace, &mut out);
-        out.push('\n');
     }
-    if hidden > 0 {
+    let background = started_by_controllers.len() + lone_events.len();
+    if background == 0 {
+        return out;
+    }
+    if options.show_all {
+        let _ = writeln!(out, "-- started by controllers, and Events with no known cause --\n");
+        for trace in started_by_controllers.iter().chain(&lone_events) {
+            render_trace(trace, &mut out);
+            out.push('\n');
+        }
+    } else {
         let _ = writeln!(
             out,
-            "({hidden} single-span traces started by controllers or lone Events not shown; --all shows them)"
+            "({} trace{} started by controllers and {} Event{} with no known cause not shown; --all shows them)",
+            started_by_controllers.len(),
+            if started_by_controllers.len() == 1 { "" } else { "s" },
+            lone_events.len(),
+            if lone_events.len() == 1 { "" } else { "s" },
         );
     }
     out
+}
+
+/// The span a trace is described by: its earliest root.
+fn root_of<'s>(trace: &Trace<'s>) -> &'s Span {
+    let ids: std::collections::HashSet<SpanId> = trace.spans.iter().map(|s| s.span_id).collect();
+    trace
+        .spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_none_or(|p| !ids.contains(&p)))
+        .min_by_key(|s| (s.start, s.end, s.span_id))
+        .copied()
+        .unwrap_or(trace.spans[0])
 }
 
 fn describe_root(root: &Span) -> String {
@@ -69,6 +98,7 @@ fn describe_root(root: &Span) -> String {
         Some(RootKind::Intent) => format!("intent by {}", root.actor),
         Some(RootKind::ControllerInitiated) => format!("started by controller {}", root.actor),
         Some(RootKind::OrphanEvent) => format!("event from {} with no known cause", root.actor),
+        Some(RootKind::Automation) => format!("automation by {}", root.actor),
         None => format!("partial trace under {}", root.actor),
     }
 }
@@ -117,10 +147,19 @@ fn render_span(
         Some(false) => "├─ ",
     };
     let _ = write!(out, "  {offset:+8.3}s  {prefix}{branch}{}  {}", span.actor, span.name);
-    if span.kind == SpanKind::Event
-        && let Some(message) = span.attr_str("k8s.event.message")
-    {
-        let _ = write!(out, " \"{}\"", one_line(message, 100));
+    if span.kind == SpanKind::Event {
+        // An Event's line names the object it is about (`Pod default/web-…`).
+        let kind = span.attr_str("k8s.object.kind").unwrap_or("object");
+        let namespace =
+            span.attr_str("k8s.namespace.name").filter(|ns| !ns.is_empty() && !kinds::is_cluster_scoped(kind));
+        let _ = match (namespace, span.attr_str("k8s.object.name")) {
+            (Some(ns), Some(name)) => write!(out, " {kind} {ns}/{name}"),
+            (_, Some(name)) => write!(out, " {kind} {name}"),
+            _ => Ok(()),
+        };
+        if let Some(message) = span.attr_str("k8s.event.message") {
+            let _ = write!(out, " \"{}\"", one_line(message, 100));
+        }
     }
     if let SpanStatus::Error(message) = &span.status {
         match span.attr("http.response.status_code") {
