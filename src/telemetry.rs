@@ -39,6 +39,7 @@ pub const WAL_TORN_TAILS: &str = "kausal_wal_torn_tails_total";
 pub const WAL_CORRUPT_SEGMENTS: &str = "kausal_wal_corrupt_segments_total";
 pub const WAL_CONTEXT_EVICTED: &str = "kausal_wal_context_evicted_segments_total";
 pub const WAL_RECOVERED: &str = "kausal_wal_recovered_entries_total";
+pub const LINKING_PAUSED: &str = "kausal_linking_paused";
 
 /// The metrics label for a cluster; the unnamed default cluster is `default`.
 pub fn cluster_label(cluster: &str) -> String {
@@ -77,9 +78,16 @@ pub fn install_metrics() -> Result<PrometheusHandle, metrics_exporter_prometheus
         Unit::Seconds,
         "Time from a record's stageTimestamp (or Event time) to the export of its span."
     );
+    describe_gauge!(
+        LINKING_PAUSED,
+        "1 while linking waits for the exporter (every export slot full): records queue up towards 429."
+    );
     describe_gauge!(GRAPH_OBJECTS, "Objects tracked in the relation graph, by cluster.");
     describe_gauge!(PENDING_RECORDS, "Records in the settle buffer, waiting to be put in timestamp order, by cluster.");
-    describe_counter!(ROOTS, "Trace roots, by cluster and kind (intent, controller_initiated, orphan_event).");
+    describe_counter!(
+        ROOTS,
+        "Trace roots, by cluster and kind (intent, automation, controller_initiated, orphan_event)."
+    );
     describe_counter!(LATE_RECORDS, "Records that arrived after newer ones had been linked, by cluster.");
     describe_counter!(WATCH_EVENTS, "Events received from the Kubernetes watch, by type.");
     describe_counter!(WATCH_RESTARTS, "Event watch errors after which the watch restarted or relisted.");

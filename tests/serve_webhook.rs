@@ -257,12 +257,16 @@ async fn a_full_queue_answers_429_and_accepts_again_once_drained_losing_nothing(
     let rejected = saw_429.expect("the queue never filled");
     let ready = reqwest::get(server.ops_url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "a saturated server is not ready");
+    let why = ready.text().await.unwrap();
+    assert!(why.contains("linking is paused behind the exporter"), "/readyz says why: {why}");
+    assert_eq!(metric_sum(&server.metrics().await, "kausal_linking_paused", &[]), 1.0);
 
     receiver.open();
     assert_eq!(post_retrying(&client, &url, &rejected).await, StatusCode::OK);
     for body in &batches[sent + 1..] {
         assert_eq!(post_retrying(&client, &url, body).await, StatusCode::OK);
     }
+    assert_eq!(metric_sum(&server.metrics().await, "kausal_linking_paused", &[]), 0.0, "linking resumed");
     assert!(server.terminate().success(), "{}", server.log());
     // With no settle delay, records are linked in arrival order, so parents may
     // differ from a replay's; what must hold is that nothing acknowledged is lost.
@@ -336,4 +340,58 @@ async fn a_config_file_sets_defaults_that_flags_override() {
     assert!(server.terminate().success(), "{}", server.log());
     let received = otlp_receiver::spans_by_id(&receiver.received);
     assert!(received.values().any(|v| v.1.contains("Scheduled")), "{received:?}");
+}
+
+/// A first `serve` with no trace backend listening: it names the endpoint it
+/// exports to at start-up, in every export error and in `/readyz`; every
+/// documented series is on `/metrics` at 0 before anything happened; and
+/// the shutdown message says where unexported spans went (with a data dir:
+/// the write-ahead log keeps them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_trace_backend_serve_says_where_it_exports_and_what_happens() {
+    let certs = Certs::generate();
+    let data = tempfile::tempdir().unwrap();
+    let dead = "http://127.0.0.1:9"; // the discard port: nothing listens on loopback
+    let mut args = tls_args(&certs);
+    args.extend(["--client-ca".into(), certs.path("ca.crt").display().to_string()]);
+    args.extend(["--otlp-endpoint".into(), dead.into(), "--data-dir".into(), data.path().display().to_string()]);
+    args.extend(["--settle", "0s", "--event-linger", "0s", "--shutdown-timeout", "2s"].map(String::from));
+    let mut server = Kausal::start(&args_ref(&args));
+    server.wait_healthy().await;
+
+    let metrics = server.metrics().await;
+    for series in [
+        "kausal_linking_paused 0",
+        "kausal_bad_records_total{reason=\"invalid_json\"} 0",
+        "kausal_wal_refused_appends_total{reason=\"full\"} 0",
+        "kausal_trace_roots_total{cluster=\"default\",kind=\"automation\"} 0",
+        "kausal_spans_export_failed_total{reason=\"retries_exhausted\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == series), "/metrics lacks `{series}` at start-up:\n{metrics}");
+    }
+    assert!(server.log().contains(dead), "the start-up log names the OTLP endpoint: {}", server.log());
+
+    let client = certs.client(Some(&certs));
+    let body = capture_batches().into_iter().next().unwrap();
+    assert_eq!(post(&client, &server.url("https", "/audit"), body).await.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let why = loop {
+        let ready = reqwest::get(server.ops_url("/readyz")).await.unwrap();
+        let text = ready.text().await.unwrap();
+        if text.contains("OTLP exports to") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(why.contains(&format!("OTLP exports to {dead} are failing")), "/readyz: {why}");
+    let failed = server.log().lines().any(|l| l.contains("OTLP export failed") && l.contains(dead));
+    assert!(failed, "export errors name the endpoint: {}", server.log());
+
+    let status = server.terminate();
+    assert!(!status.success(), "spans left unexported make the shutdown fail");
+    assert!(
+        server.log().contains("stay in the write-ahead log"),
+        "with --data-dir the message says the spans are kept: {}",
+        server.log()
+    );
 }

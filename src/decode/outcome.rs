@@ -30,6 +30,19 @@ pub enum BadReason {
 }
 
 impl BadReason {
+    /// Every reason, for series that must exist before the first bad record.
+    pub const ALL: [BadReason; 9] = [
+        BadReason::InvalidJson,
+        BadReason::NotAnObject,
+        BadReason::UnknownShape,
+        BadReason::InvalidAuditEvent,
+        BadReason::InvalidKubeEvent,
+        BadReason::InvalidWrapper,
+        BadReason::InvalidTimestamp,
+        BadReason::InvalidUtf8,
+        BadReason::Unreadable,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             BadReason::InvalidJson => "invalid_json",

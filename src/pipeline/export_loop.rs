@@ -88,6 +88,7 @@ pub async fn run(
                     metrics::counter!(m::SPANS_EXPORT_FAILED, "reason" => "retries_exhausted")
                         .increment(batch.spans.len() as u64);
                     tracing::error!(
+                        endpoint = %exporter.endpoint,
                         cluster = %cluster_label(&batch.cluster),
                         spans = batch.spans.len(),
                         error = %e,
@@ -99,7 +100,13 @@ pub async fn run(
                 Err(e) => {
                     health.set(false);
                     metrics::counter!(m::EXPORT_RETRIES).increment(1);
-                    tracing::warn!(spans = batch.spans.len(), error = %e, retry_in = ?backoff, "OTLP export failed; will retry");
+                    tracing::warn!(
+                        endpoint = %exporter.endpoint,
+                        spans = batch.spans.len(),
+                        error = %e,
+                        retry_in = ?backoff,
+                        "OTLP export failed; will retry"
+                    );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }

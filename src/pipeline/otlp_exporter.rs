@@ -76,6 +76,24 @@ pub struct OtlpExporter {
     exporter: opentelemetry_otlp::SpanExporter,
     resource: SharedResource,
     pub protocol: OtlpProtocol,
+    /// Where spans go, for messages: the explicit URL, else the
+    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` variable, else the OTLP default.
+    pub endpoint: String,
+}
+
+/// The endpoint the exporter sends to, as the OTLP exporter resolves it.
+fn describe_endpoint(explicit: Option<&str>, protocol: OtlpProtocol) -> String {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (explicit, protocol) {
+        (Some(url), OtlpProtocol::Grpc) => url.to_owned(),
+        (Some(url), OtlpProtocol::HttpProtobuf) => http_traces_url(url),
+        (None, OtlpProtocol::Grpc) => var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .unwrap_or_else(|| "http://localhost:4317".to_owned()),
+        (None, OtlpProtocol::HttpProtobuf) => var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT").map(|u| http_traces_url(&u)))
+            .unwrap_or_else(|| "http://localhost:4318/v1/traces".to_owned()),
+    }
 }
 
 /// How many spans go into one export request at most.
@@ -102,7 +120,7 @@ impl OtlpExporter {
                 b.build()?
             }
         };
-        Ok(OtlpExporter { exporter, resource, protocol })
+        Ok(OtlpExporter { exporter, resource, protocol, endpoint: describe_endpoint(endpoint, protocol) })
     }
 
     /// Exports spans, one request per actor and at most [`MAX_BATCH`] spans each.

@@ -15,6 +15,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use super::clock::EventClock;
+use super::health::ExportHealth;
 use super::queue::{Batch, Message, QueueReceiver};
 use crate::core::record::UnknownObject;
 use crate::core::{CoreConfig, Engine, EngineStats, Span};
@@ -42,6 +43,8 @@ pub struct WorkerConfig {
     pub core: CoreConfig,
     /// How often the settle horizon is moved forward when input is idle.
     pub tick: Duration,
+    /// Where the worker says that it waits for the exporter.
+    pub health: Arc<ExportHealth>,
 }
 
 struct ClusterCore {
@@ -97,7 +100,7 @@ pub fn run_worker(
             for (cluster, core) in &mut clusters {
                 let now = core.clock.now(last_tick);
                 core.engine.advance(now);
-                if !hand_over(cluster, core, &spans, lookups.as_ref()) {
+                if !hand_over(cluster, core, &spans, lookups.as_ref(), &config.health) {
                     return;
                 }
             }
@@ -105,7 +108,7 @@ pub fn run_worker(
     }
     for (cluster, core) in &mut clusters {
         core.engine.flush();
-        hand_over(cluster, core, &spans, lookups.as_ref());
+        hand_over(cluster, core, &spans, lookups.as_ref(), &config.health);
     }
 }
 
@@ -141,6 +144,7 @@ fn hand_over(
     core: &mut ClusterCore,
     spans: &tokio::sync::mpsc::Sender<SpanBatch>,
     lookups: Option<&tokio::sync::mpsc::Sender<LookupRequest>>,
+    health: &ExportHealth,
 ) -> bool {
     let unknown = core.engine.drain_unknown_objects();
     if let Some(lookups) = lookups {
@@ -160,7 +164,27 @@ fn hand_over(
     if out.is_empty() && completes.is_empty() {
         return true;
     }
-    spans.blocking_send(SpanBatch { cluster: cluster.clone(), spans: out, completes }).is_ok()
+    let batch = SpanBatch { cluster: cluster.clone(), spans: out, completes };
+    match spans.try_send(batch) {
+        Ok(()) => true,
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+        Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) => {
+            // Backpressure: say so, in the log, in a gauge and in /readyz,
+            // instead of a pipeline that silently stops linking.
+            health.set_linking_paused(true);
+            metrics::gauge!(m::LINKING_PAUSED).set(1.0);
+            tracing::warn!(
+                "linking paused: the exporter is behind (every export slot is full); records wait in the \
+                 ingest queue, and the webhook answers 429 once it is full"
+            );
+            let waited = Instant::now();
+            let sent = spans.blocking_send(batch).is_ok();
+            health.set_linking_paused(false);
+            metrics::gauge!(m::LINKING_PAUSED).set(0.0);
+            tracing::info!(after = ?waited.elapsed(), "linking resumed");
+            sent
+        }
+    }
 }
 
 fn report_stats(cluster: &Arc<str>, core: &mut ClusterCore) {

@@ -11,6 +11,7 @@ mod args;
 mod config;
 mod ops;
 mod recovery;
+mod series;
 
 use std::sync::Arc;
 
@@ -44,6 +45,9 @@ async fn serve(
     config: ServeConfig,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> anyhow::Result<()> {
+    if metrics.is_some() {
+        series::register_at_zero(&config.default_cluster, config.wal.is_some());
+    }
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let ops_listener = match config.ops_listen {
         Some(addr) => {
@@ -54,6 +58,7 @@ async fn serve(
 
     let exporter = OtlpExporter::new(config.otlp_endpoint.as_deref(), config.otlp_protocol, SharedResource::default())?;
     let health = Arc::new(ExportHealth::default());
+    let otlp_endpoint = exporter.endpoint.clone();
     let (span_sender, span_receiver) = tokio::sync::mpsc::channel(config.export_queue_batches);
     let data_dir = config.wal.as_ref().and_then(|w| w.dir.parent()).map(|d| d.display().to_string());
     let (wal, recovered) = match config.wal.clone() {
@@ -84,7 +89,8 @@ async fn serve(
     }
     // The worker also wakes when a buffered record comes due; the tick only
     // bounds how often it checks otherwise (idle input, new clusters).
-    let worker_config = WorkerConfig { core: config.core.clone(), tick: std::time::Duration::from_millis(20) };
+    let worker_config =
+        WorkerConfig { core: config.core.clone(), tick: std::time::Duration::from_millis(20), health: health.clone() };
     let lookups = watch.as_ref().map(|w| w.lookups.clone());
     let worker = std::thread::Builder::new()
         .name("kausal-core".into())
@@ -106,7 +112,13 @@ async fn serve(
     if !recovered.is_empty() {
         recovery::replay_recovered(&state, recovered).await?;
     }
-    let ops_state = Arc::new(ops::OpsState { queue: queue.clone(), export_health: health, wal: wal.clone(), metrics });
+    let ops_state = Arc::new(ops::OpsState {
+        queue: queue.clone(),
+        export_health: health,
+        otlp_endpoint: otlp_endpoint.clone(),
+        wal: wal.clone(),
+        metrics,
+    });
     let limits = config.connections;
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
     let wait_stop = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
@@ -122,6 +134,7 @@ async fn serve(
         mtls = state.auth.mtls,
         tokens = state.auth.tokens.len(),
         otlp = %config.otlp_protocol,
+        otlp_endpoint = %otlp_endpoint,
         data_dir = %data_dir.unwrap_or_default(),
         "kausal serve listening"
     );
@@ -161,9 +174,16 @@ async fn serve(
             tracing::info!("shutdown complete: queue drained and spans exported");
             Ok(())
         }
-        Err(_) => {
-            anyhow::bail!("shutdown did not finish within {:?}; unexported spans are lost", config.shutdown_timeout)
-        }
+        Err(_) if wal.is_some() => anyhow::bail!(
+            "shutdown did not finish within {:?}: spans not yet exported to {otlp_endpoint} stay in the write-ahead \
+             log and are linked and exported again on the next start",
+            config.shutdown_timeout
+        ),
+        Err(_) => anyhow::bail!(
+            "shutdown did not finish within {:?}: spans not yet exported to {otlp_endpoint} are lost (without \
+             --data-dir nothing keeps them)",
+            config.shutdown_timeout
+        ),
     }
 }
 

@@ -20,6 +20,8 @@ use crate::wal::Wal;
 pub(super) struct OpsState {
     pub queue: IngestQueue,
     pub export_health: Arc<ExportHealth>,
+    /// Where spans go, as `/readyz` names it.
+    pub otlp_endpoint: String,
     pub wal: Option<Arc<Wal>>,
     pub metrics: Option<PrometheusHandle>,
 }
@@ -48,7 +50,10 @@ async fn readyz(State(state): State<Arc<OpsState>>) -> Response {
         problems.push(format!("ingest queue {}/{} records", state.queue.depth(), state.queue.capacity()));
     }
     if !state.export_health.healthy() {
-        problems.push("OTLP exports are failing".to_owned());
+        problems.push(format!("OTLP exports to {} are failing", state.otlp_endpoint));
+    }
+    if state.export_health.linking_paused() {
+        problems.push("linking is paused behind the exporter: records wait in the ingest queue".to_owned());
     }
     if let Some(wal) = state.wal.as_ref().filter(|w| w.saturated()) {
         let stats = wal.stats();
