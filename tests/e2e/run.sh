@@ -62,6 +62,9 @@ stop_all() {
   if [ "$status" -ne 0 ]; then
     echo "e2e failed; logs in $run/logs:" >&2
     for f in "$run"/logs/*.log; do echo "--- $f (last 15 lines)" >&2; tail -15 "$f" >&2 || true; done
+  else
+    # A passing run leaves nothing in /tmp (a failing one keeps its logs).
+    rm -rf "$run"
   fi
   exit "$status"
 }
