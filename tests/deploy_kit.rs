@@ -26,6 +26,32 @@ fn documents(rel: &str) -> Vec<Value> {
         .collect()
 }
 
+/// An overlay as `kubectl kustomize` renders it (kubectl ships kustomize);
+/// `None`, reported, where kubectl is not installed.
+fn rendered(overlay: &str) -> Option<Vec<Value>> {
+    let out = match Command::new("kubectl").args(["kustomize", &repo(overlay).display().to_string()]).output() {
+        Ok(out) => out,
+        Err(_) => {
+            eprintln!("SKIPPED: kubectl is not installed, so {overlay} is not rendered");
+            return None;
+        }
+    };
+    assert!(out.status.success(), "kubectl kustomize {overlay}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some(
+        serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .filter(|v: &Value| !v.is_null())
+            .collect(),
+    )
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "expected one {kind}");
+    found[0]
+}
+
 fn one(rel: &str, kind: &str) -> Value {
     let found: Vec<Value> = documents(rel).into_iter().filter(|d| d["kind"] == kind).collect();
     assert_eq!(found.len(), 1, "{rel}: expected one {kind}");
@@ -39,7 +65,16 @@ fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
 #[test]
 fn every_manifest_parses() {
     let mut files = vec![];
-    for dir in ["deploy", "deploy/kind", "audit-policy"] {
+    for dir in [
+        "deploy/base",
+        "deploy/overlays/host-network",
+        "deploy/overlays/fixed-ip",
+        "deploy/overlays/kind",
+        "deploy/components/jaeger",
+        "deploy/components/monitoring",
+        "deploy/kind",
+        "audit-policy",
+    ] {
         for entry in std::fs::read_dir(repo(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "yaml") {
@@ -52,6 +87,7 @@ fn every_manifest_parses() {
         let docs = documents(&file);
         assert!(!docs.is_empty(), "{file} is empty");
         for d in docs {
+            // Strategic-merge patches name their target; everything has a kind.
             assert!(d["kind"].is_string() && d["apiVersion"].is_string(), "{file}: a document without kind/apiVersion");
         }
     }
@@ -188,37 +224,52 @@ fn port_named(container: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no port named {name}"))
 }
 
+/// The kind overlay, as up.sh applies it: host network, the Jaeger demo.
 #[test]
 fn names_ports_and_paths_agree_across_the_kit() {
-    let namespace = one("deploy/namespace.yaml", "Namespace");
+    let Some(docs) = rendered("deploy/overlays/kind") else { return };
+    let namespace = of_kind(&docs, "Namespace");
     let ns = str_of(&namespace["metadata"]["name"], "namespace");
-    let deployment = documents("deploy/kausal.yaml").into_iter().find(|d| d["kind"] == "Deployment").unwrap();
-    let service = documents("deploy/kausal.yaml").into_iter().find(|d| d["kind"] == "Service").unwrap();
-    let c = container(&deployment);
-    for doc in documents("deploy/kausal.yaml")
-        .iter()
-        .chain(&documents("deploy/rbac.yaml"))
-        .chain(&documents("deploy/jaeger.yaml"))
-    {
-        if doc["kind"] != "ClusterRole" && doc["kind"] != "ClusterRoleBinding" {
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "kausal").unwrap();
+    let service = docs.iter().find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "kausal").unwrap();
+    let c = container(deployment);
+    for doc in &docs {
+        if !["Namespace", "ClusterRole", "ClusterRoleBinding"].contains(&doc["kind"].as_str().unwrap()) {
             assert_eq!(doc["metadata"]["namespace"], ns, "{:?} is not in namespace {ns}", doc["metadata"]["name"]);
+        }
+        for label in ["app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"] {
+            assert!(doc["metadata"]["labels"][label].is_string(), "{:?} lacks {label}", doc["metadata"]["name"]);
         }
     }
 
     // The service account exists and is bound to the role.
-    let sa = one("deploy/rbac.yaml", "ServiceAccount");
+    let sa = of_kind(&docs, "ServiceAccount");
     assert_eq!(deployment["spec"]["template"]["spec"]["serviceAccountName"], sa["metadata"]["name"]);
-    let binding = one("deploy/rbac.yaml", "ClusterRoleBinding");
+    let binding = of_kind(&docs, "ClusterRoleBinding");
     assert_eq!(binding["subjects"][0]["name"], sa["metadata"]["name"]);
     assert_eq!(binding["subjects"][0]["namespace"], ns);
-    assert_eq!(binding["roleRef"]["name"], one("deploy/rbac.yaml", "ClusterRole")["metadata"]["name"]);
+    assert_eq!(binding["roleRef"]["name"], of_kind(&docs, "ClusterRole")["metadata"]["name"]);
+
+    // The --config file is the ConfigMap's, mounted where KAUSAL_CONFIG points.
+    let config_map = of_kind(&docs, "ConfigMap");
+    let config_path = env(c, "KAUSAL_CONFIG");
+    let (config_dir, config_file) = config_path.rsplit_once('/').unwrap();
+    assert!(config_map["data"][config_file].is_string(), "the ConfigMap has no {config_file}");
+    let config_mount = c["volumeMounts"].as_sequence().unwrap().iter().find(|m| m["mountPath"] == config_dir).unwrap();
+    let config_volume = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == config_mount["name"])
+        .unwrap();
+    assert_eq!(config_volume["configMap"]["name"], config_map["metadata"]["name"]);
 
     // Listen addresses, container ports, Service ports and probes line up.
     let webhook_port = port_named(c, "webhook");
     let metrics_port = port_named(c, "metrics");
     assert!(env(c, "KAUSAL_LISTEN").ends_with(&format!(":{webhook_port}")));
     assert!(env(c, "KAUSAL_OPS_LISTEN").ends_with(&format!(":{metrics_port}")));
-    for probe in ["readinessProbe", "livenessProbe"] {
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
         let port = &c[probe]["httpGet"]["port"];
         assert!(port == "metrics", "{probe} must use the plain-HTTP ops port (no client certificate there)");
     }
@@ -231,6 +282,10 @@ fn names_ports_and_paths_agree_across_the_kit() {
     assert_eq!(service_ports, ["webhook", "metrics"]);
     let dockerfile = text("Dockerfile");
     assert!(dockerfile.contains(&format!("EXPOSE {webhook_port} {metrics_port}")), "Dockerfile EXPOSE disagrees");
+
+    let liveness = &c["livenessProbe"];
+    let gives_up = liveness["periodSeconds"].as_u64().unwrap() * liveness["failureThreshold"].as_u64().unwrap();
+    assert!((50..=70).contains(&gives_up), "liveness gives up after {gives_up}s, not about 60 s");
 
     // TLS files come from the mounted Secret that up.sh creates.
     let mount = str_of(&c["volumeMounts"][0]["mountPath"], "mountPath");
@@ -264,7 +319,7 @@ fn names_ports_and_paths_agree_across_the_kit() {
     assert!(wal < limit, "KAUSAL_MAX_WAL_BYTES {wal} does not fit the volume's sizeLimit {limit}");
 
     // kausal exports to the Jaeger Service's OTLP/gRPC port.
-    let jaeger_service = documents("deploy/jaeger.yaml").into_iter().find(|d| d["kind"] == "Service").unwrap();
+    let jaeger_service = docs.iter().find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "jaeger").unwrap();
     let otlp_port = jaeger_service["spec"]["ports"]
         .as_sequence()
         .unwrap()
@@ -317,7 +372,7 @@ fn kind_mounts_the_real_policy_and_kubeconfig_where_the_apiserver_flags_point() 
 
 #[test]
 fn the_cluster_role_is_least_privilege() {
-    let role = one("deploy/rbac.yaml", "ClusterRole");
+    let role = one("deploy/base/rbac.yaml", "ClusterRole");
     let rules = role["rules"].as_sequence().unwrap();
     let mut watches_events = false;
     for rule in rules {
@@ -340,11 +395,55 @@ fn the_cluster_role_is_least_privilege() {
 fn every_kausal_variable_in_the_manifests_is_a_real_flag() {
     let help = Command::new(common::server::KAUSAL).args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
-    let deployment = documents("deploy/kausal.yaml").into_iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let deployment = documents("deploy/base/kausal.yaml").into_iter().find(|d| d["kind"] == "Deployment").unwrap();
     for e in container(&deployment)["env"].as_sequence().unwrap() {
         let name = str_of(&e["name"], "env name");
         assert!(help.contains(&format!("[env: {name}=")), "{name} is not a `kausal serve` variable");
     }
+    // And every key of the --config file is a flag of `kausal serve`.
+    let config: toml::Table = text("deploy/base/kausal.toml").parse().unwrap();
+    for key in config.keys() {
+        assert!(help.contains(&format!("--{key} ")), "deploy/base/kausal.toml: `{key}` is not a `kausal serve` flag");
+    }
+}
+
+/// Each wiring renders, and says what it promises: the host network on the
+/// control-plane node, or a pinned Service IP behind a NetworkPolicy.
+#[test]
+fn every_overlay_renders_with_its_wiring() {
+    let Some(host) = rendered("deploy/overlays/host-network") else { return };
+    let pod = &host.iter().find(|d| d["kind"] == "Deployment").unwrap()["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert!(pod["nodeSelector"]["node-role.kubernetes.io/control-plane"].is_string());
+    assert!(!host.iter().any(|d| d["metadata"]["name"] == "jaeger"), "no demo without the component");
+
+    let fixed = rendered("deploy/overlays/fixed-ip").unwrap();
+    let service = fixed.iter().find(|d| d["kind"] == "Service").unwrap();
+    assert!(service["spec"]["clusterIP"].is_string());
+    let policy = of_kind(&fixed, "NetworkPolicy");
+    let pod = &fixed.iter().find(|d| d["kind"] == "Deployment").unwrap()["spec"]["template"]["spec"];
+    assert!(pod["hostNetwork"].is_null(), "the fixed-IP wiring needs no host network");
+    let selects = &policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"];
+    assert_eq!(selects, &pod_labels(&fixed)["app.kubernetes.io/name"], "the NetworkPolicy selects kausal's pod");
+
+    let monitoring = rendered("deploy/components/monitoring").unwrap();
+    let kinds: Vec<&str> = monitoring.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.len(), 2);
+    assert!(kinds.contains(&"ServiceMonitor") && kinds.contains(&"PrometheusRule"), "{kinds:?}");
+    let rules = text("deploy/components/monitoring/prometheus-rule.yaml");
+    for series in [
+        "kausal_queue_depth_records",
+        "kausal_wal_unacknowledged_bytes",
+        "kausal_spans_export_failed_total",
+        "kausal_late_records_total",
+        "kausal_linking_paused",
+    ] {
+        assert!(rules.contains(series), "no alert on {series}");
+    }
+}
+
+fn pod_labels(docs: &[Value]) -> &Value {
+    &docs.iter().find(|d| d["kind"] == "Deployment").unwrap()["spec"]["template"]["metadata"]["labels"]
 }
 
 #[test]

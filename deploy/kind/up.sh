@@ -4,7 +4,7 @@
 #
 # Needs: docker, kind, kubectl. Environment:
 #   KIND_CLUSTER_NAME (default kausal)   KIND_NODE_IMAGE (default: kind's own)
-#   KAUSAL_IMAGE      (default kausal:dev; must match deploy/kausal.yaml)
+#   KAUSAL_IMAGE      (default kausal:dev; must match deploy/base/kausal.yaml)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,14 +37,14 @@ kind create cluster --name "$cluster" --config "$state/kind-config.yaml" \
   ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"} --wait 3m
 kind load docker-image "$image" --name "$cluster"
 
-echo "==> deploying kausal and Jaeger"
-kubectl --context "$cluster_label" apply -f "$root/deploy/namespace.yaml"
+echo "==> deploying kausal and Jaeger (deploy/overlays/kind)"
+kubectl --context "$cluster_label" create namespace kausal --dry-run=client -o yaml | kubectl --context "$cluster_label" apply -f -
 kubectl --context "$cluster_label" -n kausal create secret generic kausal-tls \
   --from-file=tls.crt="$state/certs/server.crt" \
   --from-file=tls.key="$state/certs/server.key" \
   --from-file=ca.crt="$state/certs/ca.crt" \
   --dry-run=client -o yaml | kubectl --context "$cluster_label" apply -f -
-kubectl --context "$cluster_label" apply -f "$root/deploy/rbac.yaml" -f "$root/deploy/jaeger.yaml" -f "$root/deploy/kausal.yaml"
+kubectl --context "$cluster_label" apply -k "$root/deploy/overlays/kind"
 kubectl --context "$cluster_label" -n kausal set env deployment/kausal KAUSAL_CLUSTER_NAME="$cluster_label"
 kubectl --context "$cluster_label" -n kausal set image deployment/kausal kausal="$image"
 kubectl --context "$cluster_label" -n kausal rollout status deployment/jaeger --timeout 3m

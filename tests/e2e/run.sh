@@ -204,4 +204,17 @@ t=$(date +%s)
 (cd "$root" && KAUSAL_E2E_PHASE=watch cargo test --test e2e_cluster -- --ignored --test-threads=1 --nocapture --skip audit_ --skip bootstrap_ "${only[@]}")
 log "watch scenarios passed in $(( $(date +%s) - t ))s"
 
+# The deploy kit, proven on the real apiserver: every overlay rendered with
+# kubectl's kustomize and applied with --dry-run=server, so the apiserver
+# validates every object (the namespace is created for real: a dry run of
+# namespaced objects needs it). The fixed-IP overlay's address is moved into
+# this cluster's service CIDR, as its comment tells a user to.
+log "deploy kit: each overlay rendered and applied with --dry-run=server"
+kubectl create namespace kausal --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+for overlay in host-network fixed-ip kind; do
+  kubectl kustomize "$root/deploy/overlays/$overlay" | sed 's/clusterIP: 10\.96\.0\.200/clusterIP: 10.0.0.200/' \
+    >"$run/deploy-$overlay.yaml"
+  kubectl apply --dry-run=server -f "$run/deploy-$overlay.yaml" | sed "s/^/  $overlay: /"
+done
+
 log "all e2e scenarios passed in $(( $(date +%s) - started ))s"
