@@ -152,6 +152,7 @@ fn the_audit_policy_gives_each_request_the_level_kausal_needs() {
     let policy = one("audit-policy/policy.yaml", "Policy");
     assert_eq!(policy["apiVersion"], "audit.k8s.io/v1");
     assert!(policy["omitStages"].as_sequence().unwrap().iter().any(|s| s == "RequestReceived"));
+    assert_eq!(policy["omitManagedFields"], true, "kausal reads no managedFields: the policy drops them");
     let cases = [
         ("get", "", "pods", None, "None"),
         ("watch", "apps", "deployments", None, "None"),
