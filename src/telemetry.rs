@@ -41,9 +41,13 @@ pub const WAL_CONTEXT_EVICTED: &str = "kausal_wal_context_evicted_segments_total
 pub const WAL_RECOVERED: &str = "kausal_wal_recovered_entries_total";
 pub const LINKING_PAUSED: &str = "kausal_linking_paused";
 
-/// The metrics label for a cluster; the unnamed default cluster is `default`.
+/// The label (metrics, `--record-dir` directory) of the unnamed cluster: the
+/// underscore is not allowed in a cluster name, so no named cluster can take it.
+pub const UNNAMED_CLUSTER_LABEL: &str = "_default";
+
+/// The metrics label for a cluster (see [`UNNAMED_CLUSTER_LABEL`]).
 pub fn cluster_label(cluster: &str) -> String {
-    if cluster.is_empty() { "default".to_owned() } else { cluster.to_owned() }
+    if cluster.is_empty() { UNNAMED_CLUSTER_LABEL.to_owned() } else { cluster.to_owned() }
 }
 
 /// Installs the global Prometheus recorder and describes every metric.

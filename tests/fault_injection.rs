@@ -246,7 +246,8 @@ async fn exporter_outage_holds_the_backlog_and_drains_it() {
     let (peak_unacknowledged, peak_wal_bytes) = (peak[0], peak[1]);
     let ready = reqwest::get(kausal.ops_url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 503, "not ready while exports fail");
-    assert!(ready.text().await.unwrap().contains("exports are failing"));
+    let why = ready.text().await.unwrap();
+    assert!(why.contains(&format!("OTLP exports to {} are failing", receiver.endpoint())), "{why}");
     let exported_before_outage = received(&receiver).0.len();
     receiver.restart().await;
     let outage = outage.elapsed();

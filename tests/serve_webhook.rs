@@ -364,7 +364,7 @@ async fn without_a_trace_backend_serve_says_where_it_exports_and_what_happens() 
         "kausal_linking_paused 0",
         "kausal_bad_records_total{reason=\"invalid_json\"} 0",
         "kausal_wal_refused_appends_total{reason=\"full\"} 0",
-        "kausal_trace_roots_total{cluster=\"default\",kind=\"automation\"} 0",
+        "kausal_trace_roots_total{cluster=\"_default\",kind=\"automation\"} 0",
         "kausal_spans_export_failed_total{reason=\"retries_exhausted\"} 0",
     ] {
         assert!(metrics.lines().any(|l| l == series), "/metrics lacks `{series}` at start-up:\n{metrics}");

@@ -28,7 +28,13 @@ impl Auth {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err("missing Authorization: Bearer token");
         };
-        let Some(token) = value.as_bytes().strip_prefix(b"Bearer ") else {
+        // The scheme is case-insensitive (RFC 7235), then one or more spaces.
+        let value = value.as_bytes();
+        let Some(token) = value
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+            .map(|_| value[7..].trim_ascii_start())
+        else {
             return Err("Authorization header is not a Bearer token");
         };
         // Compare against every token in constant time, so timing reveals nothing.
@@ -58,6 +64,9 @@ mod tests {
         let both = Auth { mtls: true, tokens: vec![b"s3cret".to_vec(), b"next".to_vec()], insecure_no_auth: false };
         assert!(both.allows(verified, &headers(None)).is_ok());
         assert!(both.allows(anonymous, &headers(Some("Bearer next"))).is_ok());
+        assert!(both.allows(anonymous, &headers(Some("bearer next"))).is_ok(), "the scheme is case-insensitive");
+        assert!(both.allows(anonymous, &headers(Some("BEARER  next"))).is_ok());
+        assert!(both.allows(anonymous, &headers(Some("Bearernext"))).is_err());
         assert!(both.allows(anonymous, &headers(Some("Bearer s3cre"))).is_err());
         assert!(both.allows(anonymous, &headers(Some("Basic s3cret"))).is_err());
         assert!(both.allows(anonymous, &headers(None)).is_err());

@@ -141,8 +141,17 @@ pub fn body_decode_options(options: DecodeOptions, accepted_at: Micros) -> Decod
 }
 
 /// A cluster name is a path segment and a metrics label: keep it short and plain.
+/// A DNS-1123 label: 1-63 lowercase letters, digits and '-', starting and
+/// ending with a letter or digit. No dot, so no name (`..`, `.`, also sent as
+/// `%2e%2e`) can leave `--record-dir`; no underscore, so none can take the
+/// unnamed cluster's label.
 pub fn valid_cluster_name(name: &str) -> bool {
-    (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    let bytes = name.as_bytes();
+    let alphanumeric = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    (1..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| alphanumeric(b) || *b == b'-')
+        && bytes.first().is_some_and(alphanumeric)
+        && bytes.last().is_some_and(alphanumeric)
 }
 
 /// 429 with `Retry-After`: the apiserver keeps the batch and sends it again.
@@ -158,20 +167,11 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_cluster_name",
-            "cluster names are 1-63 characters of letters, digits, '-', '_' and '.'",
+            "cluster names are DNS-1123 labels: 1-63 lowercase letters, digits and '-', starting and ending \
+             with a letter or digit",
         );
     }
-    let cluster = if cluster.is_empty() { &*state.default_cluster } else { cluster };
-    let cluster = match state.cluster_key(cluster) {
-        Some(c) => c,
-        None => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "too_many_clusters",
-                format!("already receiving from {} clusters (--max-clusters)", state.max_clusters),
-            );
-        }
-    };
+    let cluster_name = if cluster.is_empty() { &*state.default_cluster } else { cluster };
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
@@ -215,12 +215,38 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
         );
     }
 
-    let label = cluster_label(&cluster);
+    let label = cluster_label(cluster_name);
     count_decoded(&decoded, &label, endpoint);
     log_bad_records(&decoded, &label, endpoint, state.bad_records_logged_per_batch);
 
     let accepted = decoded.records.len();
     let bad = decoded.stats.bad_total();
+    if accepted == 0 && bad > 0 {
+        // Nothing to keep, and sending it again cannot help.
+        let first = decoded.bad.first().map(|b| format!(": {}", b.detail)).unwrap_or_default();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": "no_good_records",
+                "message": format!("none of the body's {bad} records could be read{first}"),
+                "accepted": 0,
+                "bad": bad,
+            })),
+        )
+            .into_response();
+    }
+    // A cluster slot goes only to a batch that is kept: rejected requests
+    // to new names cannot use up --max-clusters.
+    let cluster = match state.cluster_key(cluster_name) {
+        Some(c) => c,
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "too_many_clusters",
+                format!("already receiving from {} clusters (--max-clusters)", state.max_clusters),
+            );
+        }
+    };
     let reservation = match state.queue.try_reserve(accepted) {
         Ok(r) => r,
         Err(EnqueueError::Full) => {
@@ -351,7 +377,10 @@ mod tests {
 
     #[test]
     fn cluster_names_are_plain() {
-        assert!(valid_cluster_name("prod-eu-1.a_b"));
+        assert!(valid_cluster_name("prod-eu-1"));
+        for name in ["..", ".", "a.b", "a_b", "-a", "a-", "Prod", "_default", "default."] {
+            assert!(!valid_cluster_name(name), "{name}");
+        }
         assert!(!valid_cluster_name(""));
         assert!(!valid_cluster_name("a/b"));
         assert!(!valid_cluster_name("späť"));
