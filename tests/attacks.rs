@@ -18,16 +18,7 @@ fn first_batch() -> Vec<u8> {
 }
 
 fn mtls_args(certs: &Certs, receiver: &Receiver, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "--tls-cert".into(),
-        certs.path("server.crt").display().to_string(),
-        "--tls-key".into(),
-        certs.path("server.key").display().to_string(),
-        "--client-ca".into(),
-        certs.path("ca.crt").display().to_string(),
-        "--otlp-endpoint".into(),
-        receiver.endpoint(),
-    ];
+    let mut args = certs.mtls_serve_args(&receiver.endpoint());
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }

@@ -31,16 +31,7 @@ fn start_kausal(
     ports: Option<(u16, u16)>,
     extra: &[&str],
 ) -> Kausal {
-    let mut args: Vec<String> = vec![
-        "--tls-cert".into(),
-        certs.path("server.crt").display().to_string(),
-        "--tls-key".into(),
-        certs.path("server.key").display().to_string(),
-        "--client-ca".into(),
-        certs.path("ca.crt").display().to_string(),
-        "--otlp-endpoint".into(),
-        receiver.endpoint(),
-    ];
+    let mut args = certs.mtls_serve_args(&receiver.endpoint());
     args.extend(CORE_FLAGS.iter().map(|s| s.to_string()));
     if let Some(dir) = data_dir {
         args.extend(["--data-dir".to_owned(), dir.display().to_string()]);

@@ -27,6 +27,22 @@ impl Certs {
         Certs { dir }
     }
 
+    /// `serve` flags for these certificates over mTLS, exporting to `otlp_endpoint`.
+    #[allow(dead_code)] // not every test binary starts a server this way
+    pub fn mtls_serve_args(&self, otlp_endpoint: &str) -> Vec<String> {
+        let path = |name: &str| self.path(name).display().to_string();
+        vec![
+            "--tls-cert".into(),
+            path("server.crt"),
+            "--tls-key".into(),
+            path("server.key"),
+            "--client-ca".into(),
+            path("ca.crt"),
+            "--otlp-endpoint".into(),
+            otlp_endpoint.into(),
+        ]
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
