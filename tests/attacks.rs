@@ -204,3 +204,22 @@ async fn the_bearer_scheme_is_case_insensitive() {
     }
     assert!(server.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_cut_off_mid_body_keeps_its_complete_records() {
+    let certs = Certs::generate();
+    let receiver = Receiver::start(true).await;
+    let mut server = start(&mtls_args(&certs, &receiver, &[])).await;
+    let client = certs.client(Some(&certs));
+    let whole = first_batch();
+    let complete: serde_json::Value = serde_json::from_slice(&whole).unwrap();
+    let items = complete["items"].as_array().unwrap().len();
+    let cut = whole[..whole.len() / 2].to_vec();
+    let response = post(&client, &server.url("https", "/audit"), cut).await;
+    assert_eq!(response.status(), StatusCode::OK, "the complete records are kept, so the apiserver hears 200");
+    let answer: serde_json::Value = response.json().await.unwrap();
+    let accepted = answer["accepted"].as_u64().unwrap();
+    assert!(accepted > 0 && (accepted as usize) < items, "{answer} of {items}");
+    assert_eq!(answer["bad"], 1, "the cut-off tail is one bad record: {answer}");
+    assert!(server.terminate().success());
+}

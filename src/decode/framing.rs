@@ -61,16 +61,61 @@ fn decode_text(text: &str, replaced: &[Range<usize>], options: &DecodeOptions, o
                 }
                 Some(Err(err)) => {
                     let error_line = decoder.lines.line_of(offset) + err.line().saturating_sub(1);
+                    let broken = offset + before;
+                    if err.is_eof()
+                        && let Some(items) = complete_items_of_truncated_list(&text[broken..])
+                    {
+                        // A body cut off mid-list: the complete records before
+                        // the cut are kept, the cut-off tail is one bad record.
+                        let kept = items.len();
+                        for item in items {
+                            let line = decoder.locate(item, error_line);
+                            decoder.value(item, line, 1, None);
+                        }
+                        decoder.out.reject(
+                            BadReason::InvalidJson,
+                            error_line,
+                            format!("the document ends inside a list, after {kept} complete items (kept): {err}"),
+                        );
+                        break 'document;
+                    }
                     decoder.out.reject(BadReason::InvalidJson, error_line, err.to_string());
                     // Resume at the next line that starts a top-level value,
                     // searching from where the broken value starts (not from the
                     // end of the value before it, which would find it again).
-                    let broken = offset + before;
                     let broken = broken + (text[broken..].len() - text[broken..].trim_start().len());
                     offset = next_value_start(text, broken);
                     continue 'document;
                 }
             }
+        }
+    }
+}
+
+/// The complete items of a list wrapper (`{..., "items": [...`) that the
+/// document cuts off: `None` when `value` is not such a wrapper.
+fn complete_items_of_truncated_list(value: &str) -> Option<Vec<&RawValue>> {
+    let value = value.trim_start();
+    if !value.starts_with('{') {
+        return None;
+    }
+    let key = value.find("\"items\"")?;
+    let after_key = value[key + "\"items\"".len()..].trim_start();
+    let mut rest = after_key.strip_prefix(':')?.trim_start().strip_prefix('[')?;
+    let mut items = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<&RawValue>();
+        match stream.next() {
+            Some(Ok(item)) => {
+                items.push(item);
+                rest = rest[stream.byte_offset()..].trim_start();
+                match rest.as_bytes().first() {
+                    Some(b',') => rest = &rest[1..],
+                    _ => return Some(items), // `]` (the cut came later) or the end
+                }
+            }
+            _ => return Some(items),
         }
     }
 }
@@ -117,6 +162,24 @@ mod tests {
         let decoded = decode(text.as_bytes(), &DecodeOptions::default());
         assert_eq!(decoded.records.len(), 2);
         assert_eq!(decoded.bad.iter().map(|b| (b.reason, b.line)).collect::<Vec<_>>(), [(BadReason::InvalidJson, 2)]);
+    }
+
+    #[test]
+    fn a_list_cut_off_keeps_its_complete_items_and_counts_the_tail_once() {
+        let items: Vec<String> = (0..3).map(|i| GOOD.replace("\"a\"", &format!("\"a{i}\""))).collect();
+        let whole =
+            format!("{{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[{}]}}", items.join(","));
+        // Cut inside the third item.
+        let cut = &whole[..whole.len() - GOOD.len() / 2];
+        let decoded = decode(cut.as_bytes(), &DecodeOptions::default());
+        assert_eq!(decoded.records.len(), 2, "{:?}", decoded.bad);
+        assert_eq!(decoded.bad.len(), 1);
+        assert_eq!(decoded.bad[0].reason, BadReason::InvalidJson);
+        assert!(decoded.bad[0].detail.contains("after 2 complete items"), "{}", decoded.bad[0].detail);
+        // Cut between items: both kept, still one bad record.
+        let between = &whole[..whole.find(&items[2]).unwrap()];
+        let decoded = decode(between.as_bytes(), &DecodeOptions::default());
+        assert_eq!((decoded.records.len(), decoded.bad.len()), (2, 1));
     }
 
     #[test]
