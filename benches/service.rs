@@ -235,7 +235,11 @@ async fn start_null(certs: &Certs) -> u16 {
         .layer(axum::extract::DefaultBodyLimit::disable());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let limits = ConnectionLimits { header_timeout: Duration::from_secs(10), drain_timeout: Duration::from_secs(1) };
+    let limits = ConnectionLimits {
+        header_timeout: Duration::from_secs(10),
+        drain_timeout: Duration::from_secs(1),
+        max_connections: 1024,
+    };
     tokio::spawn(listener::serve(listener, Some(tls), app, limits, std::future::pending()));
     port
 }

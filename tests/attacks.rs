@@ -223,3 +223,72 @@ async fn a_batch_cut_off_mid_body_keeps_its_complete_records() {
     assert_eq!(answer["bad"], 1, "the cut-off tail is one bad record: {answer}");
     assert!(server.terminate().success());
 }
+
+/// Bodies still arriving are bounded in bytes across the process: one slow
+/// body holding most of `--max-inflight-bytes` makes the next one a 429
+/// (which the apiserver retries), and its bytes come back when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_flight_are_bounded_in_bytes() {
+    let certs = Certs::generate();
+    let receiver = Receiver::start(true).await;
+    let extra = ["--max-inflight-bytes", "1Mi", "--max-body-bytes", "1Mi", "--request-timeout", "60s"];
+    let mut server = start(&mtls_args(&certs, &receiver, &extra)).await;
+    let client = certs.client(Some(&certs));
+    let url = server.url("https", "/audit");
+
+    // 900 KiB declared, 1 KiB sent, then nothing: it holds its reservation.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    tx.send(Ok(vec![b' '; 1024])).await.unwrap();
+    let slow = {
+        let client = client.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+            client.post(&url).header("content-length", (900 * 1024).to_string()).body(body).send().await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let second = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("content-length", (900 * 1024).to_string())
+        .body(vec![b' '; 900 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(second.headers().contains_key("retry-after"));
+    assert!(second.text().await.unwrap().contains("inflight_bytes_full"));
+
+    drop(tx); // the slow body ends (short of its declared length)
+    let _ = slow.await;
+    assert_eq!(post(&client, &url, first_batch()).await.status(), StatusCode::OK, "the budget came back");
+    assert!(server.terminate().success());
+}
+
+/// Connections beyond `--max-connections` are closed as soon as they are
+/// accepted, instead of exhausting file descriptors; the slots come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_closed_at_once() {
+    use tokio::io::AsyncReadExt as _;
+    let certs = Certs::generate();
+    let receiver = Receiver::start(true).await;
+    let mut server = start(&mtls_args(&certs, &receiver, &["--max-connections", "2"])).await;
+    let address = server.url("https", "").trim_start_matches("https://").trim_end_matches('/').to_owned();
+    let idle: Vec<tokio::net::TcpStream> =
+        futures::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(address.clone())))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut third = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), third.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the third connection is closed at once: {read:?}");
+    drop(idle);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let client = certs.client(Some(&certs));
+    assert_eq!(post(&client, &server.url("https", "/audit"), first_batch()).await.status(), StatusCode::OK);
+    assert!(server.terminate().success());
+}

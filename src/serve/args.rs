@@ -54,6 +54,14 @@ pub struct ServeArgs {
     /// The default holds a 400-event batch of large objects with room to spare.
     #[arg(long, env = "KAUSAL_MAX_BODY_BYTES", default_value = "64Mi", value_parser = parse_bytes)]
     pub max_body_bytes: usize,
+    /// Bytes of request bodies being received at once, across all
+    /// connections (a body without Content-Length counts as
+    /// --max-body-bytes); beyond it, 429 with Retry-After.
+    #[arg(long, env = "KAUSAL_MAX_INFLIGHT_BYTES", default_value = "512Mi", value_parser = parse_bytes)]
+    pub max_inflight_bytes: usize,
+    /// Open connections at once, on each listener; more are closed at once.
+    #[arg(long, env = "KAUSAL_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
     /// Records accepted but not yet linked, at most; beyond it POSTs get 429.
     #[arg(long, env = "KAUSAL_QUEUE_CAPACITY", default_value_t = 200_000)]
     pub queue_capacity: usize,

@@ -108,6 +108,7 @@ async fn serve(
         bad_records_logged_per_batch: 5,
         recorder,
         wal: wal.clone(),
+        inflight: webhook::inflight_budget(config.max_inflight_bytes),
     });
     if !recovered.is_empty() {
         recovery::replay_recovered(&state, recovered).await?;

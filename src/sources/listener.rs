@@ -100,7 +100,17 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub drain_timeout: Duration,
+    /// Connections open at once; one more is closed as soon as it is
+    /// accepted, so file descriptors never run out.
+    pub max_connections: usize,
 }
+
+/// Concurrent HTTP/2 streams per connection: an apiserver sends one batch
+/// at a time per connection; a few more allow for retries.
+const MAX_STREAMS_PER_CONNECTION: u32 = 16;
+/// How long an HTTP/2 keep-alive ping may go unanswered before the
+/// connection is closed (a peer that vanished).
+const PING_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting
 /// and waits up to `drain_timeout` for connections in flight.
@@ -115,8 +125,14 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(PING_DEADLINE)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
     let builder = Arc::new(builder);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -131,12 +147,18 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = limits.max_connections, "too many open connections; closing this one");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             match acceptor {
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {

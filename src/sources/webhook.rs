@@ -60,6 +60,14 @@ pub struct WebhookState {
     pub recorder: Option<Arc<Recorder>>,
     /// `--data-dir`: accepted bodies are on disk before the 200.
     pub wal: Option<Arc<Wal>>,
+    /// Bodies being received, in KiB permits of `--max-inflight-bytes`:
+    /// memory is bounded by bytes in flight, not only by parsed records.
+    pub inflight: Arc<tokio::sync::Semaphore>,
+}
+
+/// The semaphore behind [`WebhookState::inflight`] for a budget of `bytes`.
+pub fn inflight_budget(bytes: usize) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new((bytes / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS)))
 }
 
 /// The webhook's routes, all authenticated.
@@ -177,6 +185,18 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
         return too_large(state.max_body_bytes);
     }
+    // Reserve the body's size before reading it (its declared length, or the
+    // largest allowed when unknown or compressed): many slow bodies at once
+    // get 429 instead of the process's memory.
+    let compressed = headers.contains_key(header::CONTENT_ENCODING);
+    let reserve = declared.filter(|_| !compressed).unwrap_or(state.max_body_bytes as u64);
+    let kib = u32::try_from(reserve.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let Ok(_inflight) = state.inflight.clone().try_acquire_many_owned(kib) else {
+        return retry_later(
+            "inflight_bytes_full",
+            "too many request bodies are being received at once (--max-inflight-bytes); retry".to_owned(),
+        );
+    };
     let bytes = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(b) => b,
         Err(e) if is_length_limit(&e) => return too_large(state.max_body_bytes),
