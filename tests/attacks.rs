@@ -292,3 +292,27 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
     assert_eq!(post(&client, &server.url("https", "/audit"), first_batch()).await.status(), StatusCode::OK);
     assert!(server.terminate().success());
 }
+
+/// A process whose open-file limit cannot hold what `--max-connections`
+/// allows says so at start-up (the attack used every descriptor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_file_descriptors_for_the_connection_cap_are_reported_at_start_up() {
+    let certs = Certs::generate();
+    let receiver = Receiver::start(true).await;
+    let mut args = mtls_args(&certs, &receiver, &["--max-connections", "1024", "--listen", "127.0.0.1:0"]);
+    args.extend(["--ops-listen", "off", "--watch-events", "off"].map(String::from));
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" serve \"$@\"")
+        .arg(common::server::KAUSAL)
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("the open-file limit is below what --max-connections can use"), "{log}");
+    assert!(log.contains("limit=256"), "{log}");
+}

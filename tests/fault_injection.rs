@@ -479,6 +479,12 @@ async fn a_full_disk_answers_429_without_corrupting_the_log() {
         async move { failed >= 3 }
     })
     .await;
+    // Nothing is exported yet, so nothing frees space: appends stay refused,
+    // and readiness says so.
+    let ready = reqwest::get(kausal.ops_url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready while the log refuses appends");
+    let why = ready.text().await.unwrap();
+    assert!(why.contains("the write-ahead log refuses appends: the disk refused the write"), "{why}");
     receiver.open();
     sender.await.unwrap();
     wait_for_spans(&receiver, &expected, Duration::from_secs(120)).await;

@@ -142,6 +142,7 @@ async fn serve(
     if wal.is_none() {
         tracing::warn!("no --data-dir: acknowledged batches are held in memory until exported, and a crash loses them");
     }
+    warn_if_few_file_descriptors(config.connections.max_connections, ops.is_some());
     if config.tls.is_none() {
         tracing::warn!("--insecure-http: audit data travels unencrypted");
     }
@@ -185,6 +186,29 @@ async fn serve(
              --data-dir nothing keeps them)",
             config.shutdown_timeout
         ),
+    }
+}
+
+/// File descriptors the process may open (the soft `RLIMIT_NOFILE`, read
+/// from /proc on Linux), against what the connection caps can take: if they
+/// cannot all be open at once, the apiserver's handshakes would time out
+/// when the limit is hit instead of being refused by the cap.
+fn warn_if_few_file_descriptors(max_connections: usize, ops_listener: bool) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else { return };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    // Both listeners, plus room for the log, the exporter, the watch and the runtime.
+    let needed = max_connections * if ops_listener { 2 } else { 1 } + 128;
+    match soft {
+        Some(limit) if limit < needed => tracing::warn!(
+            limit,
+            needed,
+            "the open-file limit is below what --max-connections can use: raise `ulimit -n` or lower --max-connections"
+        ),
+        _ => {}
     }
 }
 

@@ -55,6 +55,9 @@ async fn readyz(State(state): State<Arc<OpsState>>) -> Response {
     if state.export_health.linking_paused() {
         problems.push("linking is paused behind the exporter: records wait in the ingest queue".to_owned());
     }
+    if let Some(why) = state.wal.as_ref().and_then(|w| w.refusing()) {
+        problems.push(format!("the write-ahead log refuses appends: {why}"));
+    }
     if let Some(wal) = state.wal.as_ref().filter(|w| w.saturated()) {
         let stats = wal.stats();
         problems.push(format!(

@@ -164,7 +164,14 @@ pub struct Wal {
     index: Arc<Mutex<Index>>,
     requests: mpsc::Sender<Request>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Why the latest append was refused (`REFUSED_*`), until one succeeds:
+    /// `/readyz` is 503 while appends are refused.
+    refusing: std::sync::atomic::AtomicU8,
 }
+
+const REFUSED_NONE: u8 = 0;
+const REFUSED_FULL: u8 = 1;
+const REFUSED_IO: u8 = 2;
 
 impl Wal {
     /// Opens (or creates) the log, reads what a previous run left, and starts
@@ -204,7 +211,14 @@ impl Wal {
             .spawn(move || writer.run(receiver))
             .map_err(recovery::io_error("starting the writer for", &config.dir))?;
         publish(&index.lock().expect("wal index"));
-        let wal = Wal { _lock: lock, config, index, requests, writer: Mutex::new(Some(handle)) };
+        let wal = Wal {
+            _lock: lock,
+            config,
+            index,
+            requests,
+            writer: Mutex::new(Some(handle)),
+            refusing: std::sync::atomic::AtomicU8::new(REFUSED_NONE),
+        };
         Ok((wal, found.recovered, found.report))
     }
 
@@ -232,6 +246,7 @@ impl Wal {
             }
             if index.bytes() + size > self.config.max_bytes {
                 metrics::counter!(m::WAL_REFUSED, "reason" => "full").increment(1);
+                self.refusing.store(REFUSED_FULL, std::sync::atomic::Ordering::Relaxed);
                 return Err(AppendError::Full { max_bytes: self.config.max_bytes });
             }
             index.reserved += size;
@@ -246,8 +261,13 @@ impl Wal {
             Ok(()) => answer.await.unwrap_or(Err(AppendError::Closed)),
             Err(_) => Err(AppendError::Closed),
         };
-        if let Err(AppendError::Io(_)) = &outcome {
-            metrics::counter!(m::WAL_REFUSED, "reason" => "io_error").increment(1);
+        match &outcome {
+            Err(AppendError::Io(_)) => {
+                metrics::counter!(m::WAL_REFUSED, "reason" => "io_error").increment(1);
+                self.refusing.store(REFUSED_IO, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(()) => self.refusing.store(REFUSED_NONE, std::sync::atomic::Ordering::Relaxed),
+            Err(_) => {}
         }
         outcome.map(|()| token)
     }
@@ -278,6 +298,15 @@ impl Wal {
 
     pub fn stats(&self) -> WalStats {
         self.index.lock().expect("wal index").stats()
+    }
+
+    /// Why appends are being refused, if the latest one was.
+    pub fn refusing(&self) -> Option<&'static str> {
+        match self.refusing.load(std::sync::atomic::Ordering::Relaxed) {
+            REFUSED_FULL => Some("it is full of data not yet exported"),
+            REFUSED_IO => Some("the disk refused the write"),
+            _ => None,
+        }
     }
 
     /// At least 90% of the budget holds data not yet exported.
