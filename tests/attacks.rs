@@ -316,3 +316,44 @@ async fn too_few_file_descriptors_for_the_connection_cap_are_reported_at_start_u
     assert!(log.contains("the open-file limit is below what --max-connections can use"), "{log}");
     assert!(log.contains("limit=256"), "{log}");
 }
+
+/// An answer that retrying cannot change (INVALID_ARGUMENT) gives the spans
+/// up at once, counted and logged; UNAVAILABLE is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_otlp_answer_is_not_retried_for_ten_minutes() {
+    use common::server::metric_sum;
+    let certs = Certs::generate();
+    let client = certs.client(Some(&certs));
+    let rejecting = Receiver::start_failing(tonic::Code::InvalidArgument).await;
+    let mut server = start(&mtls_args(&certs, &rejecting, &["--settle", "0s", "--event-linger", "0s"])).await;
+    assert_eq!(post(&client, &server.url("https", "/audit"), first_batch()).await.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let metrics = loop {
+        let m = server.metrics().await;
+        if metric_sum(&m, "kausal_spans_export_failed_total", &["reason=\"rejected\""]) > 0.0
+            || std::time::Instant::now() > deadline
+        {
+            break m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(metric_sum(&metrics, "kausal_spans_export_failed_total", &["reason=\"rejected\""]) > 0.0, "{metrics}");
+    assert_eq!(metric_sum(&metrics, "kausal_export_retries_total", &[]), 0.0, "a final answer is not retried");
+    assert!(server.log().contains("rejected spans with an answer that retrying cannot change"), "{}", server.log());
+    assert!(server.terminate().success(), "nothing is left to export: {}", server.log());
+
+    let unavailable = Receiver::start_failing(tonic::Code::Unavailable).await;
+    let mut server = start(&mtls_args(&certs, &unavailable, &["--settle", "0s", "--event-linger", "0s"])).await;
+    assert_eq!(post(&client, &server.url("https", "/audit"), first_batch()).await.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let m = server.metrics().await;
+        if metric_sum(&m, "kausal_export_retries_total", &[]) >= 2.0 {
+            assert_eq!(metric_sum(&m, "kausal_spans_export_failed_total", &["reason=\"rejected\""]), 0.0);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "UNAVAILABLE was not retried: {m}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.kill();
+}

@@ -83,6 +83,21 @@ pub async fn run(
                     record_lag(&batch);
                     break;
                 }
+                Err(e) if !e.retryable() => {
+                    // The endpoint refused these spans for good: sending
+                    // them again would only repeat the answer.
+                    health.set(false);
+                    metrics::counter!(m::SPANS_EXPORT_FAILED, "reason" => "rejected")
+                        .increment(batch.spans.len() as u64);
+                    tracing::error!(
+                        endpoint = %exporter.endpoint,
+                        cluster = %cluster_label(&batch.cluster),
+                        spans = batch.spans.len(),
+                        error = %e,
+                        "the OTLP endpoint rejected spans with an answer that retrying cannot change; giving them up"
+                    );
+                    break;
+                }
                 Err(e) if started.elapsed() >= settings.give_up_after => {
                     health.set(false);
                     metrics::counter!(m::SPANS_EXPORT_FAILED, "reason" => "retries_exhausted")

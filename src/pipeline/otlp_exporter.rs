@@ -71,6 +71,40 @@ pub enum ExportError {
     Export { spans: usize, source: opentelemetry_sdk::error::OTelSdkError },
 }
 
+impl ExportError {
+    /// Whether sending the same spans again can succeed, as the OTLP
+    /// specification lists it: gRPC `CANCELLED`, `DEADLINE_EXCEEDED`,
+    /// `RESOURCE_EXHAUSTED`, `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE`,
+    /// `DATA_LOSS`; HTTP 429, 502, 503, 504; and failures to reach the
+    /// endpoint at all. Anything else (`INVALID_ARGUMENT`, `UNAUTHENTICATED`,
+    /// HTTP 400...) would fail the same way for ten minutes.
+    ///
+    /// opentelemetry-otlp reports the answer only in its error text
+    /// (`... export failed with gRPC code: InvalidArgument`, `HTTP export
+    /// failed with status code: 400`), so that text is what is read.
+    pub fn retryable(&self) -> bool {
+        let text = self.to_string();
+        if let Some(code) = text.split("gRPC code: ").nth(1) {
+            let code = code.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("");
+            return matches!(
+                code,
+                "Cancelled"
+                    | "DeadlineExceeded"
+                    | "ResourceExhausted"
+                    | "Aborted"
+                    | "OutOfRange"
+                    | "Unavailable"
+                    | "DataLoss"
+            );
+        }
+        if let Some(status) = text.split("status code: ").nth(1) {
+            let status: String = status.chars().take_while(char::is_ascii_digit).collect();
+            return matches!(status.as_str(), "429" | "502" | "503" | "504" | "0" | "");
+        }
+        true
+    }
+}
+
 /// An OTLP span exporter that sends each actor's spans under its own resource.
 pub struct OtlpExporter {
     exporter: opentelemetry_otlp::SpanExporter,
@@ -184,5 +218,32 @@ mod tests {
         assert_eq!(OtlpProtocol::choose(None, Some("http://h:4317")).unwrap(), OtlpProtocol::Grpc);
         assert_eq!(OtlpProtocol::choose(Some(OtlpProtocol::Grpc), Some("http://h:4318")).unwrap(), OtlpProtocol::Grpc);
         assert!("zipkin".parse::<OtlpProtocol>().is_err());
+    }
+
+    #[test]
+    fn only_answers_the_otlp_specification_calls_retryable_are_retried() {
+        let error = |text: &str| ExportError::Export {
+            spans: 1,
+            source: opentelemetry_sdk::error::OTelSdkError::InternalFailure(text.to_owned()),
+        };
+        for retryable in [
+            "TonicTracesClient export failed with gRPC code: Unavailable: connection refused",
+            "TonicTracesClient export failed with gRPC code: ResourceExhausted",
+            "HTTP export failed with status code: 503",
+            "HTTP export failed with status code: 429",
+            "HTTP export failed: network error",
+            "operation timed out",
+        ] {
+            assert!(error(retryable).retryable(), "{retryable}");
+        }
+        for final_answer in [
+            "TonicTracesClient export failed with gRPC code: InvalidArgument",
+            "TonicTracesClient export failed with gRPC code: Unauthenticated",
+            "TonicTracesClient export failed with gRPC code: PermissionDenied",
+            "HTTP export failed with status code: 400",
+            "HTTP export failed with status code: 401",
+        ] {
+            assert!(!error(final_answer).retryable(), "{final_answer}");
+        }
     }
 }

@@ -32,7 +32,9 @@ pub(super) fn register_at_zero(default_cluster: &str, with_wal: bool) {
     for name in [m::SPANS_EXPORTED, m::EXPORT_RETRIES, m::WATCH_RESTARTS, m::RECORD_FAILURES] {
         metrics::counter!(name).absolute(0);
     }
-    metrics::counter!(m::SPANS_EXPORT_FAILED, "reason" => "retries_exhausted").absolute(0);
+    for reason in ["retries_exhausted", "rejected"] {
+        metrics::counter!(m::SPANS_EXPORT_FAILED, "reason" => reason).absolute(0);
+    }
     for result in ["found", "not_found", "cached", "error", "skipped_busy"] {
         metrics::counter!(m::LOOKUPS, "result" => result).absolute(0);
     }

@@ -19,6 +19,8 @@ pub type Received = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
 struct Service {
     received: Received,
     open: tokio::sync::watch::Receiver<bool>,
+    /// Answer every export with this gRPC status instead of accepting it.
+    fail: Option<tonic::Code>,
 }
 
 #[tonic::async_trait]
@@ -29,6 +31,9 @@ impl TraceService for Service {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut open = self.open.clone();
         let _ = open.wait_for(|o| *o).await;
+        if let Some(code) = self.fail {
+            return Err(tonic::Status::new(code, "refused by the test receiver"));
+        }
         self.received.lock().unwrap().push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
@@ -38,6 +43,7 @@ pub struct Receiver {
     pub addr: SocketAddr,
     pub received: Received,
     gate: tokio::sync::watch::Sender<bool>,
+    fail: Option<tonic::Code>,
     /// Ends the gRPC server (see [`Receiver::stop`]).
     stop: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
@@ -48,13 +54,27 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (gate, _) = tokio::sync::watch::channel(open);
-        let mut receiver = Receiver { addr, received: Arc::default(), gate, stop: None };
+        let mut receiver = Receiver { addr, received: Arc::default(), gate, fail: None, stop: None };
+        receiver.serve(listener);
+        receiver
+    }
+
+    /// A receiver that answers every export with gRPC status `code`.
+    pub async fn start_failing(code: tonic::Code) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (gate, _) = tokio::sync::watch::channel(true);
+        let mut receiver = Receiver { addr, received: Arc::default(), gate, fail: Some(code), stop: None };
         receiver.serve(listener);
         receiver
     }
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let service = TraceServiceServer::new(Service { received: self.received.clone(), open: self.gate.subscribe() });
+        let service = TraceServiceServer::new(Service {
+            received: self.received.clone(),
+            open: self.gate.subscribe(),
+            fail: self.fail,
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             tonic::transport::Server::builder()
@@ -102,7 +122,7 @@ impl Receiver {
         );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let (gate, _) = tokio::sync::watch::channel(true);
-        Receiver { addr, received, gate, stop: None }
+        Receiver { addr, received, gate, fail: None, stop: None }
     }
 
     pub fn endpoint(&self) -> String {
