@@ -339,7 +339,7 @@ async fn a_final_otlp_answer_is_not_retried_for_ten_minutes() {
     };
     assert!(metric_sum(&metrics, "kausal_spans_export_failed_total", &["reason=\"rejected\""]) > 0.0, "{metrics}");
     assert_eq!(metric_sum(&metrics, "kausal_export_retries_total", &[]), 0.0, "a final answer is not retried");
-    assert!(server.log().contains("rejected spans with an answer that retrying cannot change"), "{}", server.log());
+    assert!(server.log().contains("giving up on exporting spans: the endpoint's answer is final"), "{}", server.log());
     assert!(server.terminate().success(), "nothing is left to export: {}", server.log());
 
     let unavailable = Receiver::start_failing(tonic::Code::Unavailable).await;

@@ -83,32 +83,22 @@ pub async fn run(
                     record_lag(&batch);
                     break;
                 }
-                Err(e) if !e.retryable() => {
-                    // The endpoint refused these spans for good: sending
-                    // them again would only repeat the answer.
+                // An answer retrying cannot change (INVALID_ARGUMENT, HTTP
+                // 400...) gives the spans up at once; others after the limit.
+                Err(e) if !e.retryable() || started.elapsed() >= settings.give_up_after => {
+                    let (reason, why) = if e.retryable() {
+                        ("retries_exhausted", format!("after {:?} of retries", settings.give_up_after))
+                    } else {
+                        ("rejected", "the endpoint's answer is final: retrying cannot change it".to_owned())
+                    };
                     health.set(false);
-                    metrics::counter!(m::SPANS_EXPORT_FAILED, "reason" => "rejected")
-                        .increment(batch.spans.len() as u64);
+                    metrics::counter!(m::SPANS_EXPORT_FAILED, "reason" => reason).increment(batch.spans.len() as u64);
                     tracing::error!(
                         endpoint = %exporter.endpoint,
                         cluster = %cluster_label(&batch.cluster),
                         spans = batch.spans.len(),
                         error = %e,
-                        "the OTLP endpoint rejected spans with an answer that retrying cannot change; giving them up"
-                    );
-                    break;
-                }
-                Err(e) if started.elapsed() >= settings.give_up_after => {
-                    health.set(false);
-                    metrics::counter!(m::SPANS_EXPORT_FAILED, "reason" => "retries_exhausted")
-                        .increment(batch.spans.len() as u64);
-                    tracing::error!(
-                        endpoint = %exporter.endpoint,
-                        cluster = %cluster_label(&batch.cluster),
-                        spans = batch.spans.len(),
-                        error = %e,
-                        "giving up on exporting spans after {:?} of retries",
-                        settings.give_up_after
+                        "giving up on exporting spans: {why}"
                     );
                     break;
                 }
