@@ -236,6 +236,13 @@ pub(crate) fn schedule_for_write(graph: &Graph, owner: Option<Uid>, until: Micro
 ///   pod placed on a node, triggers on that node (a DaemonSet's pod for a new
 ///   node). Applied to other verbs, the sibling rule would chain unrelated deletes.
 ///
+/// What the writer read narrows the candidates: triggers on Y committed after
+/// the `resourceVersion` its request was made against, the writer's own
+/// earlier writes of Y, owner triggers whose desired count differs from the
+/// one the write carries (see `owner_triggers_acted_on`); a binding never
+/// follows the pod's owner, and an owner's controller's delete of a child
+/// follows the owner before the child's own writes.
+///
 /// One rule overrides recency: a pod the pod garbage collector deletes after
 /// its node was removed is deleted because of that removal, however long
 /// after. (Another controller's delete, a garbage collector's after a person
