@@ -38,6 +38,7 @@ fn harness() -> &'static Harness {
             bad_records_logged_per_batch: 0,
             recorder: None,
             wal: None,
+            inflight: webhook::inflight_budget(64 << 20),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         Harness { runtime, router: webhook::router(state), queue: Mutex::new(receiver) }
