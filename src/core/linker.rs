@@ -448,15 +448,23 @@ fn owner_triggers_acted_on<'a>(
     };
     if write.verb == Verb::Create && write.subresource.is_none() && owner.counts_children() {
         let changes: Vec<(Mark, u16)> = owner.child_changes().collect();
-        let live_after =
-            |t: &TriggerMark| changes.iter().rev().find(|(m, _)| m.time <= t.mark.time).map_or(0, |(_, c)| *c);
-        let growing: Vec<TriggerMark> =
-            chosen.iter().copied().filter(|t| t.facts.desired.is_none_or(|d| d > live_after(t))).collect();
+        let growing: Vec<TriggerMark> = chosen
+            .iter()
+            .copied()
+            .filter(|t| t.facts.desired.is_none_or(|d| d > count_at(&changes, t.mark.time)))
+            .collect();
         if !growing.is_empty() {
             chosen = growing;
         }
     }
     chosen.into_iter().map(|t| t.mark)
+}
+
+/// The count right after the newest change at or before `t` (0 before any):
+/// live children after each child create or delete, or a Deployment's
+/// summed child counts.
+fn count_at(changes: &[(Mark, u16)], t: Micros) -> u16 {
+    changes.iter().rev().find(|(m, _)| m.time <= t).map_or(0, |(_, c)| *c)
 }
 
 /// The cause of a workload's status write, read from its content: the
@@ -483,7 +491,7 @@ fn status_by_content(
         (false, true) => node.child_changes().collect(),
         (false, false) => return None,
     };
-    let live_at = |t: Micros| changes.iter().rev().find(|(m, _)| m.time <= t).map_or(0, |(_, c)| *c);
+    let live_at = |t: Micros| count_at(&changes, t);
     let mut candidates: Vec<(Mark, u16)> =
         node.trigger_marks().filter(|t| seen_by(t, observed)).map(|t| (t.mark, live_at(t.mark.time))).collect();
     if let Some(d) = node.deleting().filter(|d| d.time >= window.until.saturating_sub(deleting_ttl)) {

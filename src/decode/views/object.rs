@@ -68,16 +68,12 @@ pub(crate) struct ObjectMeta<'a> {
 impl ObjectMeta<'_> {
     /// A label's value, read only when asked for.
     pub(crate) fn label(&self, key: &str) -> Option<String> {
-        let raw = self.labels?;
-        let map: std::collections::HashMap<Cow<'_, str>, Cow<'_, str>> = serde_json::from_str(raw.get()).ok()?;
-        map.get(key).map(|v| v.to_string())
+        string_map_value(self.labels?, key)
     }
 
     /// An annotation's value, read only when asked for.
     pub(crate) fn annotation(&self, key: &str) -> Option<String> {
-        let raw = self.annotations?;
-        let map: std::collections::HashMap<Cow<'_, str>, Cow<'_, str>> = serde_json::from_str(raw.get()).ok()?;
-        map.get(key).map(|v| v.to_string())
+        string_map_value(self.annotations?, key)
     }
 
     /// Whether an annotation key is present, read only when asked for.
@@ -86,6 +82,12 @@ impl ObjectMeta<'_> {
             .and_then(|raw| serde_json::from_str::<std::collections::HashMap<Cow<'_, str>, &RawValue>>(raw.get()).ok())
             .is_some_and(|map| map.contains_key(key))
     }
+}
+
+/// One value of a flat string map (`metadata.labels`, `metadata.annotations`).
+fn string_map_value(raw: &RawValue, key: &str) -> Option<String> {
+    let map: std::collections::HashMap<Cow<'_, str>, Cow<'_, str>> = serde_json::from_str(raw.get()).ok()?;
+    map.get(key).map(|v| v.to_string())
 }
 
 #[derive(Debug, Clone, Deserialize)]
