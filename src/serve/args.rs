@@ -114,7 +114,8 @@ pub struct ServeArgs {
     /// yet exported fill it, POSTs get 429.
     #[arg(long, env = "KAUSAL_MAX_WAL_BYTES", default_value = "1Gi", value_parser = parse_bytes)]
     pub max_wal_bytes: usize,
-    /// How long exported bodies stay in the log (in record time), so a restart
+    /// How long exported bodies stay in the log (measured from when kausal
+    /// accepted them, the same clock for every cluster), so a restart
     /// rebuilds the graph that later writes link to. Removed sooner when room is needed.
     #[arg(long, env = "KAUSAL_WAL_CONTEXT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub wal_context: Duration,

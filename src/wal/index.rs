@@ -14,7 +14,8 @@ pub(super) struct Segment {
     pub(super) bytes: u64,
     /// Entries not yet acknowledged, with their sizes.
     pub(super) unacknowledged: BTreeMap<u64, u64>,
-    pub(super) max_record_time: Micros,
+    /// When the newest entry in it arrived (kausal's clock).
+    pub(super) newest_arrival: Micros,
 }
 
 pub(super) struct Index {
@@ -27,7 +28,10 @@ pub(super) struct Index {
     /// The sizes in every segment's `unacknowledged`, summed: kept as entries
     /// come and go, because metrics read it on every append and acknowledgement.
     pub(super) unacknowledged_bytes: u64,
-    /// Newest record time acknowledged so far: retention is measured from it.
+    /// Arrival time of the newest entry acknowledged so far: retention is
+    /// measured from it. Arrival, not record time: every cluster's entries
+    /// are stamped by the same clock, so a cluster whose records run ahead
+    /// cannot retire another cluster's context.
     pub(super) acknowledged_horizon: Micros,
     pub(super) next_seq: u64,
     pub(super) closed: bool,
@@ -60,7 +64,7 @@ impl Index {
             if !head.unacknowledged.is_empty() {
                 break;
             }
-            let expired = head.max_record_time < cutoff;
+            let expired = head.newest_arrival < cutoff;
             let over_budget = self.bytes().saturating_add(need) > max_bytes;
             if !expired && !over_budget {
                 break;

@@ -15,9 +15,11 @@
 //!   replays acknowledged entries as context only (graph state, no spans) and
 //!   the others as new.
 //! * **Retention.** Segments are removed oldest first, once every entry in
-//!   them is acknowledged and their newest record is older than the context
-//!   period (so that recovery can rebuild the graph the next records link
-//!   to). Disk use is bounded by `max_bytes`: acknowledged segments are
+//!   them is acknowledged and their newest entry arrived longer than the
+//!   context period before the newest acknowledged one (so that recovery can
+//!   rebuild the graph the next records link to). Arrival time, stamped by
+//!   kausal's one clock, rather than record time: clusters' clocks disagree,
+//!   and one running ahead must not retire another's context. Disk use is bounded by `max_bytes`: acknowledged segments are
 //!   removed early when room is needed, and an append that still does not
 //!   fit is refused (the webhook answers 429 and the apiserver retries).
 //! * **Torn writes.** Recovery reads each segment up to the first record whose
@@ -51,7 +53,7 @@ pub struct WalConfig {
     pub dir: PathBuf,
     /// Disk use of all segments together, at most.
     pub max_bytes: u64,
-    /// Acknowledged entries are kept this long (in record time) as context for recovery.
+    /// Acknowledged entries are kept this long (in arrival time) as context for recovery.
     pub context: Micros,
 }
 
@@ -73,6 +75,7 @@ impl WalConfig {
 pub struct AckToken {
     seq: u64,
     newest_record_time: Micros,
+    accepted_at: Micros,
 }
 
 impl AckToken {
@@ -85,7 +88,7 @@ impl AckToken {
 
 impl Entry {
     fn token(&self) -> AckToken {
-        AckToken { seq: self.seq, newest_record_time: self.max_record_time }
+        AckToken { seq: self.seq, newest_record_time: self.max_record_time, accepted_at: self.accepted_at }
     }
 }
 
@@ -192,7 +195,7 @@ impl Wal {
             entry_segment: found.entry_segment,
             reserved: 0,
             unacknowledged_bytes,
-            acknowledged_horizon: Micros::MIN,
+            acknowledged_horizon: found.acknowledged_horizon,
             next_seq: found.next_seq,
             closed: false,
         }));
@@ -275,7 +278,7 @@ impl Wal {
     /// Every span derived from these entries has been exported (or given up
     /// and counted).
     pub fn acknowledge(&self, tokens: &[AckToken]) {
-        let Some(horizon) = tokens.iter().map(AckToken::newest_record_time).max() else {
+        let Some(horizon) = tokens.iter().map(|t| t.accepted_at).max() else {
             return;
         };
         let mut index = self.index.lock().expect("wal index");
@@ -486,14 +489,35 @@ mod tests {
         let wal_config = WalConfig { context: 1_000, ..config(dir.path(), 512 << 10) };
         let (wal, _, _) = Wal::open(wal_config).unwrap();
         let body = vec![b'x'; 70 << 10]; // each append fills a 64 KiB segment
-        let first = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 500)).unwrap();
-        let second = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 1_200)).unwrap();
+        let first = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 500, 0)).unwrap();
+        let second = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 1_200, 0)).unwrap();
         wal.acknowledge(&[first, second]);
-        assert_eq!(wal.stats().segments, 2, "record time 500 is within 1,000 of 1,200: kept");
-        let third = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 0, 1_600)).unwrap();
+        assert_eq!(wal.stats().segments, 2, "arrival 500 is within 1,000 of 1,200: kept");
+        let third = rt.block_on(wal.append("", Endpoint::Audit, body.clone(), 1_600, 0)).unwrap();
         wal.acknowledge(&[third]);
-        assert_eq!(wal.stats().segments, 2, "record time 500 is past the context: segment 1 removed");
+        assert_eq!(wal.stats().segments, 2, "arrival 500 is past the context: segment 1 removed");
         assert!(!segment_path(dir.path(), 1).exists() && segment_path(dir.path(), 2).exists());
+        wal.close();
+    }
+
+    #[test]
+    fn a_cluster_whose_records_run_ahead_does_not_retire_another_clusters_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime();
+        let hour = 3_600_000_000;
+        let wal_config = WalConfig { context: 600_000_000, ..config(dir.path(), 512 << 10) };
+        let (wal, _, _) = Wal::open(wal_config).unwrap();
+        let body = vec![b'x'; 70 << 10];
+        // Both arrive within a second; "ahead"'s records claim an hour later.
+        let behind = rt.block_on(wal.append("behind", Endpoint::Audit, body.clone(), 1_000_000, 1_000_000)).unwrap();
+        let ahead =
+            rt.block_on(wal.append("ahead", Endpoint::Audit, body.clone(), 1_500_000, 1_000_000 + hour)).unwrap();
+        let _later = rt.block_on(wal.append("behind", Endpoint::Audit, body.clone(), 2_000_000, 2_000_000)).unwrap();
+        wal.acknowledge(&[behind, ahead]);
+        assert!(
+            segment_path(dir.path(), 1).exists(),
+            "the context of \"behind\" was retired by another cluster's clock"
+        );
         wal.close();
     }
 

@@ -23,6 +23,9 @@ pub(super) struct Found {
     pub(super) recovered: Vec<Recovered>,
     pub(super) report: RecoveryReport,
     pub(super) next_seq: u64,
+    /// When the newest acknowledged entry arrived: a restart goes on
+    /// measuring the context period from there (even if the clock went back).
+    pub(super) acknowledged_horizon: Micros,
     /// A new run never appends to a segment a previous run wrote.
     pub(super) next_segment: u64,
 }
@@ -64,16 +67,12 @@ pub(super) fn read(dir: &Path) -> Result<Found, OpenError> {
             let newest = i + 1 == numbers.len();
             handle_damage(&path, data.len(), scan.good_len, problem, newest, &mut report)?;
         }
-        let mut segment = Segment {
-            path,
-            bytes: scan.good_len as u64,
-            unacknowledged: BTreeMap::new(),
-            max_record_time: Micros::MIN,
-        };
+        let mut segment =
+            Segment { path, bytes: scan.good_len as u64, unacknowledged: BTreeMap::new(), newest_arrival: Micros::MIN };
         for record in scan.records {
             match record {
                 Scanned::Entry(entry, size) => {
-                    segment.max_record_time = segment.max_record_time.max(entry.max_record_time);
+                    segment.newest_arrival = segment.newest_arrival.max(entry.accepted_at);
                     segment.unacknowledged.insert(entry.seq, size);
                     entries.push((number, entry));
                 }
@@ -88,6 +87,7 @@ pub(super) fn read(dir: &Path) -> Result<Found, OpenError> {
     let mut entry_segment = BTreeMap::new();
     let mut recovered = Vec::with_capacity(entries.len());
     let mut next_seq = 1;
+    let mut acknowledged_horizon = Micros::MIN;
     entries.sort_by_key(|(_, e)| e.seq);
     for (number, entry) in entries {
         next_seq = next_seq.max(entry.seq + 1);
@@ -95,6 +95,7 @@ pub(super) fn read(dir: &Path) -> Result<Found, OpenError> {
         if is_acknowledged {
             segments.get_mut(&number).expect("scanned").unacknowledged.remove(&entry.seq);
             report.acknowledged += 1;
+            acknowledged_horizon = acknowledged_horizon.max(entry.accepted_at);
         } else {
             entry_segment.insert(entry.seq, number);
             report.unacknowledged += 1;
@@ -102,7 +103,7 @@ pub(super) fn read(dir: &Path) -> Result<Found, OpenError> {
         recovered.push(Recovered { entry, acknowledged: is_acknowledged });
     }
     let next_segment = numbers.last().map_or(1, |n| n + 1);
-    Ok(Found { segments, entry_segment, recovered, report, next_seq, next_segment })
+    Ok(Found { segments, entry_segment, recovered, report, next_seq, acknowledged_horizon, next_segment })
 }
 
 /// The numbers of the segment files in `dir`, in order.

@@ -36,7 +36,7 @@ pub(super) fn create_segment(dir: &Path, number: u64) -> io::Result<(File, Segme
     // The new name must survive a crash too.
     File::open(dir)?.sync_all()?;
     let segment =
-        Segment { path, bytes: MAGIC.len() as u64, unacknowledged: BTreeMap::new(), max_record_time: Micros::MIN };
+        Segment { path, bytes: MAGIC.len() as u64, unacknowledged: BTreeMap::new(), newest_arrival: Micros::MIN };
     Ok((file, segment))
 }
 
@@ -82,7 +82,7 @@ impl Writer {
                         let size = (head.len() + entry.body.len()) as u64;
                         chunks.push(head.into());
                         chunks.push(entry.body);
-                        replies.push((entry.seq, entry.max_record_time, size, reply));
+                        replies.push((entry.seq, entry.accepted_at, size, reply));
                         appended += 1;
                         needs_sync = true;
                     }
@@ -103,13 +103,13 @@ impl Writer {
             }
             let outcome = self.write_group(&chunks, needs_sync).map_err(Arc::new);
             let mut index = self.index.lock().expect("wal index");
-            for (seq, max_time, size, reply) in replies {
+            for (seq, arrival, size, reply) in replies {
                 index.reserved = index.reserved.saturating_sub(size);
                 let answer = match &outcome {
                     Ok(()) => {
                         let segment = index.segments.get_mut(&self.number).expect("current segment");
                         segment.unacknowledged.insert(seq, size);
-                        segment.max_record_time = segment.max_record_time.max(max_time);
+                        segment.newest_arrival = segment.newest_arrival.max(arrival);
                         index.entry_segment.insert(seq, self.number);
                         index.unacknowledged_bytes += size;
                         Ok(())
@@ -191,7 +191,7 @@ impl Writer {
             && self.file.set_len(MAGIC.len() as u64).and_then(|()| self.file.sync_data()).is_ok()
         {
             current.bytes = MAGIC.len() as u64;
-            current.max_record_time = Micros::MIN;
+            current.newest_arrival = Micros::MIN;
             freed = true;
         }
         publish(&index);

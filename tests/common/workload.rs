@@ -53,6 +53,18 @@ pub fn workload(iterations: u32) -> Vec<String> {
     out
 }
 
+/// Repetition `iteration` of the capture alone (its own UUIDs and
+/// namespace), every timestamp moved by `shift` microseconds.
+pub fn repetition(iteration: u32, shift: i64) -> Vec<String> {
+    capture()
+        .into_iter()
+        .map(|mut b| {
+            rewrite(&mut b, iteration, shift);
+            serde_json::to_string(&b).unwrap()
+        })
+        .collect()
+}
+
 fn collect_times(v: &Value, out: &mut Vec<i64>) {
     match v {
         Value::String(s) => out.extend(parse_time(s).map(|(t, _)| t)),
