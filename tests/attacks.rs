@@ -1,7 +1,8 @@
 //! Findings of the reliability attack run, each reproduced on the real
 //! binary over real TLS: names that would leave `--record-dir`, recordings
-//! replaced after a restart, cluster slots used up by rejected requests, a
-//! body of unknown records answered 200, and the bearer scheme's case.
+//! replaced after a restart, cluster slots used up by rejected requests or
+//! held by idle clusters, a body of unknown records answered 200, and the
+//! bearer scheme's case.
 
 mod common;
 
@@ -10,8 +11,9 @@ use std::path::Path;
 
 use reqwest::StatusCode;
 
-use common::otlp_receiver::Receiver;
-use common::server::{Certs, Kausal};
+use common::otlp_receiver::{self, Receiver};
+use common::server::{Certs, Kausal, metric_sum};
+use common::workload::{self, CORE_FLAGS};
 
 fn first_batch() -> Vec<u8> {
     std::fs::read(common::fixture("rollout-basic/audit-batches/batch-000001.json")).unwrap()
@@ -356,4 +358,87 @@ async fn a_final_otlp_answer_is_not_retried_for_ten_minutes() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     server.kill();
+}
+
+/// Cluster slots are given up by clusters idle past `--wal-context` when a
+/// new one needs them, and a restart with fewer slots than the log has
+/// clusters neither skips their entries nor keeps them in the log for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clusters_give_their_slots_up_and_a_restart_with_fewer_slots_skips_nothing() {
+    let certs = Certs::generate();
+    let client = certs.client(Some(&certs));
+    // The first run exports nothing: every entry is still in the log at the kill.
+    let receiver = Receiver::start(false).await;
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().display().to_string();
+    let mut flags = vec!["--data-dir", &data_dir];
+    flags.extend(CORE_FLAGS);
+    let bodies: Vec<Vec<String>> = (0..3).map(|i| workload::repetition(i, 0)[..30].to_vec()).collect();
+    let mut expected = std::collections::BTreeMap::new();
+    for cluster in &bodies {
+        expected.extend(otlp_receiver::shape_of(&workload::expected_spans(cluster)));
+    }
+
+    // Two slots, and nobody is idle for an hour: a third cluster is refused.
+    let mut first = flags.clone();
+    first.extend(["--max-clusters", "2", "--wal-context", "1h"]);
+    let mut server = start(&mtls_args(&certs, &receiver, &first)).await;
+    let (port, ops) = (server.port, server.ops_port);
+    for (name, cluster) in ["a", "b"].iter().zip(&bodies) {
+        for body in cluster {
+            let answer =
+                post(&client, &server.url("https", &format!("/audit/{name}")), body.clone().into_bytes()).await;
+            assert_eq!(answer.status(), StatusCode::OK, "{name}: {}", answer.text().await.unwrap());
+        }
+    }
+    let refused = post(&client, &server.url("https", "/audit/c"), bodies[2][0].clone().into_bytes()).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().await.unwrap().contains("too_many_clusters"));
+    server.kill();
+
+    // One slot now, and a short context period. Both recovered clusters are
+    // replayed; once they are idle, c takes a slot.
+    let mut second: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+    second.extend(["--max-clusters", "1", "--wal-context", "2s"].map(String::from));
+    let mut args = certs.mtls_serve_args(&receiver.endpoint());
+    args.extend(second);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Kausal::start_at(port, ops, &refs, &[]);
+    server.wait_healthy().await;
+    receiver.open();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut c_bodies = bodies[2].iter();
+    let mut body = c_bodies.next().unwrap();
+    loop {
+        let answer = post(&client, &server.url("https", "/audit/c"), body.clone().into_bytes()).await;
+        match answer.status() {
+            StatusCode::OK => match c_bodies.next() {
+                Some(next) => body = next,
+                None => break,
+            },
+            StatusCode::BAD_REQUEST => {
+                assert!(answer.text().await.unwrap().contains("too_many_clusters"));
+                assert!(std::time::Instant::now() < deadline, "no idle cluster ever gave its slot to c");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => panic!("{other}: {}", answer.text().await.unwrap()),
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let metrics = server.metrics().await;
+        let got = otlp_receiver::spans_by_id(&receiver.received);
+        if got.len() >= expected.len() && metric_sum(&metrics, "kausal_wal_unacknowledged_entries", &[]) == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "entries left in the log or spans missing: {}",
+            otlp_receiver::describe_difference(&expected, &got)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let got = otlp_receiver::spans_by_id(&receiver.received);
+    assert_eq!(got, expected, "{}", otlp_receiver::describe_difference(&expected, &got));
+    assert!(server.terminate().success());
 }

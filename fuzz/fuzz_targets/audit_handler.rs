@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use kausal::decode::DecodeOptions;
-use kausal::pipeline::{IngestQueue, QueueReceiver};
+use kausal::pipeline::{ClusterSlots, IngestQueue, QueueReceiver};
 use kausal::sources::auth::Auth;
 use kausal::sources::webhook::{self, WebhookState};
 use libfuzzer_sys::fuzz_target;
@@ -33,8 +33,7 @@ fn harness() -> &'static Harness {
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(30),
             default_cluster: "".into(),
-            max_clusters: 4,
-            clusters: Default::default(),
+            clusters: Arc::new(ClusterSlots::new(4, Duration::from_secs(600), "".into())),
             bad_records_logged_per_batch: 0,
             recorder: None,
             wal: None,

@@ -11,9 +11,11 @@
 //!   each log entry's [`AckToken`](crate::wal::AckToken) once its spans are out.
 //! - [`otlp_exporter`]: the OTLP client (gRPC or HTTP/protobuf) over the sinks' encoding.
 //! - [`clock`]: the wall clock, and the core's "now" for a live stream.
+//! - [`cluster_slots`]: which clusters have a graph (`--max-clusters`), given up when idle.
 //! - [`health`]: what `/readyz` reports about exports.
 
 pub mod clock;
+pub mod cluster_slots;
 pub mod export_loop;
 pub mod health;
 pub mod otlp_exporter;
@@ -21,6 +23,7 @@ pub mod queue;
 pub mod worker;
 
 pub use clock::{EventClock, wall_clock_micros};
+pub use cluster_slots::ClusterSlots;
 pub use health::ExportHealth;
 pub use queue::{Batch, EnqueueError, IngestQueue, QueueReceiver, Reservation};
 pub use worker::{LookupRequest, SpanBatch, WorkerConfig, run_worker};

@@ -15,6 +15,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use super::clock::EventClock;
+use super::cluster_slots::ClusterSlots;
 use super::health::ExportHealth;
 use super::queue::{Batch, Message, QueueReceiver};
 use crate::core::record::UnknownObject;
@@ -45,6 +46,8 @@ pub struct WorkerConfig {
     pub tick: Duration,
     /// Where the worker says that it waits for the exporter.
     pub health: Arc<ExportHealth>,
+    /// Clusters whose slot was given up have their graphs dropped.
+    pub clusters: Arc<ClusterSlots>,
 }
 
 struct ClusterCore {
@@ -97,6 +100,16 @@ pub fn run_worker(
         }
         if Instant::now() >= wake {
             last_tick = Instant::now();
+            // A cluster idle past its context period gave its slot to a new
+            // one: its open spans go out now, and its graph goes.
+            for released in config.clusters.take_released() {
+                if let Some(mut core) = clusters.remove(&released) {
+                    core.engine.flush();
+                    if !hand_over(&released, &mut core, &spans, lookups.as_ref(), &config.health) {
+                        return;
+                    }
+                }
+            }
             for (cluster, core) in &mut clusters {
                 let now = core.clock.now(last_tick);
                 core.engine.advance(now);

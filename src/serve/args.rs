@@ -47,7 +47,9 @@ pub struct ServeArgs {
     /// `/audit/{cluster}` name their own).
     #[arg(long, env = "KAUSAL_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
-    /// Most distinct clusters accepted (each one has its own graph).
+    /// Most distinct clusters accepted (each one has its own graph). When all
+    /// are taken, a cluster without a batch for `--wal-context` gives its
+    /// slot (and graph) to a new one.
     #[arg(long, env = "KAUSAL_MAX_CLUSTERS", default_value_t = 16)]
     pub max_clusters: usize,
     /// Largest request body, after gzip decompression (suffixes Ki, Mi, Gi).
@@ -116,7 +118,9 @@ pub struct ServeArgs {
     pub max_wal_bytes: usize,
     /// How long exported bodies stay in the log (measured from when kausal
     /// accepted them, the same clock for every cluster), so a restart
-    /// rebuilds the graph that later writes link to. Removed sooner when room is needed.
+    /// rebuilds the graph that later writes link to. Removed sooner when room
+    /// is needed. Also how long a cluster is idle before its slot may go to a
+    /// new one (`--max-clusters`).
     #[arg(long, env = "KAUSAL_WAL_CONTEXT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub wal_context: Duration,
     /// Keep every accepted body and watched Event under this directory, as

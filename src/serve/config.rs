@@ -29,6 +29,9 @@ pub struct ServeConfig {
     /// The cluster of `/audit`, `/events` and the watcher (empty: unnamed).
     pub default_cluster: Arc<str>,
     pub max_clusters: usize,
+    /// A cluster without a batch this long gives its slot to a new one
+    /// (`--wal-context`, the same period the log keeps context for).
+    pub cluster_idle: Duration,
     pub max_body_bytes: usize,
     pub max_inflight_bytes: usize,
     pub request_timeout: Duration,
@@ -109,6 +112,7 @@ impl ServeConfig {
             tls,
             default_cluster: args.cluster_name.as_deref().unwrap_or("").into(),
             max_clusters: args.max_clusters,
+            cluster_idle: args.wal_context,
             max_body_bytes: args.max_body_bytes,
             max_inflight_bytes: args.max_inflight_bytes.max(args.max_body_bytes),
             request_timeout: args.request_timeout,

@@ -22,7 +22,7 @@ pub use args::{ServeArgs, parse_bytes};
 pub use config::{ConfigError, ServeConfig};
 
 use crate::pipeline::otlp_exporter::OtlpExporter;
-use crate::pipeline::{self, ExportHealth, IngestQueue, WorkerConfig, export_loop};
+use crate::pipeline::{self, ClusterSlots, ExportHealth, IngestQueue, WorkerConfig, export_loop};
 use crate::sinks::otel::SharedResource;
 use crate::sources::listener;
 use crate::sources::recorder::Recorder;
@@ -89,8 +89,14 @@ async fn serve(
     }
     // The worker also wakes when a buffered record comes due; the tick only
     // bounds how often it checks otherwise (idle input, new clusters).
-    let worker_config =
-        WorkerConfig { core: config.core.clone(), tick: std::time::Duration::from_millis(20), health: health.clone() };
+    let clusters =
+        Arc::new(ClusterSlots::new(config.max_clusters, config.cluster_idle, config.default_cluster.clone()));
+    let worker_config = WorkerConfig {
+        core: config.core.clone(),
+        tick: std::time::Duration::from_millis(20),
+        health: health.clone(),
+        clusters: clusters.clone(),
+    };
     let lookups = watch.as_ref().map(|w| w.lookups.clone());
     let worker = std::thread::Builder::new()
         .name("kausal-core".into())
@@ -103,8 +109,7 @@ async fn serve(
         default_cluster: config.default_cluster.clone(),
         max_body_bytes: config.max_body_bytes,
         request_timeout: config.request_timeout,
-        max_clusters: config.max_clusters,
-        clusters: Default::default(),
+        clusters: clusters.clone(),
         bad_records_logged_per_batch: 5,
         recorder,
         wal: wal.clone(),

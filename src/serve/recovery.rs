@@ -46,10 +46,8 @@ pub(super) async fn replay_recovered(state: &WebhookState, recovered: Vec<Recove
     let (entries, mut records) = (recovered.len(), 0);
     for item in recovered {
         let entry = &item.entry;
-        let Some(cluster) = state.cluster_key(&entry.cluster) else {
-            tracing::error!(cluster = %entry.cluster, seq = entry.seq, "recovered entry for a cluster beyond --max-clusters; skipped");
-            continue;
-        };
+        // Beyond --max-clusters too: nothing accepted before the restart is skipped.
+        let cluster = state.clusters.admit_recovered(&entry.cluster, std::time::Instant::now());
         let decoded = decode::decode(&entry.body, &webhook::body_decode_options(state.decode, entry.accepted_at));
         records += decoded.records.len();
         let batch = pipeline::Batch {

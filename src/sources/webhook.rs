@@ -19,7 +19,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use dashmap::DashMap;
 use serde_json::json;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -29,7 +28,7 @@ use super::listener::ConnectionInfo;
 use super::recorder::Recorder;
 use crate::core::time::Micros;
 use crate::decode::{self, DecodeOptions, Decoded};
-use crate::pipeline::{Batch, EnqueueError, IngestQueue, wall_clock_micros};
+use crate::pipeline::{Batch, ClusterSlots, EnqueueError, IngestQueue, wall_clock_micros};
 use crate::telemetry::{self as m, cluster_label};
 use crate::wal::{AppendError, Endpoint, Wal};
 
@@ -51,9 +50,8 @@ pub struct WebhookState {
     /// cluster in the path: `--cluster-name`, shared with the Event watcher so
     /// watched Events meet the audit writes of the same cluster.
     pub default_cluster: Arc<str>,
-    /// Distinct cluster names accepted; each one costs a graph.
-    pub max_clusters: usize,
-    pub clusters: DashMap<Arc<str>, ()>,
+    /// Distinct cluster names accepted (`--max-clusters`); each one costs a graph.
+    pub clusters: Arc<ClusterSlots>,
     /// How many bad records per batch are logged in full (the rest are counted).
     pub bad_records_logged_per_batch: usize,
     /// `--record-dir`: accepted bodies are kept as fixtures.
@@ -257,13 +255,17 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
     }
     // A cluster slot goes only to a batch that is kept: rejected requests
     // to new names cannot use up --max-clusters.
-    let cluster = match state.cluster_key(cluster_name) {
+    let cluster = match state.clusters.admit(cluster_name, Instant::now()) {
         Some(c) => c,
         None => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "too_many_clusters",
-                format!("already receiving from {} clusters (--max-clusters)", state.max_clusters),
+                format!(
+                    "already receiving from {} clusters (--max-clusters), none idle long enough (--wal-context) \
+                     to give its slot up",
+                    state.clusters.max()
+                ),
             );
         }
     };
@@ -318,21 +320,6 @@ fn shutting_down() -> Response {
     let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "kausal is shutting down; retry");
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
-}
-
-impl WebhookState {
-    /// The interned cluster name, or `None` when accepting it would exceed the limit.
-    pub fn cluster_key(&self, name: &str) -> Option<Arc<str>> {
-        if let Some(entry) = self.clusters.get(name) {
-            return Some(entry.key().clone());
-        }
-        if self.clusters.len() >= self.max_clusters {
-            return None;
-        }
-        let key: Arc<str> = name.into();
-        self.clusters.insert(key.clone(), ());
-        Some(key)
-    }
 }
 
 fn too_large(limit: usize) -> Response {
