@@ -239,6 +239,8 @@ async fn start_null(certs: &Certs) -> u16 {
         header_timeout: Duration::from_secs(10),
         drain_timeout: Duration::from_secs(1),
         max_connections: 1024,
+        // The floor server authenticates nothing (the clients present certificates).
+        unauthenticated: None,
     };
     tokio::spawn(listener::serve(listener, Some(tls), app, limits, std::future::pending()));
     port

@@ -442,3 +442,51 @@ async fn idle_clusters_give_their_slots_up_and_a_restart_with_fewer_slots_skips_
     assert_eq!(got, expected, "{}", otlp_receiver::describe_difference(&expected, &got));
     assert!(server.terminate().success());
 }
+
+/// Connections without a client certificate are capped apart from the rest
+/// and closed when no request on them authenticates in time; a certificate
+/// or a token that authenticates is not held to either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_connections_are_capped_and_closed_in_time() {
+    let certs = Certs::generate();
+    let receiver = Receiver::start(true).await;
+    let mut tokens = tempfile::NamedTempFile::new().unwrap();
+    writeln!(tokens, "s3cret").unwrap();
+    let token_file = tokens.path().display().to_string();
+    let flags = ["--token-file", &token_file, "--max-unauthenticated-connections", "2", "--header-timeout", "2s"];
+    let mut server = start(&mtls_args(&certs, &receiver, &flags)).await;
+    let url = server.url("https", "/audit");
+    let closed_early = |metrics: &str, reason: &str| {
+        metric_sum(metrics, "kausal_connections_closed_early_total", &[&format!("reason=\"{reason}\"")])
+    };
+
+    // Two anonymous clients each keep a connection open (HTTP keep-alive)
+    // after their 401: the cap is full.
+    let anonymous: Vec<reqwest::Client> = (0..2).map(|_| certs.client(None)).collect();
+    for client in &anonymous {
+        assert_eq!(post(client, &url, first_batch()).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let third = certs.client(None).post(&url).body(first_batch()).send().await;
+    assert!(third.is_err(), "a third anonymous connection is closed at once: {third:?}");
+    // A client certificate is not held to the cap.
+    let mtls = certs.client(Some(&certs));
+    assert_eq!(post(&mtls, &url, first_batch()).await.status(), StatusCode::OK);
+
+    // The anonymous connections never authenticate: they are closed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while closed_early(&server.metrics().await, "not_authenticated") < 2.0 {
+        assert!(std::time::Instant::now() < deadline, "the anonymous connections were never closed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // With room again, a token authenticates its connection, which then
+    // outlives the deadline and keeps serving.
+    let with_token = certs.client(None);
+    let send = || with_token.post(&url).bearer_auth("s3cret").body(first_batch()).send();
+    assert_eq!(send().await.unwrap().status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(send().await.unwrap().status(), StatusCode::OK);
+    let metrics = server.metrics().await;
+    assert_eq!(closed_early(&metrics, "not_authenticated"), 2.0, "an authenticated connection was closed");
+    assert_eq!(closed_early(&metrics, "max_unauthenticated"), 1.0);
+    assert!(server.terminate().success());
+}

@@ -64,13 +64,20 @@ pub struct ServeArgs {
     /// Open connections at once, on each listener; more are closed at once.
     #[arg(long, env = "KAUSAL_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+    /// Connections without a verified client certificate open at once, until
+    /// a request on them authenticates with a token (which it must within
+    /// --header-timeout, or the connection is closed); more are closed at once.
+    #[arg(long, env = "KAUSAL_MAX_UNAUTHENTICATED_CONNECTIONS", default_value_t = 64)]
+    pub max_unauthenticated_connections: usize,
     /// Records accepted but not yet linked, at most; beyond it POSTs get 429.
     #[arg(long, env = "KAUSAL_QUEUE_CAPACITY", default_value_t = 200_000)]
     pub queue_capacity: usize,
     /// A request must arrive completely within this (slow bodies get 408).
     #[arg(long, env = "KAUSAL_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
-    /// The TLS handshake and the request headers must each arrive within this.
+    /// The TLS handshake and the request headers must each arrive within
+    /// this; so must, on a connection without a client certificate, the
+    /// first request that authenticates.
     #[arg(long, env = "KAUSAL_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
     /// On SIGTERM, everything (drain, flush, export) must finish within this.

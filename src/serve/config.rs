@@ -13,7 +13,7 @@ use crate::decode::DecodeOptions;
 use crate::pipeline::export_loop::ExportSettings;
 use crate::pipeline::otlp_exporter::OtlpProtocol;
 use crate::sources::auth::Auth;
-use crate::sources::listener::{self, ConnectionLimits, TlsError, TlsFiles};
+use crate::sources::listener::{self, ConnectionLimits, TlsError, TlsFiles, UnauthenticatedLimits};
 use crate::sources::watcher::{WatchMode, WatchSettings};
 use crate::sources::webhook;
 use crate::wal::WalConfig;
@@ -120,6 +120,10 @@ impl ServeConfig {
                 header_timeout: args.header_timeout,
                 drain_timeout: args.shutdown_timeout / 2,
                 max_connections: args.max_connections.max(1),
+                unauthenticated: (!args.insecure_no_auth).then_some(UnauthenticatedLimits {
+                    max_connections: args.max_unauthenticated_connections.max(1),
+                    within: args.header_timeout,
+                }),
             },
             shutdown_timeout: args.shutdown_timeout,
             queue_capacity: args.queue_capacity,

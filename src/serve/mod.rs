@@ -132,7 +132,9 @@ async fn serve(
     };
     let ops = ops_listener.map(|l| {
         tracing::info!(address = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ops endpoints on plain HTTP");
-        tokio::spawn(listener::serve(l, None, ops::router(ops_state.clone()), limits, wait_stop(stop.clone())))
+        // Nothing on the ops listener authenticates.
+        let ops_limits = listener::ConnectionLimits { unauthenticated: None, ..limits };
+        tokio::spawn(listener::serve(l, None, ops::router(ops_state.clone()), ops_limits, wait_stop(stop.clone())))
     });
     tracing::info!(
         address = %listener.local_addr()?,

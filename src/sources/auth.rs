@@ -18,7 +18,7 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub(super) fn allows(&self, connection: ConnectionInfo, headers: &HeaderMap) -> Result<(), &'static str> {
+    pub(super) fn allows(&self, connection: &ConnectionInfo, headers: &HeaderMap) -> Result<(), &'static str> {
         if self.insecure_no_auth || (self.mtls && connection.client_cert_verified) {
             return Ok(());
         }
@@ -59,20 +59,20 @@ mod tests {
 
     #[test]
     fn auth_accepts_a_verified_certificate_or_a_listed_token() {
-        let verified = ConnectionInfo { client_cert_verified: true };
+        let verified = ConnectionInfo { client_cert_verified: true, ..ConnectionInfo::default() };
         let anonymous = ConnectionInfo::default();
         let both = Auth { mtls: true, tokens: vec![b"s3cret".to_vec(), b"next".to_vec()], insecure_no_auth: false };
-        assert!(both.allows(verified, &headers(None)).is_ok());
-        assert!(both.allows(anonymous, &headers(Some("Bearer next"))).is_ok());
-        assert!(both.allows(anonymous, &headers(Some("bearer next"))).is_ok(), "the scheme is case-insensitive");
-        assert!(both.allows(anonymous, &headers(Some("BEARER  next"))).is_ok());
-        assert!(both.allows(anonymous, &headers(Some("Bearernext"))).is_err());
-        assert!(both.allows(anonymous, &headers(Some("Bearer s3cre"))).is_err());
-        assert!(both.allows(anonymous, &headers(Some("Basic s3cret"))).is_err());
-        assert!(both.allows(anonymous, &headers(None)).is_err());
+        assert!(both.allows(&verified, &headers(None)).is_ok());
+        assert!(both.allows(&anonymous, &headers(Some("Bearer next"))).is_ok());
+        assert!(both.allows(&anonymous, &headers(Some("bearer next"))).is_ok(), "the scheme is case-insensitive");
+        assert!(both.allows(&anonymous, &headers(Some("BEARER  next"))).is_ok());
+        assert!(both.allows(&anonymous, &headers(Some("Bearernext"))).is_err());
+        assert!(both.allows(&anonymous, &headers(Some("Bearer s3cre"))).is_err());
+        assert!(both.allows(&anonymous, &headers(Some("Basic s3cret"))).is_err());
+        assert!(both.allows(&anonymous, &headers(None)).is_err());
         let mtls_only = Auth { mtls: true, ..Auth::default() };
-        assert!(mtls_only.allows(anonymous, &headers(Some("Bearer s3cret"))).is_err());
+        assert!(mtls_only.allows(&anonymous, &headers(Some("Bearer s3cret"))).is_err());
         let open = Auth { insecure_no_auth: true, ..Auth::default() };
-        assert!(open.allows(anonymous, &headers(None)).is_ok());
+        assert!(open.allows(&anonymous, &headers(None)).is_ok());
     }
 }

@@ -21,13 +21,29 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
+use crate::telemetry as m;
+
 /// What the handler may know about the connection a request came on.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ConnectionInfo {
     /// The client presented a certificate that chains to `--client-ca`.
     pub client_cert_verified: bool,
+    /// Set on a connection that has yet to authenticate: the handler
+    /// notifies it once a request on it did (a bearer token), and the
+    /// listener stops counting it against the unauthenticated cap.
+    pub pending_auth: Option<Arc<Notify>>,
+}
+
+impl ConnectionInfo {
+    /// A request on this connection was authenticated.
+    pub fn authenticated(&self) {
+        if let Some(pending) = &self.pending_auth {
+            pending.notify_one();
+        }
+    }
 }
 
 /// Where the server's certificate and the trusted client CA are.
@@ -103,6 +119,22 @@ pub struct ConnectionLimits {
     /// Connections open at once; one more is closed as soon as it is
     /// accepted, so file descriptors never run out.
     pub max_connections: usize,
+    /// Limits on connections without a verified client certificate, until a
+    /// request on them authenticates; `None` where nothing needs to
+    /// authenticate (the ops listener, `--insecure-no-auth`).
+    pub unauthenticated: Option<UnauthenticatedLimits>,
+}
+
+/// A connection that presented no verified client certificate is only a
+/// socket until a request on it carries a valid token: bounded in number,
+/// and closed if it does not authenticate in time, so idle or anonymous
+/// connections cannot hold the descriptors the apiserver needs.
+#[derive(Debug, Clone, Copy)]
+pub struct UnauthenticatedLimits {
+    /// Such connections open at once; one more is closed at once.
+    pub max_connections: usize,
+    /// A request on the connection must authenticate within this of the handshake.
+    pub within: Duration,
 }
 
 /// Concurrent HTTP/2 streams per connection: an apiserver sends one batch
@@ -133,6 +165,8 @@ pub async fn serve(
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
     let builder = Arc::new(builder);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let unauthenticated =
+        Arc::new(tokio::sync::Semaphore::new(limits.unauthenticated.map_or(0, |l| l.max_connections.max(1))));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -149,14 +183,19 @@ pub async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, limit = limits.max_connections, "too many open connections; closing this one");
+            metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "max_connections").increment(1);
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            peer,
+            app: app.clone(),
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            unauthenticated: limits.unauthenticated.map(|l| (l, unauthenticated.clone())),
+        };
         let acceptor = acceptor.clone();
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
             match acceptor {
@@ -172,25 +211,76 @@ pub async fn serve(
                             return;
                         }
                     };
-                    let info = ConnectionInfo { client_cert_verified: tls.get_ref().1.peer_certificates().is_some() };
-                    let service = TowerToHyperService::new(app.layer(axum::Extension(info)));
-                    let conn = builder.serve_connection(TokioIo::new(tls), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
+                    let verified = tls.get_ref().1.peer_certificates().is_some();
+                    connection.run(tls, verified).await;
                 }
-                None => {
-                    let service = TowerToHyperService::new(app.layer(axum::Extension(ConnectionInfo::default())));
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
+                None => connection.run(stream, false).await,
             }
         });
     }
     drop(listener);
     if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
         tracing::warn!("requests still in flight after {:?}; closing them", limits.drain_timeout);
+    }
+}
+
+/// One accepted connection, after its TLS handshake.
+struct Connection {
+    peer: std::net::SocketAddr,
+    app: Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    unauthenticated: Option<(UnauthenticatedLimits, Arc<tokio::sync::Semaphore>)>,
+}
+
+impl Connection {
+    /// Serves the connection until it ends. One without a verified
+    /// certificate (where authentication is required) holds an
+    /// unauthenticated slot until a request on it authenticates, and is
+    /// closed if none does in time.
+    async fn run<I>(self, io: I, client_cert_verified: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = self.peer;
+        let pending = match self.unauthenticated.filter(|_| !client_cert_verified) {
+            Some((limits, slots)) => match slots.try_acquire_owned() {
+                Ok(permit) => Some((limits.within, permit, Arc::new(Notify::new()))),
+                Err(_) => {
+                    tracing::warn!(
+                        %peer,
+                        limit = limits.max_connections,
+                        "too many connections that have not authenticated; closing this one"
+                    );
+                    metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "max_unauthenticated").increment(1);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let info = ConnectionInfo { client_cert_verified, pending_auth: pending.as_ref().map(|(_, _, n)| n.clone()) };
+        let service = TowerToHyperService::new(self.app.layer(axum::Extension(info)));
+        let conn = self.watcher.watch(self.builder.serve_connection(TokioIo::new(io), service).into_owned());
+        tokio::pin!(conn);
+        if let Some((within, permit, authenticated)) = pending {
+            tokio::select! {
+                ended = &mut conn => return log_end(peer, ended),
+                in_time = tokio::time::timeout(within, authenticated.notified()) => match in_time {
+                    Ok(()) => drop(permit),
+                    Err(_) => {
+                        tracing::info!(%peer, ?within, "closing a connection on which no request authenticated in time");
+                        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "not_authenticated").increment(1);
+                        return;
+                    }
+                },
+            }
+        }
+        log_end(peer, conn.await);
+    }
+}
+
+fn log_end(peer: std::net::SocketAddr, ended: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
