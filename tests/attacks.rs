@@ -490,3 +490,45 @@ async fn unauthenticated_connections_are_capped_and_closed_in_time() {
     assert_eq!(closed_early(&metrics, "max_unauthenticated"), 1.0);
     assert!(server.terminate().success());
 }
+
+/// A batch goes out as several OTLP requests; when one is refused, the retry
+/// sends only what was not accepted. The receiver accepts five requests,
+/// then answers five UNAVAILABLE (more than the OTLP client's own three
+/// retries, so kausal sees the failure), and so on; no span may arrive twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_request_is_retried_without_resending_what_was_accepted() {
+    let certs = Certs::generate();
+    let client = certs.client(Some(&certs));
+    let failures = otlp_receiver::Failures { code: tonic::Code::Unavailable, accepted: 5, refused: 5 };
+    let receiver = Receiver::start_failing_in_runs(failures).await;
+    let mut server = start(&mtls_args(&certs, &receiver, &CORE_FLAGS)).await;
+    let bodies = workload::workload(1);
+    let expected = otlp_receiver::shape_of(&workload::expected_spans(&bodies));
+    let stats = workload::SendStats::default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let url = server.url("https", "/audit");
+    for body in &bodies {
+        workload::send_until_accepted(&client, &url, body, &stats, std::time::Duration::from_millis(200), deadline)
+            .await;
+    }
+    loop {
+        let got = otlp_receiver::spans_by_id(&receiver.received);
+        if got.len() >= expected.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spans missing: {}",
+            otlp_receiver::describe_difference(&expected, &got)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let metrics = server.metrics().await;
+    assert!(server.terminate().success());
+    let got = otlp_receiver::spans_by_id(&receiver.received);
+    let arrived = otlp_receiver::span_count(&receiver.received);
+    assert!(metric_sum(&metrics, "kausal_export_retries_total", &[]) > 0.0, "no request was refused");
+    assert_eq!(arrived - got.len(), 0, "spans arrived twice");
+    assert_eq!(got, expected, "{}", otlp_receiver::describe_difference(&expected, &got));
+    assert_eq!(metric_sum(&metrics, "kausal_spans_exported_total", &[]), expected.len() as f64);
+}

@@ -1,6 +1,9 @@
 //! The export loop: drains the worker's span channel into OTLP, with retries
 //! and backoff, and reports what it did.
 //!
+//! A retry sends only the requests of a batch not yet accepted (see
+//! [`ExportProgress`]): a failure halfway through a batch duplicates nothing.
+//!
 //! While an export is being retried the channel fills up, the worker waits, the
 //! ingest queue fills and the webhook answers 429: the apiserver holds the data
 //! instead of kausal dropping it. Only after `give_up_after` of failures are a
@@ -17,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::clock::wall_clock_micros;
 use super::health::ExportHealth;
-use super::otlp_exporter::OtlpExporter;
+use super::otlp_exporter::{ExportProgress, OtlpExporter};
 use super::worker::SpanBatch;
 use crate::sinks::otel::SharedResource;
 use crate::telemetry::{self as m, cluster_label};
@@ -75,11 +78,15 @@ pub async fn run(
             .or_insert_with(|| SharedResource::from_env(Some(&*batch.cluster).filter(|c| !c.is_empty())));
         let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
+        // Requests of this batch already accepted are not sent again on a retry.
+        let mut progress = ExportProgress::default();
         while !batch.spans.is_empty() {
-            match exporter.export_with(resource, &batch.spans).await {
+            let before = progress.spans;
+            let result = exporter.export_with(resource, &batch.spans, &mut progress).await;
+            metrics::counter!(m::SPANS_EXPORTED).increment((progress.spans - before) as u64);
+            match result {
                 Ok(()) => {
                     health.set(true);
-                    metrics::counter!(m::SPANS_EXPORTED).increment(batch.spans.len() as u64);
                     record_lag(&batch);
                     break;
                 }
@@ -92,11 +99,12 @@ pub async fn run(
                         ("rejected", "the endpoint's answer is final: retrying cannot change it".to_owned())
                     };
                     health.set(false);
-                    metrics::counter!(m::SPANS_EXPORT_FAILED, "reason" => reason).increment(batch.spans.len() as u64);
+                    let given_up = batch.spans.len() - progress.spans;
+                    metrics::counter!(m::SPANS_EXPORT_FAILED, "reason" => reason).increment(given_up as u64);
                     tracing::error!(
                         endpoint = %exporter.endpoint,
                         cluster = %cluster_label(&batch.cluster),
-                        spans = batch.spans.len(),
+                        spans = given_up,
                         error = %e,
                         "giving up on exporting spans: {why}"
                     );
@@ -107,7 +115,7 @@ pub async fn run(
                     metrics::counter!(m::EXPORT_RETRIES).increment(1);
                     tracing::warn!(
                         endpoint = %exporter.endpoint,
-                        spans = batch.spans.len(),
+                        spans = batch.spans.len() - progress.spans,
                         error = %e,
                         retry_in = ?backoff,
                         "OTLP export failed; will retry"

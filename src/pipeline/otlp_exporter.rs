@@ -133,6 +133,18 @@ fn describe_endpoint(explicit: Option<&str>, protocol: OtlpProtocol) -> String {
 /// How many spans go into one export request at most.
 const MAX_BATCH: usize = 512;
 
+/// How far the export of one set of spans got. A batch goes out as several
+/// requests (one per actor, at most [`MAX_BATCH`] spans each), each accepted
+/// or refused whole; a retry of the batch with the same progress sends only
+/// the requests not yet accepted, so a failure halfway duplicates nothing.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExportProgress {
+    /// Requests accepted, in the order [`OtlpExporter::export_with`] sends them.
+    pub requests: usize,
+    /// Spans in them.
+    pub spans: usize,
+}
+
 impl OtlpExporter {
     /// Builds the exporter. `endpoint` of `None` leaves the endpoint to the
     /// `OTEL_EXPORTER_OTLP_*ENDPOINT` variables and the OTLP defaults. For HTTP,
@@ -160,21 +172,40 @@ impl OtlpExporter {
     /// Exports spans, one request per actor and at most [`MAX_BATCH`] spans each.
     pub async fn export(&mut self, spans: &[Span]) -> Result<(), ExportError> {
         let resource = self.resource.clone();
-        self.export_with(&resource, spans).await
+        self.export_with(&resource, spans, &mut ExportProgress::default()).await
     }
 
     /// Like [`export`](Self::export), under another shared resource (a
-    /// server's per-cluster resource).
-    pub async fn export_with(&mut self, resource: &SharedResource, spans: &[Span]) -> Result<(), ExportError> {
+    /// server's per-cluster resource), skipping the requests `progress` says
+    /// were accepted and counting the ones that are. `spans` must be the same
+    /// on every call with the same progress.
+    pub async fn export_with(
+        &mut self,
+        resource: &SharedResource,
+        spans: &[Span],
+        progress: &mut ExportProgress,
+    ) -> Result<(), ExportError> {
         let scope = scope();
+        let mut request = 0;
         for (actor, group) in group_by_actor(spans) {
+            let requests = group.len().div_ceil(MAX_BATCH);
+            if request + requests <= progress.requests {
+                request += requests;
+                continue;
+            }
             self.exporter.set_resource(&resource.resource_for_actor(actor));
             for chunk in group.chunks(MAX_BATCH) {
+                request += 1;
+                if request <= progress.requests {
+                    continue;
+                }
                 let batch = chunk.iter().map(|s| to_span_data(s, &scope)).collect();
                 self.exporter
                     .export(batch)
                     .await
                     .map_err(|source| ExportError::Export { spans: chunk.len(), source })?;
+                progress.requests += 1;
+                progress.spans += chunk.len();
             }
         }
         Ok(())

@@ -19,8 +19,10 @@ pub type Received = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
 struct Service {
     received: Received,
     open: tokio::sync::watch::Receiver<bool>,
-    /// Answer every export with this gRPC status instead of accepting it.
-    fail: Option<tonic::Code>,
+    /// Refuse exports with this gRPC status, in runs (see [`Failures`]).
+    fail: Option<Failures>,
+    /// Exports answered so far, to place each in its run.
+    answered: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[tonic::async_trait]
@@ -31,7 +33,10 @@ impl TraceService for Service {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut open = self.open.clone();
         let _ = open.wait_for(|o| *o).await;
-        if let Some(code) = self.fail {
+        let number = self.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if let Some(Failures { code, accepted, refused }) = self.fail
+            && (number - 1) % (accepted + refused) >= accepted
+        {
             return Err(tonic::Status::new(code, "refused by the test receiver"));
         }
         self.received.lock().unwrap().push(request.into_inner());
@@ -39,11 +44,20 @@ impl TraceService for Service {
     }
 }
 
+/// Runs of answers: `accepted` exports accepted, then `refused` answered
+/// with `code`, and again.
+#[derive(Debug, Clone, Copy)]
+pub struct Failures {
+    pub code: tonic::Code,
+    pub accepted: usize,
+    pub refused: usize,
+}
+
 pub struct Receiver {
     pub addr: SocketAddr,
     pub received: Received,
     gate: tokio::sync::watch::Sender<bool>,
-    fail: Option<tonic::Code>,
+    fail: Option<Failures>,
     /// Ends the gRPC server (see [`Receiver::stop`]).
     stop: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
@@ -61,10 +75,15 @@ impl Receiver {
 
     /// A receiver that answers every export with gRPC status `code`.
     pub async fn start_failing(code: tonic::Code) -> Receiver {
+        Receiver::start_failing_in_runs(Failures { code, accepted: 0, refused: 1 }).await
+    }
+
+    /// A receiver that accepts and refuses exports in turn, in runs.
+    pub async fn start_failing_in_runs(failures: Failures) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (gate, _) = tokio::sync::watch::channel(true);
-        let mut receiver = Receiver { addr, received: Arc::default(), gate, fail: Some(code), stop: None };
+        let mut receiver = Receiver { addr, received: Arc::default(), gate, fail: Some(failures), stop: None };
         receiver.serve(listener);
         receiver
     }
@@ -74,6 +93,7 @@ impl Receiver {
             received: self.received.clone(),
             open: self.gate.subscribe(),
             fail: self.fail,
+            answered: Arc::default(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
