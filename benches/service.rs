@@ -172,43 +172,121 @@ impl Drop for Kausal {
 /// `kausal serve`; with `data_dir`, with its write-ahead log there (a budget
 /// large enough that the run measures syncing, not 429s).
 async fn start_kausal(certs: &Certs, otlp: SocketAddr, data_dir: Option<&std::path::Path>) -> Kausal {
-    let (port, ops) = (free_port(), free_port());
     let wal: Vec<String> = match data_dir {
-        Some(dir) => vec![
-            "--data-dir".into(),
-            dir.display().to_string(),
-            "--max-wal-bytes".into(),
-            "8Gi".into(),
-            "--wal-context".into(),
-            "0s".into(),
-        ],
+        Some(dir) => ["--data-dir", &dir.display().to_string(), "--max-wal-bytes", "8Gi", "--wal-context", "0s"]
+            .map(String::from)
+            .to_vec(),
         None => Vec::new(),
     };
+    let mut kausal = spawn_kausal(certs, otlp, &wal);
+    if wait_healthy(&mut kausal, Duration::from_secs(30)).await.is_none() {
+        panic!("kausal serve did not start");
+    }
+    kausal
+}
+
+/// Starts `kausal serve` with `extra` flags, without waiting for it.
+fn spawn_kausal(certs: &Certs, otlp: SocketAddr, extra: &[String]) -> Kausal {
+    let (port, ops) = (free_port(), free_port());
     // Wrapped at once, so that Drop kills and reaps it on every path.
-    let mut kausal = Kausal {
+    Kausal {
         child: Command::new(env!("CARGO_BIN_EXE_kausal"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
             .args(["--tls-cert", &certs.path("server.crt"), "--tls-key", &certs.path("server.key")])
             .args(["--client-ca", &certs.path("ca.crt"), "--otlp-endpoint", &format!("http://{otlp}")])
             .args(["--watch-events", "off", "--log-level", "warn"])
-            .args(&wal)
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
         port,
         ops,
-    };
-    let url = format!("http://127.0.0.1:{ops}/healthz");
-    for _ in 0..600 {
+    }
+}
+
+/// Waits until `/healthz` answers 200 and returns how long that took; `None`
+/// after `limit`. Panics when the process exits.
+async fn wait_healthy(kausal: &mut Kausal, limit: Duration) -> Option<Duration> {
+    let url = format!("http://127.0.0.1:{}/healthz", kausal.ops);
+    let start = Instant::now();
+    while start.elapsed() < limit {
         if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
-            return kausal;
+            return Some(start.elapsed());
         }
         if let Ok(Some(status)) = kausal.child.try_wait() {
             panic!("kausal serve exited with {status}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("kausal serve did not start");
+    None
+}
+
+/// A metric's value (summed over its series) from `/metrics`.
+async fn metric(kausal: &Kausal, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", kausal.ops)).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Start-up with a full write-ahead log: fills a log of `target` bytes with
+/// exported batches (kept as context, `--wal-context 1h`), kills the process
+/// with SIGKILL, and times the restart on the same directory until
+/// `/healthz` answers (the whole log is replayed first), with its peak RSS.
+async fn startup_with_full_log(certs: &Certs, otlp: SocketAddr, items: &[Value], target: u64) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let flags: Vec<String> =
+        ["--data-dir", &data_dir.path().display().to_string(), "--max-wal-bytes", "2Gi", "--wal-context", "1h"]
+            .map(String::from)
+            .to_vec();
+    let mut kausal = spawn_kausal(certs, otlp, &flags);
+    wait_healthy(&mut kausal, Duration::from_secs(30)).await.expect("kausal serve starts");
+    let url = format!("https://127.0.0.1:{}/audit", kausal.port);
+    let next = Arc::new(AtomicU64::new(0));
+    let written = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url, next, written, items) =
+                (certs.client(), url.clone(), next.clone(), written.clone(), items.to_vec());
+            tokio::spawn(async move {
+                while written.load(Ordering::Relaxed) < target {
+                    let body = batch_body(&items, 2_000_000 + next.fetch_add(1, Ordering::Relaxed), None);
+                    let size = body.len() as u64;
+                    let ok = client.post(&url).body(body).send().await.is_ok_and(|r| r.status().is_success());
+                    if ok {
+                        written.fetch_add(size, Ordering::Relaxed);
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Every entry exported: the log holds context only, as in steady state.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while metric(&kausal, "kausal_wal_unacknowledged_entries").await > 0.0 {
+        assert!(Instant::now() < deadline, "the log was never drained");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log_bytes = metric(&kausal, "kausal_wal_bytes").await;
+    drop(kausal); // SIGKILL
+    let mut restarted = spawn_kausal(certs, otlp, &flags);
+    let took = wait_healthy(&mut restarted, Duration::from_secs(1800)).await.expect("restart within 30 min");
+    let entries = metric(&restarted, "kausal_wal_recovered_entries_total").await;
+    let peak_rss = std::fs::read_to_string(format!("/proc/{}/status", restarted.child.id()))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0);
+    println!(
+        "\nstart-up with a full write-ahead log: {:.0} MiB in the log ({entries} entries of {BATCH_EVENTS} events, all \
+         exported), healthy after {:.2} s (SIGKILL, then restart on the same directory), peak RSS {peak_rss:.0} MiB",
+        log_bytes / (1024.0 * 1024.0),
+        took.as_secs_f64(),
+    );
 }
 
 /// The same listener and TLS configuration as kausal, with a handler that
@@ -406,6 +484,8 @@ async fn main() {
         (rounds * spans.len()) as f64 / elapsed,
         rounds * spans.len()
     );
+
+    startup_with_full_log(&certs, otlp, &items, if quick { 16 << 20 } else { 1 << 30 }).await;
 
     // Export lag at 12,000 events/s: 30 batches of 400 a second, timestamped now.
     let kausal = start_kausal(&certs, otlp, None).await;
