@@ -314,6 +314,31 @@ fn event_repeats_become_span_events_then_repeat_spans() {
     assert_eq!(e.stats().event_repeats, 2);
 }
 
+/// A durable source that needs its entries back closes the lingering spans
+/// early: the original goes out at once, and the repeat that would have been
+/// a span event on it becomes a repeat span linked to it. Nothing is lost.
+#[test]
+fn an_early_close_turns_a_later_repeat_into_a_linked_repeat_span() {
+    let mut e = Engine::new(CoreConfig::default());
+    e.ingest(rs_create());
+    e.ingest(Record::Event(event(1, S, false)));
+    e.advance(Some(10 * S));
+    assert!(e.emitted_through() < S, "the open span holds its Event back");
+    assert_eq!(e.close_lingering_events(), 1);
+    assert!(e.emitted_through() >= S, "closed early, the Event no longer holds anything back");
+    let first = e.drain_spans();
+    let original = first.iter().find(|s| s.attr_str("k8s.event.reason").is_some()).expect("the original is out");
+    assert!(original.events.is_empty());
+    // Count 2 arrives within what would have been the linger.
+    e.ingest(Record::Event(event(2, 20 * S, false)));
+    e.flush();
+    let later = e.drain_spans();
+    let repeat = later.iter().find(|s| s.attr_str("k8s.event.reason").is_some()).expect("the repeat has a span");
+    assert_eq!(repeat.links[0].span_id, original.span_id);
+    assert_eq!((repeat.trace_id, repeat.parent_span_id), (original.trace_id, original.parent_span_id));
+    assert_eq!(e.stats().events_closed_early, 1);
+}
+
 #[test]
 fn an_object_known_only_from_an_event_is_reported_and_a_lookup_teaches_the_graph_its_owner() {
     use kausal::core::record::ObservedObject;

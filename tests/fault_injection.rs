@@ -599,3 +599,59 @@ async fn a_cluster_whose_clock_runs_ahead_keeps_the_others_context_across_a_cras
     assert_eq!(lost, 0, "{}", otlp_receiver::describe_difference(&expected, &got));
     assert_eq!(got, expected, "{}", otlp_receiver::describe_difference(&expected, &got));
 }
+
+/// A full disk while Event spans linger: the log frees an entry only once
+/// every span from it is out, and an Event span waits `--event-linger` for
+/// repeats. With a linger of a day (longer than the capture's records span),
+/// waiting would stall the webhook for a day; under pressure the spans go out at once instead. Every span of an
+/// uninterrupted run arrives, with its parent; the only others are repeat
+/// spans, linked to their original, for repeats after the early close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_does_not_wait_for_the_event_linger() {
+    let Some(disk) = Tmpfs::mount("2m") else {
+        println!("SKIPPED a_full_disk_does_not_wait_for_the_event_linger: mounting a tmpfs is not permitted here");
+        return;
+    };
+    let certs = Certs::generate();
+    let client = certs.client(Some(&certs));
+    let receiver = Receiver::start(true).await;
+    let flags = ["--settle", "1s", "--event-linger", "24h"];
+    let mut args = certs.mtls_serve_args(&receiver.endpoint());
+    args.extend(["--data-dir".to_owned(), disk.0.path().display().to_string()]);
+    args.extend(flags.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut kausal = Kausal::start(&refs);
+    kausal.wait_healthy().await;
+    // Two runs of the capture: the second's entries come after the first's
+    // Events, whose spans would hold them in the log for the whole linger.
+    let bodies = Arc::new(workload::workload(2));
+    let config = kausal::core::CoreConfig { event_linger: 86_400_000_000, ..workload::core_config() };
+    let expected = otlp_receiver::shape_of(&workload::expected_spans_with(&bodies, config));
+    let stats = Arc::new(SendStats::default());
+    // Ten times the disk: only what is exported and freed makes room.
+    let sender = spawn_sequential_sender(client, kausal.url("https", "/audit"), bodies.clone(), stats.clone());
+    sender.await.unwrap();
+    let metrics = kausal.metrics().await;
+    assert!(kausal.terminate().success());
+    let (got, duplicates, lost) = outcome(&receiver, &expected);
+    let extra: Vec<&SpanShape> = got.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(_, s)| s).collect();
+    println!(
+        "fault-figures disk-full-linger: disk_bytes=2097152 event_linger=24h refused_write_failed={} \
+         batches_acknowledged={} spans_expected={} spans_exported={} lost={lost} duplicates={duplicates} \
+         event_spans_closed_early={} repeat_spans_after_an_early_close={}",
+        stats.refused("wal_write_failed"),
+        stats.accepted.load(Ordering::Relaxed),
+        expected.len(),
+        got.len(),
+        metric_sum(&metrics, "kausal_event_spans_closed_early_total", &[]),
+        extra.len(),
+    );
+    assert_eq!(stats.accepted.load(Ordering::Relaxed), bodies.len());
+    assert!(stats.refused("wal_write_failed") > 0, "the disk never filled: the test proves nothing");
+    assert!(metric_sum(&metrics, "kausal_event_spans_closed_early_total", &[]) > 0.0);
+    assert_eq!(lost, 0, "{}", otlp_receiver::describe_difference(&expected, &got));
+    for (key, shape) in &expected {
+        assert_eq!(&got[key], shape, "a span changed place");
+    }
+    assert!(extra.iter().all(|(_, name, _)| name.ends_with("(repeat)")), "{extra:?}");
+}

@@ -68,6 +68,9 @@ pub struct EngineStats {
     pub event_repeats: u64,
     /// Records that arrived after newer records had already been processed.
     pub late_records: u64,
+    /// Event spans emitted before their linger ended, because a durable
+    /// source needed its entries back ([`Engine::close_lingering_events`]).
+    pub events_closed_early: u64,
     /// Spans of replayed records (see [`Engine::ingest_replayed`]) not emitted again.
     pub replayed_spans_suppressed: u64,
     pub spans_out: u64,
@@ -226,6 +229,24 @@ impl Engine {
         self.process_until(Micros::MAX);
         self.close_events_until(Micros::MAX);
         self.processed_horizon = Micros::MAX;
+    }
+
+    /// Emits every Event span still held open for repeats now, instead of at
+    /// the end of its linger, so that [`emitted_through`](Self::emitted_through)
+    /// is no longer held back by it. For a durable source that needs its
+    /// entries back (a full write-ahead log): a later repeat of such an Event
+    /// gets a repeat span of its own, linked to the original, as it would
+    /// after a normal close. Nothing is lost; only the grouping of repeats
+    /// changes. Returns how many spans were closed.
+    pub fn close_lingering_events(&mut self) -> usize {
+        let closed = self.events.close_until(Micros::MAX);
+        self.stats.replayed_spans_suppressed += closed.suppressed;
+        let count = closed.spans.len();
+        self.stats.events_closed_early += (count as u64) + closed.suppressed;
+        for span in closed.spans {
+            self.emit(span);
+        }
+        count
     }
 
     /// Takes the spans produced so far.

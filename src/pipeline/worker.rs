@@ -21,7 +21,7 @@ use super::queue::{Batch, Message, QueueReceiver};
 use crate::core::record::UnknownObject;
 use crate::core::{CoreConfig, Engine, EngineStats, Span};
 use crate::telemetry::{self as m, cluster_label};
-use crate::wal::AckToken;
+use crate::wal::{AckToken, Wal};
 
 /// Spans of one cluster, on their way to the exporter.
 #[derive(Debug)]
@@ -48,6 +48,9 @@ pub struct WorkerConfig {
     pub health: Arc<ExportHealth>,
     /// Clusters whose slot was given up have their graphs dropped.
     pub clusters: Arc<ClusterSlots>,
+    /// The write-ahead log, if any: while it needs its entries back, Event
+    /// spans are not held open for their linger (see below).
+    pub wal: Option<Arc<Wal>>,
 }
 
 struct ClusterCore {
@@ -71,6 +74,7 @@ pub fn run_worker(
 ) {
     let mut clusters: BTreeMap<Arc<str>, ClusterCore> = BTreeMap::new();
     let mut last_tick = Instant::now();
+    let mut under_pressure = false;
     loop {
         // Sleep until the next tick, or sooner when a buffered record comes
         // due: records are linked as soon as their settle delay is over.
@@ -110,9 +114,29 @@ pub fn run_worker(
                     }
                 }
             }
+            // An entry of the log is freed only once every span from it is
+            // out, and an Event span waits --event-linger for repeats. When
+            // the log is full (or the disk is), waiting would stall the
+            // webhook for the whole linger: the spans go out now instead,
+            // and later repeats get repeat spans of their own.
+            let pressure = config.wal.as_ref().is_some_and(|w| w.under_pressure());
+            if pressure != under_pressure {
+                under_pressure = pressure;
+                if pressure {
+                    tracing::warn!(
+                        "the write-ahead log needs room: Event spans are emitted without waiting for \
+                         --event-linger until it has room again (later repeats get spans of their own)"
+                    );
+                }
+            }
             for (cluster, core) in &mut clusters {
                 let now = core.clock.now(last_tick);
                 core.engine.advance(now);
+                if under_pressure && !core.unfinished.is_empty() {
+                    let closed = core.engine.close_lingering_events();
+                    metrics::counter!(m::EVENTS_CLOSED_EARLY, "cluster" => cluster_label(cluster))
+                        .increment(closed as u64);
+                }
                 if !hand_over(cluster, core, &spans, lookups.as_ref(), &config.health) {
                     return;
                 }

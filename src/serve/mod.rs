@@ -96,6 +96,7 @@ async fn serve(
         tick: std::time::Duration::from_millis(20),
         health: health.clone(),
         clusters: clusters.clone(),
+        wal: wal.clone(),
     };
     let lookups = watch.as_ref().map(|w| w.lookups.clone());
     let worker = std::thread::Builder::new()

@@ -312,6 +312,12 @@ impl Wal {
         }
     }
 
+    /// The log needs its entries back: appends are being refused, or at
+    /// least 90% of the budget holds data not yet exported.
+    pub fn under_pressure(&self) -> bool {
+        self.refusing().is_some() || self.saturated()
+    }
+
     /// At least 90% of the budget holds data not yet exported.
     pub fn saturated(&self) -> bool {
         let stats = self.stats();

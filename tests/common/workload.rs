@@ -142,7 +142,12 @@ pub fn records_of(bodies: &[String]) -> Vec<Record> {
 
 /// What an uninterrupted kausal makes of these bodies, in this order.
 pub fn expected_spans(bodies: &[String]) -> Vec<Span> {
-    let mut engine = Engine::new(core_config());
+    expected_spans_with(bodies, core_config())
+}
+
+/// The same under another core configuration.
+pub fn expected_spans_with(bodies: &[String], config: CoreConfig) -> Vec<Span> {
+    let mut engine = Engine::new(config);
     for record in records_of(bodies) {
         engine.ingest(record);
         engine.advance(None);
