@@ -238,8 +238,10 @@ pub fn summary(result: &ReplayResult, elapsed: std::time::Duration) -> String {
     if result.decode.audit_events == 0 && result.decode.kube_events > 0 {
         let _ = writeln!(
             s,
-            "  this input holds only Events, no audit records: without the audit log nothing says who or what \
-             caused them, so each Event is a trace of its own, with no known cause (--all shows them)"
+            "  this input holds only Events, no audit records: the Events-only linker joined {} of them by the \
+             objects other Events announce (\"Created pod: X\", \"Scaled up replica set X\"); without the audit \
+             log, who started each chain is not known, and lone Events are shown with --all",
+            e.events_only_links
         );
     }
     let _ = writeln!(

@@ -7,7 +7,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 
 use common::{Spans, assert_parent, fixture, names, replay_paths, rollout_audit};
-use kausal::core::span::{RootKind, SpanKind, SpanStatus};
+use kausal::core::span::{RootKind, SpanStatus};
 
 fn latest_before<'a>(candidates: &[&'a kausal::core::Span], at: i64) -> &'a kausal::core::Span {
     candidates.iter().copied().filter(|c| c.end <= at).max_by_key(|c| c.end).expect("a cause before the status write")
@@ -206,16 +206,6 @@ fn events_from_a_watch_or_list_deduplicate_against_the_audit_stream() {
     let (a, b) = (shape(&audit_only.spans), shape(&both.spans));
     let differences: Vec<_> = a.iter().zip(&b).filter(|(x, y)| x != y).take(3).collect();
     assert!(a.len() == b.len() && differences.is_empty(), "copies change nothing, but: {differences:#?}");
-}
-
-#[test]
-fn events_alone_still_link_to_nothing_and_say_so() {
-    let result = replay_paths(&[fixture("rollout-basic/events/events-core-v1.json")]);
-    assert_eq!(result.spans.len(), 10);
-    for s in &result.spans {
-        assert_eq!(s.kind, SpanKind::Event);
-        assert_eq!(s.root, Some(RootKind::OrphanEvent));
-    }
 }
 
 /// The README's picture of a trace is the replay's own output, so the docs

@@ -8,6 +8,7 @@
 
 use super::actors::{self, ControllerPatterns, actor_name};
 use super::dedup::WriteDedup;
+use super::event_chain::EventChains;
 use super::event_tracker::{Again, EventTracker};
 use super::graph::{Graph, GraphLimits, GraphStats, Mark, SpanRef, TriggerFacts, WriteMark};
 use super::ids::{self, Uid};
@@ -68,6 +69,9 @@ pub struct EngineStats {
     pub event_repeats: u64,
     /// Records that arrived after newer records had already been processed.
     pub late_records: u64,
+    /// Events linked by what other Events announced, on a cluster without
+    /// audit records (the Events-only linker).
+    pub events_only_links: u64,
     /// Event spans emitted before their linger ended, because a durable
     /// source needed its entries back ([`Engine::close_lingering_events`]).
     pub events_closed_early: u64,
@@ -95,6 +99,8 @@ pub struct Engine {
     settle: SettleBuffer,
     writes: WriteDedup,
     events: EventTracker,
+    /// What Events announced, for clusters without audit records.
+    chains: EventChains,
     /// The record being processed was replayed: its spans are not emitted.
     replaying: bool,
     /// Every record with an order time up to here has been processed
@@ -118,6 +124,7 @@ impl Engine {
             settle: SettleBuffer::new(),
             writes: WriteDedup::default(),
             events: EventTracker::default(),
+            chains: EventChains::default(),
             replaying: false,
             processed_horizon: Micros::MIN,
             out: Vec::new(),
@@ -279,6 +286,7 @@ impl Engine {
         let cutoff = horizon.saturating_sub(self.config.dedup_ttl);
         self.writes.expire(cutoff);
         self.events.expire(cutoff);
+        self.chains.expire(cutoff);
         self.graph.evict(horizon);
     }
 
@@ -607,11 +615,29 @@ impl Engine {
         }
         let window = Window::before(e.time_upper_bound(), self.config.window);
         let link = linker::parent_for_event(&self.graph, &e, regarding, &reporter, window);
-        let (trace_id, parent, root) = match link.parent {
-            Some(p) => (p.span.trace_id, Some(p.span.span_id), None),
-            None => (ids::trace_id_for_orphan_event(&identity), None, Some(RootKind::OrphanEvent)),
+        // Without a single audit write, the audit rules have nothing to go
+        // on: the Events-only linker joins Events by what they announce.
+        let events_only = self.stats.writes == 0;
+        let announced =
+            if link.parent.is_none() && events_only { self.chains.parent_of(&e, self.config.window) } else { None };
+        let (trace_id, parent, root) = match (link.parent, announced) {
+            (Some(p), _) => (p.span.trace_id, Some(p.span.span_id), None),
+            (None, Some(p)) => {
+                self.stats.events_only_links += 1;
+                (p.trace_id, Some(p.span_id), None)
+            }
+            (None, None) => (ids::trace_id_for_orphan_event(&identity), None, Some(RootKind::OrphanEvent)),
         };
-        let placement = Placement { span: SpanRef { trace_id, span_id }, parent, root };
+        let span_ref = SpanRef { trace_id, span_id };
+        if events_only {
+            for adopted in self.chains.note(&e, span_ref, parent.is_none(), self.config.window) {
+                if let Some(old) = self.events.adopt(adopted.span_id, span_ref) {
+                    self.chains.retrace(old, trace_id);
+                    self.stats.events_only_links += 1;
+                }
+            }
+        }
+        let placement = Placement { span: span_ref, parent, root };
         let span = build_event_span(&e, placement, &link, reporter.actor());
         if let Some(span) = self.events.open(&e, span, self.config.event_linger, self.replaying) {
             self.emit(span);

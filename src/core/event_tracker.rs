@@ -178,6 +178,30 @@ impl EventTracker {
         closed
     }
 
+    /// Puts the open span `root` (a root, still held open) under `parent`,
+    /// and moves every open span of its trace into the parent's trace: an
+    /// announcement that was ordered after what it announced (Events with
+    /// whole-second times) adopts it. Returns the old trace ID, or `None` when
+    /// the span is no longer open.
+    pub(super) fn adopt(&mut self, root: ids::SpanId, parent: SpanRef) -> Option<ids::TraceId> {
+        let old = self.open_spans.values().find(|s| s.span_id == root && s.parent_span_id.is_none())?.trace_id;
+        for span in self.open_spans.values_mut().filter(|s| s.trace_id == old) {
+            span.trace_id = parent.trace_id;
+            if span.span_id == root {
+                span.parent_span_id = Some(parent.span_id);
+                span.root = None;
+                span.attributes.retain(|(k, _)| *k != "kausal.root");
+            }
+        }
+        for state in self.events.values_mut().filter(|s| s.span.trace_id == old) {
+            state.span.trace_id = parent.trace_id;
+            if state.span.span_id == root {
+                state.parent = Some(parent.span_id);
+            }
+        }
+        Some(old)
+    }
+
     /// When the next open span closes.
     pub(super) fn earliest_close(&self) -> Option<Micros> {
         self.open_close.first_key_value().map(|((t, _), ())| *t)

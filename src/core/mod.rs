@@ -8,6 +8,7 @@
 pub mod actors;
 mod dedup;
 pub mod engine;
+mod event_chain;
 mod event_tracker;
 pub(crate) mod graph;
 pub mod ids;

@@ -9,6 +9,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use super::event_chain::announcement_rank;
 use super::record::Record;
 use super::time::Micros;
 
@@ -71,7 +72,13 @@ impl SettleBuffer {
         self.watermark = self.watermark.max(time);
         let (class, key) = match &record {
             Record::Write(w) => (0, w.audit_id.clone()),
-            Record::Event(e) => (1, format!("{}/{}#{:020}", e.namespace, e.name, e.count).into_boxed_str()),
+            // Owners' Events before their children's within one time: Events
+            // with whole-second times tie, and an announcement ("Created pod:
+            // X") must be seen before the Events it announces.
+            Record::Event(e) => {
+                let rank = announcement_rank(e.regarding.kind.as_deref());
+                (1, format!("{rank}{}/{}#{:020}", e.namespace, e.name, e.count).into_boxed_str())
+            }
         };
         self.pending.push(Reverse(Pending { time, class, key, record, replayed }));
         time < self.processed_until

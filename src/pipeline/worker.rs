@@ -238,6 +238,8 @@ fn report_stats(cluster: &Arc<str>, core: &mut ClusterCore) {
     ] {
         metrics::counter!(m::ROOTS, "cluster" => label.clone(), "kind" => kind).increment(now - then);
     }
+    metrics::counter!(m::EVENTS_ONLY_LINKS, "cluster" => label.clone())
+        .increment(stats.events_only_links - before.events_only_links);
     metrics::counter!(m::LATE_RECORDS, "cluster" => label).increment(stats.late_records - before.late_records);
     core.reported = stats;
 }

@@ -51,7 +51,9 @@ pub fn render(spans: &[Span], options: TreeOptions) -> String {
     for trace in group_traces(spans) {
         match root_of(&trace).root {
             Some(RootKind::ControllerInitiated) => started_by_controllers.push(trace),
-            Some(RootKind::OrphanEvent) => lone_events.push(trace),
+            // A lone Event is background; a chain of Events joined by what
+            // they announce (a cluster without audit records) is a story.
+            Some(RootKind::OrphanEvent) if trace.spans.len() == 1 => lone_events.push(trace),
             _ => {
                 render_trace(&trace, &mut out);
                 out.push('\n');
@@ -97,7 +99,10 @@ fn describe_root(root: &Span) -> String {
     match root.root {
         Some(RootKind::Intent) => format!("intent by {}", root.actor),
         Some(RootKind::ControllerInitiated) => format!("started by controller {}", root.actor),
-        Some(RootKind::OrphanEvent) => format!("event from {} with no known cause", root.actor),
+        Some(RootKind::OrphanEvent) => match root.attr_str("k8s.object.kind").zip(root.attr_str("k8s.object.name")) {
+            Some((kind, name)) => format!("Events of {kind} {name}, joined by what they announce (no audit record)"),
+            None => format!("event from {} with no known cause", root.actor),
+        },
         Some(RootKind::Automation) => format!("automation by {}", root.actor),
         None => format!("partial trace under {}", root.actor),
     }

@@ -1,0 +1,408 @@
+//! The Events-only linker: on a cluster without an audit webhook, Events are
+//! joined by the relations the Events themselves name.
+//!
+//! Without writes there is no graph of causes, but the controllers say what
+//! they did in their messages: "Scaled up replica set web-5d894c86f5 to 2"
+//! (about the Deployment) announces the ReplicaSet's next Events, "Created
+//! pod: web-5d894c86f5-2znrl" (about the ReplicaSet) the pod's, and the
+//! scheduler's "Successfully assigned default/web-…-2znrl to node-1" the
+//! kubelet's. An Event whose object was announced this way hangs under the
+//! announcement; one whose object was not is a root, and the root-level
+//! Events of one object within the window share the first one's trace (one
+//! trace per rollout rather than one per step). The engine asks only when
+//! no audit write has been seen: with writes, the audit rules decide.
+
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
+
+use super::graph::SpanRef;
+use super::ids::TraceId;
+use super::record::EventRecord;
+use super::time::Micros;
+
+/// What an Event's message says its controller did to another object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Announcement {
+    /// It acted on the object (created it, scaled it): the object's next
+    /// Events follow from it. `target` is a scale's new size.
+    Drives { object: ObjectKey, target: Option<Scale> },
+    /// It deleted the object: the object's `Killing` follows from it.
+    Deletes { object: ObjectKey },
+    /// The scheduler bound the pod: the kubelet's Events for it follow.
+    Schedules { object: ObjectKey },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Scale {
+    up: bool,
+    to: i64,
+}
+
+/// Kind, namespace and name, as Events name objects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct ObjectKey(Box<str>);
+
+impl ObjectKey {
+    fn new(kind: &str, namespace: &str, name: &str) -> ObjectKey {
+        ObjectKey(format!("{kind}/{namespace}/{name}").into_boxed_str())
+    }
+
+    /// The object an Event is about.
+    fn of(e: &EventRecord) -> Option<ObjectKey> {
+        let r = &e.regarding;
+        let namespace = r.namespace.as_deref().unwrap_or(&e.namespace);
+        Some(ObjectKey::new(r.kind.as_deref()?, namespace, r.name.as_deref()?))
+    }
+}
+
+/// Where an Event about an object of `kind` goes among Events of the same
+/// time: owners first, as announcements come before what they announce.
+pub(super) fn announcement_rank(kind: Option<&str>) -> u8 {
+    match kind {
+        Some("Deployment" | "CronJob" | "StatefulSet" | "DaemonSet" | "ReplicationController") => 0,
+        Some("ReplicaSet" | "Job") => 1,
+        Some("Pod" | "PersistentVolumeClaim") => 2,
+        _ => 3,
+    }
+}
+
+/// Reads the announcement in an Event's message, in the forms the 1.20
+/// controllers and scheduler write.
+pub(super) fn announcement(e: &EventRecord) -> Option<Announcement> {
+    let message = e.message.as_deref()?.trim();
+    let namespace = e.regarding.namespace.as_deref().unwrap_or(&e.namespace);
+    let key = |kind: &str, name: &str| ObjectKey::new(kind, namespace, name.trim());
+    match e.reason.as_deref()? {
+        "ScalingReplicaSet" => {
+            let (up, rest) = match message.strip_prefix("Scaled up replica set ") {
+                Some(rest) => (true, rest),
+                None => (false, message.strip_prefix("Scaled down replica set ")?),
+            };
+            let (name, to) = rest.rsplit_once(" to ")?;
+            Some(Announcement::Drives {
+                object: key("ReplicaSet", name),
+                target: to.parse().ok().map(|to| Scale { up, to }),
+            })
+        }
+        "SuccessfulCreate" => {
+            let object = if let Some(name) = message.strip_prefix("Created pod: ") {
+                key("Pod", name)
+            } else if let Some(name) = message.strip_prefix("Created job ") {
+                key("Job", name.trim_start_matches(':'))
+            } else if let Some(rest) = message.strip_prefix("create Pod ") {
+                key("Pod", rest.split(' ').next()?)
+            } else if let Some(rest) = message.strip_prefix("create Claim ") {
+                key("PersistentVolumeClaim", rest.split(' ').next()?)
+            } else {
+                return None;
+            };
+            Some(Announcement::Drives { object, target: None })
+        }
+        "SuccessfulDelete" => {
+            let object = if let Some(name) = message.strip_prefix("Deleted pod: ") {
+                key("Pod", name)
+            } else if let Some(name) = message.strip_prefix("Deleted job ") {
+                key("Job", name.trim_start_matches(':'))
+            } else if let Some(rest) = message.strip_prefix("delete Pod ") {
+                key("Pod", rest.split(' ').next()?)
+            } else {
+                return None;
+            };
+            Some(Announcement::Deletes { object })
+        }
+        "Scheduled" => {
+            let (pod, _node) = message.strip_prefix("Successfully assigned ")?.rsplit_once(" to ")?;
+            let (pod_namespace, name) = pod.split_once('/')?;
+            Some(Announcement::Schedules { object: ObjectKey::new("Pod", pod_namespace, name) })
+        }
+        _ => None,
+    }
+}
+
+/// One announcement remembered: when, by which span, and (for a scale) how
+/// many of its children's Events it accounts for.
+#[derive(Debug, Clone, Copy)]
+struct Announced {
+    time: Micros,
+    span: SpanRef,
+    scale: Option<Scale>,
+    /// Child Events already placed under it.
+    taken: i64,
+}
+
+/// A root-level Event of an object, and when its run of root-level Events
+/// last grew: later ones within the window join its trace.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    first: SpanRef,
+    last: Micros,
+}
+
+#[derive(Default)]
+pub(super) struct EventChains {
+    /// Root-level Events by their object, for an announcement ordered after
+    /// them to adopt.
+    roots: HashMap<ObjectKey, Vec<(Micros, SpanRef)>>,
+    drives: HashMap<ObjectKey, Vec<Announced>>,
+    deletes: HashMap<ObjectKey, Vec<Announced>>,
+    schedules: HashMap<ObjectKey, Announced>,
+    runs: HashMap<ObjectKey, Run>,
+    /// Everything noted, oldest first, to forget it in order.
+    noted: VecDeque<(Micros, ObjectKey)>,
+}
+
+impl EventChains {
+    /// The span an Event hangs under, from what earlier Events announced;
+    /// `None` when nothing announced its object (a root).
+    pub(super) fn parent_of(&mut self, e: &EventRecord, window: Micros) -> Option<SpanRef> {
+        let object = ObjectKey::of(e)?;
+        let (upper, from) = (e.time_upper_bound(), e.time.saturating_sub(window));
+        let reason = e.reason.as_deref().unwrap_or("");
+        if reason == "Killing" {
+            return self.deletes.get_mut(&object).and_then(|list| pick(list, upper, from, None));
+        }
+        // The kubelet reports on a pod for as long as it runs: its Events
+        // follow the binding, or (a DaemonSet's pods before 1.12 were not
+        // scheduled) the creation, however long ago.
+        if e.reporter.as_deref() == Some("kubelet") {
+            if let Some(scheduled) = self.schedules.get(&object).filter(|a| a.time <= upper) {
+                return Some(scheduled.span);
+            }
+            if let Some(span) = self.drives.get_mut(&object).and_then(|list| pick(list, upper, Micros::MIN, None)) {
+                return Some(span);
+            }
+        }
+        let wants = match reason {
+            "SuccessfulCreate" => Some(true),
+            "SuccessfulDelete" => Some(false),
+            _ => None,
+        };
+        if let Some(span) = self.drives.get_mut(&object).and_then(|list| pick(list, upper, from, wants)) {
+            return Some(span);
+        }
+        // Nothing announced the object: a root, unless a run of the
+        // object's root-level Events is still going.
+        self.runs.get_mut(&object).filter(|run| run.last >= from).map(|run| {
+            run.last = run.last.max(e.time);
+            run.first
+        })
+    }
+
+    /// Remembers what this Event announces, and, for a root, starts a run.
+    /// Returns the roots already seen that the announcement names, at or
+    /// after its time: Events with whole-second times are ordered by the end
+    /// of their second, so "Created pod: X" can come after X's first Event.
+    pub(super) fn note(&mut self, e: &EventRecord, span: SpanRef, is_root: bool, window: Micros) -> Vec<SpanRef> {
+        let adopted = self.note_announcement(e, span, window);
+        // After the announcement: an Event never adopts itself.
+        if is_root && let Some(object) = ObjectKey::of(e) {
+            self.runs.insert(object.clone(), Run { first: span, last: e.time });
+            self.roots.entry(object.clone()).or_default().push((e.time, span));
+            self.noted.push_back((e.time, object));
+        }
+        adopted
+    }
+
+    fn note_announcement(&mut self, e: &EventRecord, span: SpanRef, window: Micros) -> Vec<SpanRef> {
+        let remembered = |scale| Announced { time: e.time, span, scale, taken: 0 };
+        let object = match announcement(e) {
+            Some(Announcement::Drives { object, target }) => {
+                self.drives.entry(object.clone()).or_default().push(remembered(target));
+                object
+            }
+            Some(Announcement::Deletes { object }) => {
+                self.deletes.entry(object.clone()).or_default().push(remembered(None));
+                object
+            }
+            Some(Announcement::Schedules { object }) => {
+                self.schedules.insert(object.clone(), remembered(None));
+                object
+            }
+            None => return Vec::new(),
+        };
+        let adopted = match self.roots.get_mut(&object) {
+            Some(roots) => {
+                let (from, until) = (e.time, e.time_upper_bound().saturating_add(window));
+                let (taken, kept): (Vec<_>, Vec<_>) = roots.drain(..).partition(|(t, _)| *t >= from && *t <= until);
+                *roots = kept;
+                taken.into_iter().map(|(_, s)| s).collect()
+            }
+            None => Vec::new(),
+        };
+        if !adopted.is_empty() {
+            self.runs.remove(&object);
+        }
+        self.noted.push_back((e.time, object));
+        adopted
+    }
+
+    /// A root adopted into another trace: what was remembered of its trace
+    /// moves too.
+    pub(super) fn retrace(&mut self, old: TraceId, new: TraceId) {
+        let lists = self.drives.values_mut().chain(self.deletes.values_mut()).flatten();
+        for a in lists.chain(self.schedules.values_mut()).filter(|a| a.span.trace_id == old) {
+            a.span.trace_id = new;
+        }
+        for run in self.runs.values_mut().filter(|r| r.first.trace_id == old) {
+            run.first.trace_id = new;
+        }
+        for root in self.roots.values_mut().flatten().filter(|(_, s)| s.trace_id == old) {
+            root.1.trace_id = new;
+        }
+    }
+
+    /// Forgets announcements made before `cutoff`.
+    pub(super) fn expire(&mut self, cutoff: Micros) {
+        while self.noted.front().is_some_and(|(t, _)| *t < cutoff) {
+            let (_, object) = self.noted.pop_front().expect("checked");
+            for map in [&mut self.drives, &mut self.deletes] {
+                if let Some(list) = map.get_mut(&object) {
+                    list.retain(|a| a.time >= cutoff);
+                    if list.is_empty() {
+                        map.remove(&object);
+                    }
+                }
+            }
+            if self.schedules.get(&object).is_some_and(|a| a.time < cutoff) {
+                self.schedules.remove(&object);
+            }
+            if self.runs.get(&object).is_some_and(|r| r.last < cutoff) {
+                self.runs.remove(&object);
+            }
+            if let Some(roots) = self.roots.get_mut(&object) {
+                roots.retain(|(t, _)| *t >= cutoff);
+                if roots.is_empty() {
+                    self.roots.remove(&object);
+                }
+            }
+        }
+    }
+}
+
+/// The announcement a child Event hangs under, among those in `[from, upper]`.
+/// Scales account for as many creations (or deletions) as they changed the
+/// size by, in size order within one time: Events that carry only whole
+/// seconds ("Scaled up … to 2" and "… to 3" in the same second) are told
+/// apart by counting, not by time. Otherwise the latest one.
+fn pick(list: &mut [Announced], upper: Micros, from: Micros, wants: Option<bool>) -> Option<SpanRef> {
+    let mut candidates: Vec<usize> =
+        (0..list.len()).filter(|&i| list[i].time <= upper && list[i].time >= from).collect();
+    let latest = *candidates.iter().max_by_key(|&&i| (list[i].time, i))?;
+    if let Some(up) = wants {
+        candidates.retain(|&i| list[i].scale.is_some_and(|s| s.up == up));
+        candidates.sort_by_key(|&i| {
+            let s = list[i].scale.expect("kept only scales");
+            (list[i].time, if up { s.to } else { -s.to })
+        });
+        // The size before the first scale in the window: none for a new
+        // ReplicaSet scaled up; for a scale down, the first one's own size
+        // plus what it removed is unknown, so it takes what comes.
+        let mut before: Option<i64> = if up { Some(0) } else { None };
+        for &i in &candidates {
+            let to = list[i].scale.expect("kept only scales").to;
+            let room = before.map_or(i64::MAX, |b| if up { to - b } else { b - to });
+            before = Some(to);
+            if list[i].taken < room {
+                list[i].taken += 1;
+                return Some(list[i].span);
+            }
+        }
+        // More children than the scales account for: the last scale.
+        if let Some(&last) = candidates.last() {
+            return Some(list[last].span);
+        }
+    }
+    Some(list[latest].span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::record::{EventOrigin, Regarding};
+
+    fn event(reason: &str, kind: &str, name: &str, message: &str) -> EventRecord {
+        EventRecord {
+            uid: None,
+            namespace: "default".into(),
+            name: format!("{name}.1").into(),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            event_type: Some("Normal".into()),
+            action: None,
+            reporter: None,
+            reporter_host: None,
+            regarding: Regarding {
+                kind: Some(kind.into()),
+                namespace: Some("default".into()),
+                name: Some(name.into()),
+                ..Regarding::default()
+            },
+            time: 0,
+            coarse_time: false,
+            count: 1,
+            origin: EventOrigin::Object,
+        }
+    }
+
+    #[test]
+    fn the_controllers_messages_name_the_objects_they_acted_on() {
+        let drives = |kind: &str, name: &str| {
+            Some(Announcement::Drives { object: ObjectKey::new(kind, "default", name), target: None })
+        };
+        let scale = event("ScalingReplicaSet", "Deployment", "web", "Scaled up replica set web-5d894c86f5 to 2");
+        assert_eq!(
+            announcement(&scale),
+            Some(Announcement::Drives {
+                object: ObjectKey::new("ReplicaSet", "default", "web-5d894c86f5"),
+                target: Some(Scale { up: true, to: 2 })
+            })
+        );
+        let created = event("SuccessfulCreate", "ReplicaSet", "web-5d894c86f5", "Created pod: web-5d894c86f5-2znrl");
+        assert_eq!(announcement(&created), drives("Pod", "web-5d894c86f5-2znrl"));
+        let stateful = event("SuccessfulCreate", "StatefulSet", "db", "create Pod db-0 in StatefulSet db successful");
+        assert_eq!(announcement(&stateful), drives("Pod", "db-0"));
+        let cron = event("SuccessfulCreate", "CronJob", "tick", "Created job tick-27830400");
+        assert_eq!(announcement(&cron), drives("Job", "tick-27830400"));
+        let deleted = event("SuccessfulDelete", "ReplicaSet", "web-1", "Deleted pod: web-1-abcde");
+        assert_eq!(
+            announcement(&deleted),
+            Some(Announcement::Deletes { object: ObjectKey::new("Pod", "default", "web-1-abcde") })
+        );
+        let scheduled = event("Scheduled", "Pod", "web-1-abcde", "Successfully assigned prod/web-1-abcde to node-1");
+        assert_eq!(
+            announcement(&scheduled),
+            Some(Announcement::Schedules { object: ObjectKey::new("Pod", "prod", "web-1-abcde") })
+        );
+        for unrelated in [
+            event("ScalingReplicaSet", "Deployment", "web", "Scaled sideways"),
+            event("SuccessfulCreate", "ReplicaSet", "web-1", "something else"),
+            event("Pulled", "Pod", "web-1-abcde", "Created pod: not-an-announcement"),
+        ] {
+            assert_eq!(announcement(&unrelated), None, "{:?}", unrelated.message);
+        }
+    }
+
+    #[test]
+    fn creations_in_one_second_are_shared_out_by_the_sizes_of_the_scales() {
+        let span = |n: u8| SpanRef { trace_id: [n; 16], span_id: [n; 8] };
+        let mut chains = EventChains::default();
+        let scale = |to: i64| {
+            let mut e =
+                event("ScalingReplicaSet", "Deployment", "web", &format!("Scaled up replica set web-1 to {to}"));
+            e.coarse_time = true;
+            e
+        };
+        // The later scale is noted first: same second, no order to go by.
+        chains.note(&scale(3), span(3), true, 30_000_000);
+        chains.note(&scale(2), span(2), false, 30_000_000);
+        let mut created = event("SuccessfulCreate", "ReplicaSet", "web-1", "Created pod: web-1-a");
+        created.coarse_time = true;
+        let parents: Vec<SpanRef> = (0..4).map(|_| chains.parent_of(&created, 30_000_000).unwrap()).collect();
+        assert_eq!(
+            parents,
+            [span(2), span(2), span(3), span(3)],
+            "2 for the first scale, 1 for the second, then the latest"
+        );
+    }
+}
