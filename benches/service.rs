@@ -2,7 +2,8 @@
 //! null axum+rustls endpoint, OTLP/gRPC export to a loopback receiver, and the
 //! export lag at the apiserver rates of an HA control plane.
 //!
-//!   cargo bench --bench service            (add `-- --quick` for a smoke run)
+//!   cargo bench --bench service            (add `-- --quick` for a smoke run,
+//!                                            `-- startup` for the start-up with a full log only)
 //!
 //! Everything is real and on loopback: `kausal serve` (the release binary) with
 //! mTLS, a reqwest client presenting the apiserver's client certificate, and
@@ -414,6 +415,11 @@ async fn main() {
     let certs = Certs::new();
     let (otlp, counting) = start_receiver().await;
     let items = capture_items();
+    // `-- startup`: only the start-up with a full write-ahead log.
+    if std::env::args().any(|a| a == "startup") {
+        startup_with_full_log(&certs, otlp, &items, if quick { 16 << 20 } else { 1 << 30 }).await;
+        return;
+    }
     let bodies: Arc<Vec<Vec<u8>>> =
         Arc::new((0..if quick { 4 } else { 64 }).map(|n| batch_body(&items, n, None)).collect());
     let size = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();

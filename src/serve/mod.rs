@@ -64,9 +64,9 @@ async fn serve(
     let (wal, recovered) = match config.wal.clone() {
         Some(wal_config) => {
             let (wal, recovered) = recovery::open_wal(wal_config, config.max_body_bytes)?;
-            (Some(Arc::new(wal)), recovered)
+            (Some(Arc::new(wal)), Some(recovered))
         }
-        None => (None, Vec::new()),
+        None => (None, None),
     };
     let exporting =
         tokio::spawn(export_loop::run(span_receiver, exporter, config.export.clone(), health.clone(), wal.clone()));
@@ -116,7 +116,8 @@ async fn serve(
         wal: wal.clone(),
         inflight: webhook::inflight_budget(config.max_inflight_bytes),
     });
-    if !recovered.is_empty() {
+    if let Some(recovered) = recovered {
+        // Consumed (and its segment files closed) here, even when empty.
         recovery::replay_recovered(&state, recovered).await?;
     }
     let ops_state = Arc::new(ops::OpsState {

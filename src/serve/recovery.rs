@@ -7,10 +7,10 @@ use crate::decode;
 use crate::pipeline;
 use crate::sources::webhook::{self, WebhookState};
 use crate::telemetry;
-use crate::wal::{Recovered, Wal, WalConfig};
+use crate::wal::{RecoveredEntries, Wal, WalConfig};
 
 /// Opens the write-ahead log and reports what a previous run left.
-pub(super) fn open_wal(config: WalConfig, max_body_bytes: usize) -> anyhow::Result<(Wal, Vec<Recovered>)> {
+pub(super) fn open_wal(config: WalConfig, max_body_bytes: usize) -> anyhow::Result<(Wal, RecoveredEntries)> {
     if config.max_bytes < max_body_bytes as u64 {
         tracing::warn!(
             max_wal_bytes = config.max_bytes,
@@ -40,8 +40,10 @@ pub(super) fn open_wal(config: WalConfig, max_body_bytes: usize) -> anyhow::Resu
 
 /// Feeds what the write-ahead log kept through the pipeline: exported entries
 /// as context (graph state, no spans), the rest as new input with their
-/// acknowledgement tokens, in the order they were accepted.
-pub(super) async fn replay_recovered(state: &WebhookState, recovered: Vec<Recovered>) -> anyhow::Result<()> {
+/// acknowledgement tokens, in the order they were accepted. The log is read a
+/// segment at a time as the queue takes the entries, so memory stays bounded
+/// by the queue and one segment, not by the size of the log.
+pub(super) async fn replay_recovered(state: &WebhookState, recovered: RecoveredEntries) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (entries, mut records) = (recovered.len(), 0);
     for item in recovered {

@@ -116,8 +116,10 @@ pub(super) struct Scan {
     pub(super) problem: Option<&'static str>,
 }
 
-/// Reads a segment's records up to the first that is incomplete or fails its checksum.
-pub(super) fn scan_segment(data: &[u8]) -> Scan {
+/// Reads a segment's records up to the first that is incomplete or fails its
+/// checksum. Bodies are slices of `data`, not copies: a segment's entries
+/// share its one buffer.
+pub(super) fn scan_segment(data: &Bytes) -> Scan {
     let mut scan = Scan { records: Vec::new(), good_len: 0, problem: None };
     if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
         scan.problem = Some("missing segment header");
@@ -140,7 +142,8 @@ pub(super) fn scan_segment(data: &[u8]) -> Scan {
             scan.problem = Some("checksum mismatch");
             break;
         }
-        let Some(record) = decode_payload(payload, (RECORD_HEADER + len) as u64) else {
+        let body_at = at + RECORD_HEADER;
+        let Some(record) = decode_payload(data, body_at, payload, (RECORD_HEADER + len) as u64) else {
             scan.problem = Some("malformed record");
             break;
         };
@@ -151,7 +154,8 @@ pub(super) fn scan_segment(data: &[u8]) -> Scan {
     scan
 }
 
-fn decode_payload(payload: &[u8], size: u64) -> Option<Scanned> {
+/// Decodes the record whose payload starts at `payload_at` in `data`.
+fn decode_payload(data: &Bytes, payload_at: usize, payload: &[u8], size: u64) -> Option<Scanned> {
     let (&kind, rest) = payload.split_first()?;
     let u64_at = |b: &[u8], i: usize| b.get(i..i + 8).map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")));
     match kind {
@@ -162,7 +166,8 @@ fn decode_payload(payload: &[u8], size: u64) -> Option<Scanned> {
             let endpoint = Endpoint::from_code(*rest.get(24)?)?;
             let cluster_len = u16::from_le_bytes(rest.get(25..27)?.try_into().ok()?) as usize;
             let cluster = std::str::from_utf8(rest.get(27..27 + cluster_len)?).ok()?.to_owned();
-            let body = Bytes::copy_from_slice(rest.get(27 + cluster_len..)?);
+            rest.get(27 + cluster_len..)?;
+            let body = data.slice(payload_at + 1 + 27 + cluster_len..payload_at + payload.len());
             Some(Scanned::Entry(Entry { seq, accepted_at, max_record_time, endpoint, cluster, body }, size))
         }
         KIND_ACKS => {

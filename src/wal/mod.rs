@@ -43,6 +43,7 @@ use bytes::Bytes;
 use format::entry_size;
 pub use format::{Endpoint, Entry};
 use index::{Index, publish};
+pub use recovery::RecoveredEntries;
 use writer::{Request, Writer, create_segment};
 
 use crate::core::time::Micros;
@@ -178,9 +179,9 @@ const REFUSED_IO: u8 = 2;
 
 impl Wal {
     /// Opens (or creates) the log, reads what a previous run left, and starts
-    /// the writer on a fresh segment. The recovered entries come back in
-    /// sequence order.
-    pub fn open(config: WalConfig) -> Result<(Wal, Vec<Recovered>, RecoveryReport), OpenError> {
+    /// the writer on a fresh segment. The recovered entries are read as they
+    /// are taken, one segment at a time (see [`RecoveredEntries`]).
+    pub fn open(config: WalConfig) -> Result<(Wal, RecoveredEntries, RecoveryReport), OpenError> {
         fs::create_dir_all(&config.dir).map_err(recovery::io_error("creating", &config.dir))?;
         let lock = recovery::lock(&config.dir)?;
         let found = recovery::read(&config.dir)?;
@@ -359,6 +360,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rt = runtime();
         let (wal, recovered, _) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
+        let recovered: Vec<Recovered> = recovered.collect();
         assert!(recovered.is_empty());
         let a = rt.block_on(wal.append("prod", Endpoint::Audit, &b"{\"a\":1}"[..], 10, 100)).unwrap();
         let b = rt.block_on(wal.append("", Endpoint::Events, &b"{\"b\":2}"[..], 11, 200)).unwrap();
@@ -370,6 +372,7 @@ mod tests {
         drop(wal);
 
         let (wal, recovered, report) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
+        let recovered: Vec<Recovered> = recovered.collect();
         assert_eq!((report.acknowledged, report.unacknowledged, report.torn_tail_bytes), (1, 1, 0));
         assert_eq!(recovered.len(), 2);
         assert!(recovered[0].acknowledged && !recovered[1].acknowledged);
@@ -418,12 +421,14 @@ mod tests {
         OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 7).unwrap();
 
         let (wal, recovered, report) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
+        let recovered: Vec<Recovered> = recovered.collect();
         assert_eq!(recovered.iter().map(|r| r.entry.seq).collect::<Vec<_>>(), [1, 2]);
         assert!(report.torn_tail_bytes > 0 && report.corrupt_segments.is_empty());
         wal.close();
         drop(wal);
         // The cut is permanent: a second start finds a clean log.
         let (wal, recovered, report) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
+        let recovered: Vec<Recovered> = recovered.collect();
         assert_eq!((recovered.len(), report.torn_tail_bytes), (2, 0));
         wal.close();
     }
@@ -449,6 +454,7 @@ mod tests {
         fs::write(&path, data).unwrap();
 
         let (wal, recovered, report) = Wal::open(config(dir.path(), 1 << 20)).unwrap();
+        let recovered: Vec<Recovered> = recovered.collect();
         let bodies: Vec<&[u8]> = recovered.iter().map(|r| r.entry.body.as_ref()).collect();
         assert_eq!(bodies, [&b"first body"[..], &b"third body"[..]]);
         assert_eq!(report.corrupt_segments.len(), 1, "{report:?}");
@@ -555,6 +561,6 @@ mod tests {
         wal.close();
         drop(wal);
         let (_, recovered, _) = Wal::open(config(dir.path(), 1 << 30)).unwrap();
-        assert_eq!(recovered.len(), 64);
+        assert_eq!(recovered.count(), 64);
     }
 }
