@@ -8,7 +8,7 @@
 
 use super::actors::{self, ControllerPatterns, actor_name};
 use super::dedup::WriteDedup;
-use super::event_chain::EventChains;
+use super::event_chain::{EventChains, FoundBy};
 use super::event_tracker::{Again, EventTracker};
 use super::graph::{Graph, GraphLimits, GraphStats, Mark, SpanRef, TriggerFacts, WriteMark};
 use super::ids::{self, Uid};
@@ -622,7 +622,7 @@ impl Engine {
             if link.parent.is_none() && events_only { self.chains.parent_of(&e, self.config.window) } else { None };
         let (trace_id, parent, root) = match (link.parent, announced) {
             (Some(p), _) => (p.span.trace_id, Some(p.span.span_id), None),
-            (None, Some(p)) => {
+            (None, Some((p, _))) => {
                 self.stats.events_only_links += 1;
                 (p.trace_id, Some(p.span_id), None)
             }
@@ -638,7 +638,11 @@ impl Engine {
             }
         }
         let placement = Placement { span: span_ref, parent, root };
-        let span = build_event_span(&e, placement, &link, reporter.actor());
+        let mut span = build_event_span(&e, placement, &link, reporter.actor());
+        if let Some((_, FoundBy::NamingConvention)) = announced {
+            // A guess from the object's name alone: say so on the span.
+            span.attributes.push(("kausal.parent.found_by", "naming-convention".into()));
+        }
         if let Some(span) = self.events.open(&e, span, self.config.event_linger, self.replaying) {
             self.emit(span);
         }

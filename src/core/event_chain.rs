@@ -148,15 +148,67 @@ pub(super) struct EventChains {
     deletes: HashMap<ObjectKey, Vec<Announced>>,
     schedules: HashMap<ObjectKey, Announced>,
     runs: HashMap<ObjectKey, Run>,
+    /// The latest Event about each object, for the naming-convention
+    /// fallback.
+    last_about: HashMap<ObjectKey, (Micros, SpanRef)>,
     /// Everything noted, oldest first, to forget it in order.
     noted: VecDeque<(Micros, ObjectKey)>,
+}
+
+/// How an Event's parent was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FoundBy {
+    /// Another Event named its object.
+    Announcement,
+    /// An earlier root-level Event of the same object, within the window.
+    Run,
+    /// Only the object's name says who owns it (`web-5d894c86f5-2znrl` is a
+    /// pod of ReplicaSet `web-5d894c86f5`, itself of Deployment `web`): a
+    /// guess, marked as one on the span.
+    NamingConvention,
 }
 
 impl EventChains {
     /// The span an Event hangs under, from what earlier Events announced;
     /// `None` when nothing announced its object (a root).
-    pub(super) fn parent_of(&mut self, e: &EventRecord, window: Micros) -> Option<SpanRef> {
+    pub(super) fn parent_of(&mut self, e: &EventRecord, window: Micros) -> Option<(SpanRef, FoundBy)> {
         let object = ObjectKey::of(e)?;
+        if let Some(span) = self.announced_parent(e, &object, window) {
+            return Some((span, FoundBy::Announcement));
+        }
+        let from = e.time.saturating_sub(window);
+        // Nothing announced the object: a root, unless a run of the
+        // object's root-level Events is still going...
+        if let Some(run) = self.runs.get_mut(&object).filter(|run| run.last >= from) {
+            run.last = run.last.max(e.time);
+            return Some((run.first, FoundBy::Run));
+        }
+        // ...or its name names an owner whose Events were seen.
+        self.owner_by_name(e, &object).map(|span| (span, FoundBy::NamingConvention))
+    }
+
+    /// The latest Event about the owner the object's name implies (or that
+    /// owner's own owner), at or before the Event.
+    fn owner_by_name(&self, e: &EventRecord, object: &ObjectKey) -> Option<SpanRef> {
+        let upper = e.time_upper_bound();
+        let mut candidates = owners_by_name(object);
+        let mut depth = 0;
+        while !candidates.is_empty() && depth < 2 {
+            let mut next = Vec::new();
+            for owner in &candidates {
+                if let Some((_, span)) = self.last_about.get(owner).filter(|(t, _)| *t <= upper) {
+                    return Some(*span);
+                }
+                next.extend(owners_by_name(owner));
+            }
+            candidates = next;
+            depth += 1;
+        }
+        None
+    }
+
+    fn announced_parent(&mut self, e: &EventRecord, object: &ObjectKey, window: Micros) -> Option<SpanRef> {
+        let object = object.clone();
         let (upper, from) = (e.time_upper_bound(), e.time.saturating_sub(window));
         let reason = e.reason.as_deref().unwrap_or("");
         if reason == "Killing" {
@@ -178,15 +230,7 @@ impl EventChains {
             "SuccessfulDelete" => Some(false),
             _ => None,
         };
-        if let Some(span) = self.drives.get_mut(&object).and_then(|list| pick(list, upper, from, wants)) {
-            return Some(span);
-        }
-        // Nothing announced the object: a root, unless a run of the
-        // object's root-level Events is still going.
-        self.runs.get_mut(&object).filter(|run| run.last >= from).map(|run| {
-            run.last = run.last.max(e.time);
-            run.first
-        })
+        self.drives.get_mut(&object).and_then(|list| pick(list, upper, from, wants))
     }
 
     /// Remembers what this Event announces, and, for a root, starts a run.
@@ -195,6 +239,12 @@ impl EventChains {
     /// of their second, so "Created pod: X" can come after X's first Event.
     pub(super) fn note(&mut self, e: &EventRecord, span: SpanRef, is_root: bool, window: Micros) -> Vec<SpanRef> {
         let adopted = self.note_announcement(e, span, window);
+        if let Some(object) = ObjectKey::of(e) {
+            let latest = self.last_about.entry(object.clone()).or_insert((e.time, span));
+            if e.time >= latest.0 {
+                *latest = (e.time, span);
+            }
+        }
         // After the announcement: an Event never adopts itself.
         if is_root && let Some(object) = ObjectKey::of(e) {
             self.runs.insert(object.clone(), Run { first: span, last: e.time });
@@ -250,6 +300,9 @@ impl EventChains {
         for root in self.roots.values_mut().flatten().filter(|(_, s)| s.trace_id == old) {
             root.1.trace_id = new;
         }
+        for latest in self.last_about.values_mut().filter(|(_, s)| s.trace_id == old) {
+            latest.1.trace_id = new;
+        }
     }
 
     /// Forgets announcements made before `cutoff`.
@@ -270,6 +323,9 @@ impl EventChains {
             if self.runs.get(&object).is_some_and(|r| r.last < cutoff) {
                 self.runs.remove(&object);
             }
+            if self.last_about.get(&object).is_some_and(|(t, _)| *t < cutoff) {
+                self.last_about.remove(&object);
+            }
             if let Some(roots) = self.roots.get_mut(&object) {
                 roots.retain(|(t, _)| *t >= cutoff);
                 if roots.is_empty() {
@@ -277,6 +333,30 @@ impl EventChains {
                 }
             }
         }
+    }
+}
+
+/// The owners an object's name implies, by the controllers' naming
+/// conventions: a pod `<owner>-<5 characters>` (ReplicaSet, DaemonSet, Job)
+/// or `<StatefulSet>-<ordinal>`, a ReplicaSet `<Deployment>-<pod-template-hash>`,
+/// a Job `<CronJob>-<scheduled time>`.
+fn owners_by_name(object: &ObjectKey) -> Vec<ObjectKey> {
+    let mut parts = object.0.splitn(3, '/');
+    let (Some(kind), Some(namespace), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        return Vec::new();
+    };
+    let Some((stem, suffix)) = name.rsplit_once('-') else {
+        return Vec::new();
+    };
+    let lower_alnum = |s: &str| s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let key = |kind: &str| ObjectKey::new(kind, namespace, stem);
+    match kind {
+        "Pod" if suffix.len() == 5 && lower_alnum(suffix) => vec![key("ReplicaSet"), key("DaemonSet"), key("Job")],
+        "Pod" if digits(suffix) => vec![key("StatefulSet")],
+        "ReplicaSet" if (6..=10).contains(&suffix.len()) && lower_alnum(suffix) => vec![key("Deployment")],
+        "Job" if digits(suffix) => vec![key("CronJob")],
+        _ => Vec::new(),
     }
 }
 
@@ -384,6 +464,32 @@ mod tests {
     }
 
     #[test]
+    fn without_an_announcement_the_names_say_whose_a_pod_is_as_a_marked_guess() {
+        let span = |n: u8| SpanRef { trace_id: [n; 16], span_id: [n; 8] };
+        let mut chains = EventChains::default();
+        let scaled = event("ScalingReplicaSet", "Deployment", "web", "Scaled up replica set web-5d894c86f5 to 2");
+        chains.note(&scaled, span(1), true, 30_000_000);
+        // The ReplicaSet's "Created pod" is not in the dump; the kubelet's
+        // Event ten minutes later names only its pod.
+        let mut pulled = event("Pulled", "Pod", "web-5d894c86f5-2znrl", "Successfully pulled image");
+        pulled.reporter = Some("kubelet".into());
+        pulled.time = 600_000_000;
+        assert_eq!(chains.parent_of(&pulled, 30_000_000), Some((span(1), FoundBy::NamingConvention)));
+        // A name that follows no convention guesses nothing.
+        let mut bare = event("Pulled", "Pod", "standalone", "Successfully pulled image");
+        bare.time = 600_000_000;
+        assert_eq!(chains.parent_of(&bare, 30_000_000), None);
+        assert_eq!(
+            owners_by_name(&ObjectKey::new("Pod", "default", "db-0")),
+            [ObjectKey::new("StatefulSet", "default", "db")]
+        );
+        assert_eq!(
+            owners_by_name(&ObjectKey::new("Job", "default", "tick-27830400")),
+            [ObjectKey::new("CronJob", "default", "tick")]
+        );
+    }
+
+    #[test]
     fn creations_in_one_second_are_shared_out_by_the_sizes_of_the_scales() {
         let span = |n: u8| SpanRef { trace_id: [n; 16], span_id: [n; 8] };
         let mut chains = EventChains::default();
@@ -398,7 +504,7 @@ mod tests {
         chains.note(&scale(2), span(2), false, 30_000_000);
         let mut created = event("SuccessfulCreate", "ReplicaSet", "web-1", "Created pod: web-1-a");
         created.coarse_time = true;
-        let parents: Vec<SpanRef> = (0..4).map(|_| chains.parent_of(&created, 30_000_000).unwrap()).collect();
+        let parents: Vec<SpanRef> = (0..4).map(|_| chains.parent_of(&created, 30_000_000).unwrap().0).collect();
         assert_eq!(
             parents,
             [span(2), span(2), span(3), span(3)],
