@@ -95,13 +95,16 @@ fn root_of<'s>(trace: &Trace<'s>) -> &'s Span {
         .unwrap_or(trace.spans[0])
 }
 
-fn describe_root(root: &Span) -> String {
+/// The trace's title; `spans` is how many it holds.
+fn describe_root(root: &Span, spans: usize) -> String {
     match root.root {
         Some(RootKind::Intent) => format!("intent by {}", root.actor),
         Some(RootKind::ControllerInitiated) => format!("started by controller {}", root.actor),
         Some(RootKind::OrphanEvent) => match root.attr_str("k8s.object.kind").zip(root.attr_str("k8s.object.name")) {
-            Some((kind, name)) => format!("Events of {kind} {name}, joined by what they announce (no audit record)"),
-            None => format!("event from {} with no known cause", root.actor),
+            Some((kind, name)) if spans > 1 => {
+                format!("Events of {kind} {name}, joined by what they announce (no audit record)")
+            }
+            _ => format!("event from {} with no known cause", root.actor),
         },
         Some(RootKind::Automation) => format!("automation by {}", root.actor),
         None => format!("partial trace under {}", root.actor),
@@ -127,7 +130,7 @@ pub fn render_trace(trace: &Trace<'_>, out: &mut String) {
         out,
         "trace {}  {}  ({} span{})",
         hex(&trace.trace_id),
-        describe_root(first),
+        describe_root(first, trace.spans.len()),
         trace.spans.len(),
         if trace.spans.len() == 1 { "" } else { "s" }
     );
