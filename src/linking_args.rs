@@ -25,12 +25,30 @@ pub struct LinkingArgs {
     /// Keep Lease and leader-election writes (dropped by default as heartbeat noise).
     #[arg(long, env = "KAUSAL_KEEP_LEADER_ELECTION")]
     pub keep_leader_election: bool,
+    /// Annotations that carry a trace context, in order (the first present
+    /// wins), each read as W3C traceparent, Tekton's JSON, Jaeger's
+    /// uber-trace-id or KEP-650's base64 binary. Replaces the default list.
+    #[arg(
+        long = "trace-context-annotation",
+        env = "KAUSAL_TRACE_CONTEXT_ANNOTATION",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    pub trace_context_annotations: Vec<String>,
+    /// Make the span a trace-context annotation names the intent's parent
+    /// (the rollout appears inside the CI run's trace) instead of a link.
+    #[arg(long, env = "KAUSAL_ADOPT_TRACE_CONTEXT")]
+    pub adopt_trace_context: bool,
 }
 
 impl LinkingArgs {
     /// The core's settings these flags decide; the rest stay at their defaults.
     pub fn core_config(&self) -> CoreConfig {
-        let mut core = CoreConfig { window: time::from_duration(self.window), ..CoreConfig::default() };
+        let mut core = CoreConfig {
+            window: time::from_duration(self.window),
+            adopt_trace_context: self.adopt_trace_context,
+            ..CoreConfig::default()
+        };
         core.controllers = if self.no_default_controller_users {
             ControllerPatterns::new(self.controller_users.clone())
         } else {
@@ -40,6 +58,16 @@ impl LinkingArgs {
     }
 
     pub fn decode_options(&self) -> DecodeOptions {
-        DecodeOptions { keep_leader_election: self.keep_leader_election, ..DecodeOptions::default() }
+        // Leaked once per process (the options are `Copy` and live as long).
+        let keys: Option<&'static [&'static str]> = (!self.trace_context_annotations.is_empty()).then(|| {
+            let keys: Vec<&'static str> =
+                self.trace_context_annotations.iter().map(|k| &*Box::leak(k.clone().into_boxed_str())).collect();
+            &*Box::leak(keys.into_boxed_slice())
+        });
+        DecodeOptions {
+            keep_leader_election: self.keep_leader_election,
+            trace_context_keys: keys,
+            ..DecodeOptions::default()
+        }
     }
 }

@@ -244,6 +244,13 @@ pub fn summary(result: &ReplayResult, elapsed: std::time::Duration) -> String {
             e.events_only_links
         );
     }
+    if result.decode.trace_contexts_invalid > 0 {
+        let _ = writeln!(
+            s,
+            "  trace-context annotations that parsed in no format, ignored: {}",
+            result.decode.trace_contexts_invalid
+        );
+    }
     let _ = writeln!(
         s,
         "  duplicates dropped: {} writes, {} Events; Event repeats: {}",

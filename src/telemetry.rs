@@ -16,6 +16,7 @@ pub const REJECTED_REQUESTS: &str = "kausal_rejected_requests_total";
 pub const CONNECTIONS_REFUSED: &str = "kausal_connections_closed_early_total";
 pub const EVENTS_CLOSED_EARLY: &str = "kausal_event_spans_closed_early_total";
 pub const EVENTS_ONLY_LINKS: &str = "kausal_events_only_links_total";
+pub const TRACE_CONTEXTS_INVALID: &str = "kausal_trace_contexts_invalid_total";
 pub const REQUEST_DURATION: &str = "kausal_webhook_request_duration_seconds";
 pub const QUEUE_DEPTH: &str = "kausal_queue_depth_records";
 pub const QUEUE_CAPACITY: &str = "kausal_queue_capacity_records";
@@ -74,6 +75,10 @@ pub fn install_metrics() -> Result<PrometheusHandle, metrics_exporter_prometheus
         "Well-formed records that are not turned into spans (reads, leases...), by reason."
     );
     describe_counter!(REJECTED_REQUESTS, "Webhook requests answered with an error, by status code.");
+    describe_counter!(
+        TRACE_CONTEXTS_INVALID,
+        "Trace-context annotations that parsed in no format (ignored; the record is kept)."
+    );
     describe_counter!(
         EVENTS_ONLY_LINKS,
         "Events linked by what other Events announce, on a cluster that sent no audit record (the Events-only linker)."

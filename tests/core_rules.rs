@@ -38,6 +38,7 @@ fn write(id: &str, user: &str, verb: Verb, resource: &str, name: &str, uid: &str
         owners: Vec::new(),
         dry_run: false,
         relations: None,
+        trace_context: None,
     }
 }
 
@@ -700,4 +701,43 @@ fn next_due_says_when_the_oldest_record_settles() {
     engine.advance(Some(4 * S + settle));
     assert_eq!(engine.drain_spans().len(), 1);
     assert_eq!(engine.next_due(), Some(5 * S + settle));
+}
+
+/// A trace context counts only on the write that set or changed it: an
+/// annotation the object kept from an earlier write is not this write's.
+#[test]
+fn a_trace_context_counts_on_the_write_that_set_or_changed_it() {
+    use kausal::core::record::CarriedContext;
+    use kausal::core::span::LinkReason;
+    let context = |n: u8, in_request: bool| {
+        Some(Box::new(CarriedContext {
+            annotation: "tracing.k8s.io/traceparent".into(),
+            trace_id: [n; 16],
+            span_id: [n; 8],
+            in_request,
+            fingerprint: u64::from(n),
+        }))
+    };
+    let uid = "00000000-0000-0000-0000-0000000000d1";
+    let with = |mut w: WriteRecord, c| {
+        w.trace_context = c;
+        Record::Write(w)
+    };
+    let spans = run(vec![
+        with(write("c", "ci-bot", Verb::Create, "deployments", "web", uid, S), context(1, true)),
+        // kept, unchanged: a person's later patch of something else
+        with(write("p1", "alice", Verb::Patch, "deployments", "web", uid, 2 * S), context(1, false)),
+        // a patch that sends the same value again changes nothing either
+        with(write("p2", "ci-bot", Verb::Patch, "deployments", "web", uid, 3 * S), context(1, true)),
+        // a new run sets a new value
+        with(write("p3", "ci-bot", Verb::Patch, "deployments", "web", uid, 4 * S), context(2, true)),
+    ]);
+    let linked = |id: &str| {
+        let span = spans.iter().find(|s| s.attr_str("k8s.audit.id") == Some(id)).unwrap();
+        span.links.iter().find(|l| l.reason == LinkReason::TraceContext).map(|l| l.span_id[0])
+    };
+    assert_eq!(linked("c"), Some(1), "the create set it");
+    assert_eq!(linked("p1"), None, "kept from the create");
+    assert_eq!(linked("p2"), None, "sent again unchanged");
+    assert_eq!(linked("p3"), Some(2), "changed");
 }

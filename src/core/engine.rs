@@ -14,9 +14,11 @@ use super::graph::{Graph, GraphLimits, GraphStats, Mark, SpanRef, TriggerFacts, 
 use super::ids::{self, Uid};
 use super::kinds;
 use super::linker::{self, Link, Window};
-use super::record::{Deletion, EndpointMember, EventRecord, ObservedObject, Record, UnknownObject, Verb, WriteRecord};
+use super::record::{
+    CarriedContext, Deletion, EndpointMember, EventRecord, ObservedObject, Record, UnknownObject, Verb, WriteRecord,
+};
 use super::settle::SettleBuffer;
-use super::span::{LinkReason, RootKind, Span, SpanLink};
+use super::span::{AttrValue, LinkReason, RootKind, Span, SpanLink};
 use super::span_builder::{Placement, build_event_span, build_write_span};
 use super::time::{MICROS_PER_SECOND, Micros};
 
@@ -38,6 +40,9 @@ pub struct CoreConfig {
     /// [`Engine::drain_unknown_objects`]. A live server looks them up; a
     /// replay has nobody to ask.
     pub report_unknown_objects: bool,
+    /// Make the span a trace-context annotation names the intent's parent
+    /// (the rollout appears inside the CI run's trace), rather than a link.
+    pub adopt_trace_context: bool,
 }
 
 impl Default for CoreConfig {
@@ -54,6 +59,7 @@ impl Default for CoreConfig {
                 max_objects: 1_000_000,
             },
             report_unknown_objects: false,
+            adopt_trace_context: false,
         }
     }
 }
@@ -101,6 +107,10 @@ pub struct Engine {
     events: EventTracker,
     /// What Events announced, for clusters without audit records.
     chains: EventChains,
+    /// The trace-context annotation each object last carried (a
+    /// fingerprint), to tell a write that set one from a write to an object
+    /// that kept it.
+    contexts: foldhash::HashMap<Uid, u64>,
     /// The record being processed was replayed: its spans are not emitted.
     replaying: bool,
     /// Every record with an order time up to here has been processed
@@ -125,6 +135,7 @@ impl Engine {
             writes: WriteDedup::default(),
             events: EventTracker::default(),
             chains: EventChains::default(),
+            contexts: Default::default(),
             replaying: false,
             processed_horizon: Micros::MIN,
             out: Vec::new(),
@@ -350,6 +361,27 @@ impl Engine {
             }
             (true, None) => (ids::trace_id_for_write(&w.audit_id), None, Some(RootKind::ControllerInitiated)),
         };
+        // A context an intent's write set (not one the object kept from an
+        // earlier write: a person's `kubectl scale` must not inherit last
+        // week's CI run) names the span that made the write.
+        let intent = matches!(root, Some(RootKind::Intent | RootKind::Automation));
+        let carried = w.trace_context.as_deref().filter(|c| intent && self.sets_context(&w, related.object, c));
+        let adopted = carried.filter(|_| self.config.adopt_trace_context);
+        let (trace_id, parent) = match adopted {
+            Some(c) => (c.trace_id, Some(c.span_id)),
+            None => (trace_id, parent),
+        };
+        if let Some(uid) = related.object {
+            match (&w.trace_context, w.verb.is_delete()) {
+                (_, true) => {
+                    self.contexts.remove(&uid);
+                }
+                (Some(c), false) => {
+                    self.contexts.insert(uid, c.fingerprint);
+                }
+                (None, false) => {}
+            }
+        }
         let span_ref = SpanRef { trace_id, span_id };
 
         let object_node = related.object.and_then(|u| self.graph.node(&u));
@@ -369,11 +401,42 @@ impl Engine {
                 reason: LinkReason::ScheduledBy,
             });
         }
+        if let Some(c) = carried {
+            if adopted.is_none() {
+                span.links.push(SpanLink {
+                    trace_id: c.trace_id,
+                    span_id: c.span_id,
+                    reason: LinkReason::TraceContext,
+                });
+            }
+            span.attributes.push(("kausal.trace_context.annotation", c.annotation.to_string().into()));
+            span.attributes.push(("kausal.trace_context.trace_id", ids::hex(&c.trace_id).into()));
+            span.attributes.push(("kausal.trace_context.span_id", ids::hex(&c.span_id).into()));
+            span.attributes.push(("kausal.trace_context.adopted", AttrValue::Bool(adopted.is_some())));
+        }
 
         if !w.dry_run {
             self.record_write(&w, &acting, &related, span_ref, trigger);
         }
         self.emit(span);
+    }
+
+    /// Whether this write set (or changed) the context it carries: a create
+    /// does; an update or patch only when its own request carries the value,
+    /// and the object did not already hold it. An update whose object kausal
+    /// has not seen carries the whole object, so it says nothing about what
+    /// changed: not honoured.
+    fn sets_context(&self, w: &WriteRecord, object: Option<Uid>, c: &CarriedContext) -> bool {
+        if w.verb == Verb::Create {
+            return true;
+        }
+        if !c.in_request || w.verb.is_delete() {
+            return false;
+        }
+        match object.and_then(|u| self.contexts.get(&u)) {
+            Some(&before) => before != c.fingerprint,
+            None => w.verb == Verb::Patch,
+        }
     }
 
     /// A controller's write is caused by something requested before it was

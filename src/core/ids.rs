@@ -68,10 +68,28 @@ pub fn fingerprint(state: &str) -> u64 {
     xxh3_64_with_seed(state.as_bytes(), SEED_FINGERPRINT)
 }
 
+/// The auditID as a trace ID: a UUID, or 32 hex digits (what a client that
+/// sets the `Audit-ID` header to a trace ID sends) as they are; anything
+/// else hashed.
 pub fn trace_id_for_write(audit_id: &str) -> TraceId {
     non_zero_16(
-        parse_uuid(audit_id).unwrap_or_else(|| xxh3_128_with_seed(audit_id.as_bytes(), SEED_TRACE).to_be_bytes()),
+        parse_uuid(audit_id)
+            .or_else(|| parse_hex_128(audit_id))
+            .unwrap_or_else(|| xxh3_128_with_seed(audit_id.as_bytes(), SEED_TRACE).to_be_bytes()),
     )
+}
+
+/// 32 hex digits, as 16 bytes.
+fn parse_hex_128(text: &str) -> Option<[u8; 16]> {
+    let b = text.as_bytes();
+    if b.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (byte, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        *byte = hex_value(pair[0])? << 4 | hex_value(pair[1])?;
+    }
+    Some(out)
 }
 
 pub fn span_id_for_write(audit_id: &str) -> SpanId {
@@ -127,6 +145,13 @@ mod tests {
     fn audit_uuid_is_the_trace_id() {
         let id = trace_id_for_write("4ca7c592-5ef6-4d6b-aaff-952f630775d3");
         assert_eq!(hex(&id), "4ca7c5925ef64d6baaff952f630775d3");
+    }
+
+    #[test]
+    fn an_audit_id_of_32_hex_digits_is_the_trace_id_as_it_is() {
+        let id = trace_id_for_write("4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex(&id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(hex(&trace_id_for_write("4bf92f3577b34da6a3ce929d0e0e473g")), "4bf92f3577b34da6a3ce929d0e0e473g");
     }
 
     #[test]

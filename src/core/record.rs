@@ -4,7 +4,7 @@
 //! of these. They hold only the fields the linker and the span builder use, so
 //! the settle buffer stays small.
 
-use super::ids::Uid;
+use super::ids::{SpanId, TraceId, Uid};
 use crate::core::time::Micros;
 
 /// A mutating verb. Reads never reach the core.
@@ -109,6 +109,24 @@ pub struct WriteRecord {
     /// Relations other than ownerReferences, for the kinds that have them
     /// (pods, bindings, Endpoints, EndpointSlices); `None` for the rest.
     pub relations: Option<Box<Relations>>,
+    /// A trace context an annotation of the object carries.
+    pub trace_context: Option<Box<CarriedContext>>,
+}
+
+/// A trace context read from one of the object's annotations (a CI run's or
+/// an operator's span that made the write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarriedContext {
+    /// The annotation it was read from.
+    pub annotation: Box<str>,
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    /// The write's own request carried the annotation with this value: the
+    /// writer set it (a create, a patch), rather than the object having kept
+    /// it from an earlier write.
+    pub in_request: bool,
+    /// A fingerprint of the value, to tell a changed annotation from a kept one.
+    pub fingerprint: u64,
 }
 
 /// What an object says about related objects other than by ownerReferences.

@@ -88,6 +88,9 @@ pub enum LinkReason {
     ScheduledBy,
     /// A repeat of an Event whose span was already out links to that span.
     RepeatOf,
+    /// An intent links to the span a trace-context annotation names (a CI
+    /// run's, an operator's).
+    TraceContext,
 }
 
 impl LinkReason {
@@ -96,6 +99,7 @@ impl LinkReason {
             LinkReason::RunnerUp => "runner-up",
             LinkReason::ScheduledBy => "scheduled-by",
             LinkReason::RepeatOf => "repeat-of",
+            LinkReason::TraceContext => "trace-context",
         }
     }
 }

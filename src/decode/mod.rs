@@ -21,6 +21,7 @@ mod gke;
 mod normalize;
 mod outcome;
 mod shape;
+pub mod trace_context;
 pub(crate) mod views;
 
 use std::time::Duration;
@@ -38,6 +39,16 @@ pub struct DecodeOptions {
     /// A live source's clock: records stamped later than it plus the
     /// tolerance are rejected (see [`ClockBound`]). Replays have none.
     pub clock_bound: Option<ClockBound>,
+    /// The annotations that carry a trace context, first found wins
+    /// (`--trace-context-annotation`; `None`: [`trace_context::DEFAULT_KEYS`]).
+    /// Leaked once at start-up, so the options stay `Copy`.
+    pub trace_context_keys: Option<&'static [&'static str]>,
+}
+
+impl DecodeOptions {
+    pub fn trace_context_keys(&self) -> &'static [&'static str] {
+        self.trace_context_keys.unwrap_or(trace_context::DEFAULT_KEYS)
+    }
 }
 
 /// How far a record's time may be ahead of the receiving machine's clock.

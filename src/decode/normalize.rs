@@ -5,13 +5,39 @@
 use serde_json::value::RawValue;
 
 use super::shape::Decoder;
+use super::trace_context;
 use super::views::object::{ObjectHead, ObjectMeta, RelationView, WorkloadCounts, pair_fingerprints};
 use crate::core::ids::{self, Uid};
 use crate::core::kinds;
-use crate::core::record::{Deletion, EndpointMember, Owner, Record, Relations, Verb, WriteRecord};
+use crate::core::record::{CarriedContext, Deletion, EndpointMember, Owner, Record, Relations, Verb, WriteRecord};
 use crate::core::time::Micros;
 
 impl Decoder<'_, '_> {
+    /// The trace context the object's annotations carry, if any: the
+    /// response's (the object as stored), else the request's. A value that
+    /// parses in no format is counted and skipped, never fatal.
+    fn trace_context(
+        &mut self,
+        request: Option<&ObjectMeta<'_>>,
+        response: Option<&ObjectMeta<'_>>,
+    ) -> Option<Box<CarriedContext>> {
+        let keys = self.options.trace_context_keys();
+        let requested = request.and_then(|m| m.first_annotation(keys));
+        let (annotation, value) = response.and_then(|m| m.first_annotation(keys)).or_else(|| requested.clone())?;
+        let Some((trace_id, span_id)) = trace_context::parse(&value) else {
+            self.out.stats.trace_contexts_invalid += 1;
+            return None;
+        };
+        let in_request = requested.as_ref().is_some_and(|(k, v)| *k == annotation && *v == value);
+        Some(Box::new(CarriedContext {
+            annotation: annotation.into(),
+            trace_id,
+            span_id,
+            in_request,
+            fingerprint: ids::fingerprint(&value),
+        }))
+    }
+
     /// The common path for a mutating request from any audit source.
     pub(super) fn write(&mut self, w: WriteInput<'_>, line: usize) {
         if !self.options.keep_leader_election && w.resource == "leases" {
@@ -82,6 +108,7 @@ impl Decoder<'_, '_> {
             .unwrap_or_default();
         let deletion = deletion_state(w.verb, response.as_ref());
         let relations = relations(&w, response_meta.or(request_meta), request_meta);
+        let trace_context = self.trace_context(request_meta, response_meta);
         let status_code = w.status_code.and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
         self.out.records.push(Record::Write(WriteRecord {
             audit_id: w.audit_id.into(),
@@ -119,6 +146,7 @@ impl Decoder<'_, '_> {
             owners,
             dry_run: w.dry_run,
             relations,
+            trace_context,
         }));
     }
 }

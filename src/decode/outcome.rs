@@ -80,12 +80,16 @@ pub struct DecodeStats {
     /// Well-formed audit events by `(verb, stage)`; unusual values are `other`,
     /// so the label set stays small whatever the input.
     pub audit_by_verb_stage: BTreeMap<(&'static str, &'static str), u64>,
+    /// Trace-context annotations that parsed in no format (ignored; the
+    /// record is kept).
+    pub trace_contexts_invalid: u64,
 }
 
 impl DecodeStats {
     pub fn merge(&mut self, other: &DecodeStats) {
         self.audit_events += other.audit_events;
         self.kube_events += other.kube_events;
+        self.trace_contexts_invalid += other.trace_contexts_invalid;
         for (k, v) in &other.skipped {
             *self.skipped.entry(k).or_default() += v;
         }

@@ -370,6 +370,9 @@ fn count_decoded(decoded: &Decoded, cluster: &str, endpoint: &'static str) {
     for (reason, n) in &decoded.stats.skipped {
         metrics::counter!(m::SKIPPED_RECORDS, "reason" => *reason).increment(*n);
     }
+    if decoded.stats.trace_contexts_invalid > 0 {
+        metrics::counter!(m::TRACE_CONTEXTS_INVALID).increment(decoded.stats.trace_contexts_invalid);
+    }
 }
 
 fn log_bad_records(decoded: &Decoded, cluster: &str, endpoint: &str, shown: usize) {

@@ -76,6 +76,14 @@ impl ObjectMeta<'_> {
         string_map_value(self.annotations?, key)
     }
 
+    /// The first of `keys` the annotations hold, with its value: one parse of
+    /// the map for all of them.
+    pub(crate) fn first_annotation(&self, keys: &[&'static str]) -> Option<(&'static str, String)> {
+        let map: std::collections::HashMap<Cow<'_, str>, Cow<'_, str>> =
+            serde_json::from_str(self.annotations?.get()).ok()?;
+        keys.iter().find_map(|k| map.get(*k).map(|v| (*k, v.to_string())))
+    }
+
     /// Whether an annotation key is present, read only when asked for.
     pub(crate) fn has_annotation(&self, key: &str) -> bool {
         self.annotations
