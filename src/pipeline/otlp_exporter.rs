@@ -84,6 +84,13 @@ impl ExportError {
     /// failed with status code: 400`), so that text is what is read.
     pub fn retryable(&self) -> bool {
         let text = self.to_string();
+        // The connection failed under the request (a collector shutting
+        // down sends GOAWAY, which tonic reports as `Internal: transport
+        // error: http2 error ...`): not the endpoint's answer, so retrying
+        // can succeed, whatever code the client library put on it.
+        if text.contains("transport error") {
+            return true;
+        }
         if let Some(code) = text.split("gRPC code: ").nth(1) {
             let code = code.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("");
             return matches!(
@@ -259,6 +266,10 @@ mod tests {
         };
         for retryable in [
             "TonicTracesClient export failed with gRPC code: Unavailable: connection refused",
+            // A collector that shut down under the request (seen in the
+            // outage fault test): a transport failure, not an answer.
+            "Operation failed: TonicTracesClient export failed with gRPC code: Internal: transport error: http2 error: \
+             connection error received: not a result of an error",
             "TonicTracesClient export failed with gRPC code: ResourceExhausted",
             "HTTP export failed with status code: 503",
             "HTTP export failed with status code: 429",
