@@ -79,8 +79,14 @@ impl ObjectMeta<'_> {
     /// The first of `keys` the annotations hold, with its value: one parse of
     /// the map for all of them.
     pub(crate) fn first_annotation(&self, keys: &[&'static str]) -> Option<(&'static str, String)> {
-        let map: std::collections::HashMap<Cow<'_, str>, Cow<'_, str>> =
-            serde_json::from_str(self.annotations?.get()).ok()?;
+        let raw = self.annotations?.get();
+        // Every write of an annotated object comes here (last-applied
+        // configurations included): a scan for the keys is much cheaper than
+        // parsing the map, and almost always finds none.
+        if !keys.iter().any(|k| raw.contains(k)) {
+            return None;
+        }
+        let map: std::collections::HashMap<Cow<'_, str>, Cow<'_, str>> = serde_json::from_str(raw).ok()?;
         keys.iter().find_map(|k| map.get(*k).map(|v| (*k, v.to_string())))
     }
 
