@@ -78,7 +78,7 @@ impl ClusterSlots {
     /// other once idle.
     pub fn admit_recovered(&self, name: &str, now: Instant) -> Arc<str> {
         let mut state = self.state.lock().expect("cluster slots");
-        if let Some(key) = state.last_used.keys().find(|k| &***k == name) {
+        if let Some((key, _)) = state.last_used.get_key_value(name) {
             return key.clone();
         }
         let key: Arc<str> = name.into();
