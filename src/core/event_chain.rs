@@ -86,30 +86,12 @@ pub(super) fn announcement(e: &EventRecord) -> Option<Announcement> {
             })
         }
         "SuccessfulCreate" => {
-            let object = if let Some(name) = message.strip_prefix("Created pod: ") {
-                key("Pod", name)
-            } else if let Some(name) = message.strip_prefix("Created job ") {
-                key("Job", name.trim_start_matches(':'))
-            } else if let Some(rest) = message.strip_prefix("create Pod ") {
-                key("Pod", rest.split(' ').next()?)
-            } else if let Some(rest) = message.strip_prefix("create Claim ") {
-                key("PersistentVolumeClaim", rest.split(' ').next()?)
-            } else {
-                return None;
-            };
-            Some(Announcement::Drives { object, target: None })
+            let (kind, name) = named_in(message, CREATED)?;
+            Some(Announcement::Drives { object: key(kind, name), target: None })
         }
         "SuccessfulDelete" => {
-            let object = if let Some(name) = message.strip_prefix("Deleted pod: ") {
-                key("Pod", name)
-            } else if let Some(name) = message.strip_prefix("Deleted job ") {
-                key("Job", name.trim_start_matches(':'))
-            } else if let Some(rest) = message.strip_prefix("delete Pod ") {
-                key("Pod", rest.split(' ').next()?)
-            } else {
-                return None;
-            };
-            Some(Announcement::Deletes { object })
+            let (kind, name) = named_in(message, DELETED)?;
+            Some(Announcement::Deletes { object: key(kind, name) })
         }
         "Scheduled" => {
             let (pod, _node) = message.strip_prefix("Successfully assigned ")?.rsplit_once(" to ")?;
@@ -118,6 +100,30 @@ pub(super) fn announcement(e: &EventRecord) -> Option<Announcement> {
         }
         _ => None,
     }
+}
+
+/// How a message names an object: its prefix, the object's kind, and whether
+/// the name is the first word after the prefix (the StatefulSet forms go
+/// on: "create Pod db-0 in StatefulSet db successful") or all of the rest.
+type Form = (&'static str, &'static str, bool);
+
+const CREATED: &[Form] = &[
+    ("Created pod: ", "Pod", false),
+    ("Created job ", "Job", false),
+    ("create Pod ", "Pod", true),
+    ("create Claim ", "PersistentVolumeClaim", true),
+];
+
+const DELETED: &[Form] =
+    &[("Deleted pod: ", "Pod", false), ("Deleted job ", "Job", false), ("delete Pod ", "Pod", true)];
+
+/// The kind and name the first matching form reads from `message`.
+fn named_in<'m>(message: &'m str, forms: &[Form]) -> Option<(&'static str, &'m str)> {
+    forms.iter().find_map(|&(prefix, kind, first_word)| {
+        let rest = message.strip_prefix(prefix)?.trim_start_matches(':');
+        let name = if first_word { rest.split(' ').next()? } else { rest };
+        Some((kind, name))
+    })
 }
 
 /// One announcement remembered: when, by which span, and (for a scale) how
@@ -244,11 +250,12 @@ impl EventChains {
             if e.time >= latest.0 {
                 *latest = (e.time, span);
             }
-        }
-        // After the announcement: an Event never adopts itself.
-        if is_root && let Some(object) = ObjectKey::of(e) {
-            self.runs.insert(object.clone(), Run { first: span, last: e.time });
-            self.roots.entry(object.clone()).or_default().push((e.time, span));
+            // After the announcement: an Event never adopts itself.
+            if is_root {
+                self.runs.insert(object.clone(), Run { first: span, last: e.time });
+                self.roots.entry(object.clone()).or_default().push((e.time, span));
+            }
+            // Every Event's object, so that what is kept about it expires.
             self.noted.push_back((e.time, object));
         }
         adopted
@@ -487,6 +494,17 @@ mod tests {
             owners_by_name(&ObjectKey::new("Job", "default", "tick-27830400")),
             [ObjectKey::new("CronJob", "default", "tick")]
         );
+    }
+
+    #[test]
+    fn what_is_kept_about_an_events_object_expires_with_it() {
+        let span = SpanRef { trace_id: [1; 16], span_id: [1; 8] };
+        let mut chains = EventChains::default();
+        // Neither a root nor an announcement: only its latest-Event entry is kept.
+        chains.note(&event("Pulled", "Pod", "web-1-abcde", "Successfully pulled image"), span, false, 30_000_000);
+        assert_eq!(chains.last_about.len(), 1);
+        chains.expire(1);
+        assert!(chains.last_about.is_empty() && chains.noted.is_empty(), "kept past its expiry");
     }
 
     #[test]
