@@ -25,9 +25,12 @@ fn check_capture_events(input: &str) {
     let to_2 = spans.event("ScalingReplicaSet", "to 2");
     let to_3 = spans.event("ScalingReplicaSet", "to 3");
     assert!(to_2.parent_span_id.is_none(), "the Deployment's first Event is the root");
-    // The scale to 3 came in the same second: the same run of the
-    // Deployment's Events, so the same trace, under its first.
-    assert_parent(&spans, to_3, to_2);
+    // The scale to 3 came in the same second, but it scales the only
+    // ReplicaSet with replicas: no rollout is in progress, so it is a new
+    // cause, as the audit log of the same capture says (#340, `admin patch
+    // deployments/scale default/web`, an intent of its own).
+    assert!(to_3.parent_span_id.is_none(), "the scale to 3 starts its own trace");
+    assert_ne!(to_3.trace_id, to_2.trace_id);
     // The scale to 2 accounts for two pods, the scale to 3 for one: the
     // Events carry whole seconds only, so counting tells them apart. Which
     // two pods were first is in the audit record and the pods' names only
@@ -36,9 +39,10 @@ fn check_capture_events(input: &str) {
     for (pod, scale) in [("2znrl", to_2), ("x6t4x", to_2), ("tlsq8", to_3)] {
         let created = spans.event("SuccessfulCreate", &format!("Created pod: web-5d894c86f5-{pod}"));
         assert_parent(&spans, created, scale);
+        assert_eq!(created.attr_str("kausal.parent.found_by"), Some("announcement"));
         let scheduled = spans.event("Scheduled", &format!("default/web-5d894c86f5-{pod} to"));
         assert_parent(&spans, scheduled, created);
-        assert_eq!(scheduled.trace_id, to_2.trace_id, "one trace for the Deployment's run of Events");
+        assert_eq!(scheduled.trace_id, scale.trace_id, "one trace for each scale's Events");
     }
     // The node's two Events, five seconds apart and announced by nothing,
     // are one run too.
@@ -46,21 +50,29 @@ fn check_capture_events(input: &str) {
     let removing = spans.event("RemovingNode", "Removing Node fake-node-1");
     assert!(registered.parent_span_id.is_none());
     assert_parent(&spans, removing, registered);
-    assert_eq!(result.engine.events_only_links, 8, "to 3, three creations, three bindings, the node's second");
+    assert_eq!(removing.attr_str("kausal.parent.found_by"), Some("run"));
+    assert_eq!(result.engine.events_only_links, 7, "three creations, three bindings, the node's second");
 }
 
-/// The README's picture of an Events-only trace is the replay's own output.
+/// The README's picture of the Events-only traces is the replay's own output.
 #[test]
-fn the_readme_shows_the_events_only_trace_the_replay_prints() {
+fn the_readme_shows_the_events_only_traces_the_replay_prints() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let start = readme.find("trace 1ab6e92efbcc52ea3340986706827fb9").expect("the README shows the Events-only trace");
     let shown = &readme[start..start + readme[start..].find("```").unwrap()];
     let result = replay_paths(&[fixture("rollout-basic/events")]);
     let rendered = kausal::sinks::tree::render(&result.spans, kausal::sinks::tree::TreeOptions { show_all: false });
-    let at = rendered.find("trace 1ab6e92efbcc52ea3340986706827fb9").expect("the replay prints the Deployment's trace");
-    let printed = &rendered[at..];
-    let printed = &printed[..printed.find("\n\n").map_or(printed.len(), |e| e + 1)];
-    assert_eq!(shown, printed, "README.md's Events-only picture differs from the replay's output");
+    let printed: Vec<&str> = rendered
+        .split("\n\n")
+        .filter(|block| block.lines().next().is_some_and(|l| l.contains("Events of Deployment web")))
+        .map(|block| block.trim_end_matches('\n'))
+        .collect();
+    assert_eq!(printed.len(), 2, "one trace per scale");
+    assert_eq!(
+        shown,
+        format!("{}\n", printed.join("\n\n")),
+        "README.md's Events-only picture differs from the replay's output"
+    );
 }
 
 /// On the shared corpus's real Events-only files (must-gathers, dumps): no
@@ -121,4 +133,54 @@ fn in_the_corpus_no_announced_pods_event_is_left_without_a_parent() {
     }
     println!("Events-only corpus files: {files_checked}; Events of announced pods checked: {events_checked}");
     assert!(files_checked > 0 && events_checked > 0, "nothing to check: the test proves nothing");
+}
+
+/// The owner-reference rule: a pod whose creation no Event announced (the
+/// dump lost the ReplicaSet's `Created pod`), and whose name follows no
+/// convention, hangs under its owner's latest Event when an object dump says
+/// whose it is: here the Deployment's scale Event five minutes before, as
+/// the pod's owner chain pod → ReplicaSet `web-1` → Deployment `web` (the
+/// dump's `ownerReferences`) leads there. Without the dump it is a root.
+#[test]
+fn an_object_dump_gives_the_owner_chain_where_no_event_announced_the_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = |name: &str, kind: &str, object: &str, uid: &str, reason: &str, message: &str, at: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": name, "namespace": "prod", "uid": format!("event-{name}")},
+            "involvedObject": {"kind": kind, "namespace": "prod", "name": object, "uid": uid},
+            "reason": reason, "message": message, "type": "Normal", "count": 1,
+            "source": {"component": if kind == "Pod" { "kubelet" } else { "deployment-controller" }},
+            "firstTimestamp": at, "lastTimestamp": at})
+    };
+    let events = serde_json::json!({"kind": "EventList", "apiVersion": "v1", "items": [
+        event("web.1", "Deployment", "web", "u-deploy", "ScalingReplicaSet", "Scaled up replica set web-1 to 1", "2026-11-21T10:00:00Z"),
+        event("worker.1", "Pod", "worker", "u-pod", "Pulled", "Successfully pulled image \"busybox\"", "2026-11-21T10:05:00Z"),
+    ]});
+    let owner = |kind: &str, name: &str, uid: &str| serde_json::json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": true}]);
+    let objects = serde_json::json!({"kind": "List", "apiVersion": "v1", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "prod", "uid": "u-deploy"}},
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+         "metadata": {"name": "web-1", "namespace": "prod", "uid": "u-rs", "ownerReferences": owner("Deployment", "web", "u-deploy")}},
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": "worker", "namespace": "prod", "uid": "u-pod", "ownerReferences": owner("ReplicaSet", "web-1", "u-rs")}},
+    ]});
+    let (events_file, objects_file) = (dir.path().join("events.json"), dir.path().join("objects.json"));
+    std::fs::write(&events_file, events.to_string()).unwrap();
+    std::fs::write(&objects_file, objects.to_string()).unwrap();
+
+    let with = replay_paths(&[objects_file.clone(), events_file.clone()]);
+    assert_eq!((with.decode.objects, with.objects_after_events), (3, 0));
+    let spans = Spans(&with.spans);
+    let (scaled, pulled) = (spans.event("ScalingReplicaSet", "web-1"), spans.event("Pulled", "busybox"));
+    assert_parent(&spans, pulled, scaled);
+    assert_eq!(pulled.attr_str("kausal.parent.found_by"), Some("owner-reference"));
+
+    let without = replay_paths(std::slice::from_ref(&events_file));
+    let pulled = Spans(&without.spans).event("Pulled", "busybox");
+    assert!(pulled.parent_span_id.is_none(), "the name `worker` says nothing about its owner");
+
+    // Objects given after the Events come too late for them, and the replay says so.
+    let late = replay_paths(&[events_file, objects_file]);
+    assert_eq!(late.objects_after_events, 3);
+    assert!(kausal::replay::summary(&late, std::time::Duration::ZERO).contains("give object dumps first"));
 }

@@ -8,7 +8,7 @@
 
 use super::actors::{self, ControllerPatterns, actor_name};
 use super::dedup::WriteDedup;
-use super::event_chain::{EventChains, FoundBy};
+use super::event_chain::{EventChains, FoundBy, ObjectKey, Placed};
 use super::event_tracker::{Again, EventTracker};
 use super::graph::{Graph, GraphLimits, GraphStats, Mark, SpanRef, TriggerFacts, WriteMark};
 use super::ids::{self, Uid};
@@ -681,8 +681,12 @@ impl Engine {
         // Without a single audit write, the audit rules have nothing to go
         // on: the Events-only linker joins Events by what they announce.
         let events_only = self.stats.writes == 0;
-        let announced =
-            if link.parent.is_none() && events_only { self.chains.parent_of(&e, self.config.window) } else { None };
+        let announced = if link.parent.is_none() && events_only {
+            let owners = self.owner_chain(regarding);
+            self.chains.parent_of(&e, self.config.window, &owners)
+        } else {
+            None
+        };
         let (trace_id, parent, root) = match (link.parent, announced) {
             (Some(p), _) => (p.span.trace_id, Some(p.span.span_id), None),
             (None, Some((p, _))) => {
@@ -693,8 +697,17 @@ impl Engine {
         };
         let span_ref = SpanRef { trace_id, span_id };
         if events_only {
-            for adopted in self.chains.note(&e, span_ref, parent.is_none(), self.config.window) {
-                if let Some(old) = self.events.adopt(adopted.span_id, span_ref) {
+            let placed = match announced {
+                _ if parent.is_none() => Placed::Root,
+                Some((_, FoundBy::OwnerReference | FoundBy::NamingConvention)) => Placed::Guessed,
+                _ => Placed::Linked,
+            };
+            for adopted in self.chains.note(&e, span_ref, placed, self.config.window) {
+                if adopted.guessed {
+                    if self.events.reparent_leaf(adopted.span.span_id, span_ref) {
+                        self.chains.respan(adopted.span.span_id, trace_id);
+                    }
+                } else if let Some(old) = self.events.adopt(adopted.span.span_id, span_ref) {
                     self.chains.retrace(old, trace_id);
                     self.stats.events_only_links += 1;
                 }
@@ -702,9 +715,10 @@ impl Engine {
         }
         let placement = Placement { span: span_ref, parent, root };
         let mut span = build_event_span(&e, placement, &link, reporter.actor());
-        if let Some((_, FoundBy::NamingConvention)) = announced {
-            // A guess from the object's name alone: say so on the span.
-            span.attributes.push(("kausal.parent.found_by", "naming-convention".into()));
+        if let Some((_, found_by)) = announced {
+            // How an Events-only parent was found (a guess from the object's
+            // name alone among them): say so on the span.
+            span.attributes.push(("kausal.parent.found_by", found_by.as_str().into()));
         }
         if let Some(span) = self.events.open(&e, span, self.config.event_linger, self.replaying) {
             self.emit(span);
@@ -749,6 +763,22 @@ impl Engine {
             namespace: r.namespace.clone().unwrap_or_default(),
             name: name.into(),
         });
+    }
+
+    /// The object's controller owners as far as the graph knows them (from
+    /// metadata the API or an object dump gave), nearest first.
+    fn owner_chain(&self, object: Option<Uid>) -> Vec<ObjectKey> {
+        let mut chain = Vec::new();
+        let mut next = object.and_then(|u| self.graph.node(&u)).and_then(|n| n.controller_owner());
+        while let Some(uid) = next
+            && chain.len() < 4
+        {
+            let Some(node) = self.graph.node(&uid) else { break };
+            let Some(kind) = self.graph.kind_of(node) else { break };
+            chain.push(ObjectKey::new(kind, self.graph.symbol(node.namespace), &node.name));
+            next = node.controller_owner();
+        }
+        chain
     }
 
     fn regarding_uid(&self, e: &EventRecord) -> Option<Uid> {

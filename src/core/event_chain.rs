@@ -8,9 +8,14 @@
 //! scheduler's "Successfully assigned default/web-…-2znrl to node-1" the
 //! kubelet's. An Event whose object was announced this way hangs under the
 //! announcement; one whose object was not is a root, and the root-level
-//! Events of one object within the window share the first one's trace (one
-//! trace per rollout rather than one per step). The engine asks only when
-//! no audit write has been seen: with writes, the audit rules decide.
+//! Events of one object share the first one's trace while they belong to one
+//! cause: a Deployment's scale Events while its rollout is in progress (one
+//! trace per rollout rather than one per step), a workload controller's
+//! while they come in one burst, anything else's within the window. Where
+//! nothing announced an object, its owner (from the API's metadata or an
+//! object dump) or, as a marked guess, its name says whose it is. The engine
+//! asks only when no audit write has been seen: with writes, the audit rules
+//! decide.
 
 use std::collections::VecDeque;
 
@@ -19,7 +24,15 @@ use foldhash::HashMap;
 use super::graph::SpanRef;
 use super::ids::TraceId;
 use super::record::EventRecord;
-use super::time::Micros;
+use super::time::{MICROS_PER_SECOND, Micros};
+
+/// How long a workload controller's own Events keep one trace when nothing
+/// announced them. A controller acts on one cause in one sync, so its Events
+/// (and its children's) come within a second or two of each other, whole-second
+/// times included; the next cause, such as a person's `kubectl scale`, comes
+/// after a pause. Measured on the e2e scenarios: bursts span under 0.5 s, and
+/// the next intent comes more than 4 s after the last Event of the one before.
+const BURST_GAP: Micros = 2 * MICROS_PER_SECOND;
 
 /// What an Event's message says its controller did to another object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +57,7 @@ pub(super) struct Scale {
 pub(super) struct ObjectKey(Box<str>);
 
 impl ObjectKey {
-    fn new(kind: &str, namespace: &str, name: &str) -> ObjectKey {
+    pub(super) fn new(kind: &str, namespace: &str, name: &str) -> ObjectKey {
         ObjectKey(format!("{kind}/{namespace}/{name}").into_boxed_str())
     }
 
@@ -64,6 +77,23 @@ pub(super) fn announcement_rank(kind: Option<&str>) -> u8 {
         Some("ReplicaSet" | "Job") => 1,
         Some("Pod" | "PersistentVolumeClaim") => 2,
         _ => 3,
+    }
+}
+
+/// Kinds whose controllers announce what they do to their children: their
+/// own root-level Events keep one trace while they come in one burst.
+fn announces_children(kind: &str) -> bool {
+    announcement_rank(Some(kind)) <= 1
+}
+
+/// A Deployment's scale of one of its ReplicaSets, read from its Event.
+fn rollout_step(e: &EventRecord) -> Option<(ObjectKey, Scale)> {
+    if e.regarding.kind.as_deref() != Some("Deployment") {
+        return None;
+    }
+    match announcement(e)? {
+        Announcement::Drives { object, target: Some(scale) } => Some((object, scale)),
+        _ => None,
     }
 }
 
@@ -133,8 +163,38 @@ struct Announced {
     time: Micros,
     span: SpanRef,
     scale: Option<Scale>,
+    /// For a scale, the ReplicaSet's size before it, where earlier Events
+    /// gave it (and it fits the direction: Events of one second may come
+    /// out of order).
+    before: Option<i64>,
     /// Child Events already placed under it.
     taken: i64,
+}
+
+/// An Event an announcement ordered after it may still adopt: a root, or
+/// one whose parent was only a fallback guess (its owner's latest Event).
+#[derive(Debug, Clone, Copy)]
+struct Adoptable {
+    time: Micros,
+    span: SpanRef,
+    guessed: bool,
+}
+
+/// An Event that an announcement took as its child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Adopted {
+    pub span: SpanRef,
+    /// It had a fallback parent (not a root): only it moves, not its trace.
+    pub guessed: bool,
+}
+
+/// Where an Event was placed, as the chains remember it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placed {
+    Root,
+    /// Under a fallback guess (owner reference, naming convention).
+    Guessed,
+    Linked,
 }
 
 /// A root-level Event of an object, and when its run of root-level Events
@@ -149,16 +209,22 @@ struct Run {
 pub(super) struct EventChains {
     /// Root-level Events by their object, for an announcement ordered after
     /// them to adopt.
-    roots: HashMap<ObjectKey, Vec<(Micros, SpanRef)>>,
+    roots: HashMap<ObjectKey, Vec<Adoptable>>,
     drives: HashMap<ObjectKey, Vec<Announced>>,
     deletes: HashMap<ObjectKey, Vec<Announced>>,
     schedules: HashMap<ObjectKey, Announced>,
     runs: HashMap<ObjectKey, Run>,
-    /// The latest Event about each object, for the naming-convention
-    /// fallback.
+    /// The latest Event about each object, for the owner-reference and
+    /// naming-convention fallbacks.
     last_about: HashMap<ObjectKey, (Micros, SpanRef)>,
+    /// Each Deployment's ReplicaSets with the size its Events last gave them:
+    /// whether a rollout is in progress.
+    replica_sets: HashMap<ObjectKey, Vec<(ObjectKey, i64)>>,
+    /// When each trace last got an Event: whether a burst is still going.
+    activity: HashMap<TraceId, Micros>,
     /// Everything noted, oldest first, to forget it in order.
     noted: VecDeque<(Micros, ObjectKey)>,
+    activity_noted: VecDeque<(Micros, TraceId)>,
 }
 
 /// How an Event's parent was found.
@@ -166,31 +232,95 @@ pub(super) struct EventChains {
 pub(super) enum FoundBy {
     /// Another Event named its object.
     Announcement,
-    /// An earlier root-level Event of the same object, within the window.
+    /// An earlier root-level Event of the same object, of the same cause
+    /// (the same rollout, the same burst, or within the window).
     Run,
+    /// The object's owner, known from the API's metadata or an object dump:
+    /// the owner's latest Event.
+    OwnerReference,
     /// Only the object's name says who owns it (`web-5d894c86f5-2znrl` is a
     /// pod of ReplicaSet `web-5d894c86f5`, itself of Deployment `web`): a
     /// guess, marked as one on the span.
     NamingConvention,
 }
 
+impl FoundBy {
+    /// The value of the span's `kausal.parent.found_by`.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            FoundBy::Announcement => "announcement",
+            FoundBy::Run => "run",
+            FoundBy::OwnerReference => "owner-reference",
+            FoundBy::NamingConvention => "naming-convention",
+        }
+    }
+}
+
 impl EventChains {
     /// The span an Event hangs under, from what earlier Events announced;
-    /// `None` when nothing announced its object (a root).
-    pub(super) fn parent_of(&mut self, e: &EventRecord, window: Micros) -> Option<(SpanRef, FoundBy)> {
+    /// `None` when nothing announced its object (a root). `owners` is the
+    /// object's chain of controller owners where the API or a dump told it,
+    /// nearest first.
+    pub(super) fn parent_of(
+        &mut self,
+        e: &EventRecord,
+        window: Micros,
+        owners: &[ObjectKey],
+    ) -> Option<(SpanRef, FoundBy)> {
         let object = ObjectKey::of(e)?;
         if let Some(span) = self.announced_parent(e, &object, window) {
             return Some((span, FoundBy::Announcement));
         }
-        let from = e.time.saturating_sub(window);
         // Nothing announced the object: a root, unless a run of the
-        // object's root-level Events is still going...
-        if let Some(run) = self.runs.get_mut(&object).filter(|run| run.last >= from) {
-            run.last = run.last.max(e.time);
-            return Some((run.first, FoundBy::Run));
+        // object's root-level Events of the same cause is still going...
+        if let Some(span) = self.continued_run(e, &object, window) {
+            return Some((span, FoundBy::Run));
+        }
+        // ...or its owner is known and has Events...
+        let upper = e.time_upper_bound();
+        if let Some(span) = owners.iter().find_map(|o| self.last_about.get(o).filter(|(t, _)| *t <= upper)) {
+            return Some((span.1, FoundBy::OwnerReference));
         }
         // ...or its name names an owner whose Events were seen.
         self.owner_by_name(e, &object).map(|span| (span, FoundBy::NamingConvention))
+    }
+
+    /// The first Event of the object's run, if this Event is of the same
+    /// cause as the run.
+    fn continued_run(&mut self, e: &EventRecord, object: &ObjectKey, window: Micros) -> Option<SpanRef> {
+        let run = *self.runs.get(object)?;
+        let kind = e.regarding.kind.as_deref().unwrap_or("");
+        let continues = match rollout_step(e) {
+            Some((replica_set, scale)) => self.continues_rollout(object, &replica_set, scale),
+            None if announces_children(kind) => {
+                self.activity.get(&run.first.trace_id).is_some_and(|t| *t >= e.time.saturating_sub(BURST_GAP))
+            }
+            None => run.last >= e.time.saturating_sub(window),
+        };
+        if !continues {
+            return None;
+        }
+        let run = self.runs.get_mut(object).expect("read above");
+        run.last = run.last.max(e.time);
+        Some(run.first)
+    }
+
+    /// Whether a Deployment's scale of `replica_set` is a step of a rollout
+    /// in progress. A rollout moves replicas from old ReplicaSets to a new
+    /// one: it starts when a ReplicaSet is scaled up from nothing, and goes on
+    /// while another ReplicaSet still has replicas. A scale of the only
+    /// ReplicaSet with replicas is a new cause (a `kubectl scale`), however
+    /// soon it comes. Steps of a rollout may be minutes apart (each waits for
+    /// pods to become available), so no window applies.
+    fn continues_rollout(&self, deployment: &ObjectKey, replica_set: &ObjectKey, scale: Scale) -> bool {
+        let Some(sizes) = self.replica_sets.get(deployment) else {
+            return false;
+        };
+        let before = sizes.iter().find(|(rs, _)| rs == replica_set).map(|(_, n)| *n);
+        if scale.up && before.is_none_or(|n| n == 0) {
+            return false;
+        }
+        sizes.iter().any(|(rs, n)| rs != replica_set && *n > 0)
     }
 
     /// The latest Event about the owner the object's name implies (or that
@@ -243,17 +373,39 @@ impl EventChains {
     /// Returns the roots already seen that the announcement names, at or
     /// after its time: Events with whole-second times are ordered by the end
     /// of their second, so "Created pod: X" can come after X's first Event.
-    pub(super) fn note(&mut self, e: &EventRecord, span: SpanRef, is_root: bool, window: Micros) -> Vec<SpanRef> {
+    /// A guessed parent may be replaced the same way: the scheduler's
+    /// `Scheduled` (exact time) comes before the `Created pod` (whole second)
+    /// that names its pod.
+    pub(super) fn note(&mut self, e: &EventRecord, span: SpanRef, placed: Placed, window: Micros) -> Vec<Adopted> {
         let adopted = self.note_announcement(e, span, window);
+        if let Some((replica_set, scale)) = rollout_step(e)
+            && let Some(deployment) = ObjectKey::of(e)
+        {
+            let sizes = self.replica_sets.entry(deployment).or_default();
+            match sizes.iter_mut().find(|(rs, _)| *rs == replica_set) {
+                Some((_, size)) => *size = scale.to,
+                None => sizes.push((replica_set, scale.to)),
+            }
+        }
+        // A guess is not yet the trace's activity: the announcement that
+        // would replace it may still come, and decide whether a burst goes on.
+        if placed != Placed::Guessed {
+            let active = self.activity.entry(span.trace_id).or_insert(e.time);
+            *active = (*active).max(e.time);
+            self.activity_noted.push_back((e.time, span.trace_id));
+        }
         if let Some(object) = ObjectKey::of(e) {
             let latest = self.last_about.entry(object.clone()).or_insert((e.time, span));
             if e.time >= latest.0 {
                 *latest = (e.time, span);
             }
             // After the announcement: an Event never adopts itself.
-            if is_root {
+            if placed == Placed::Root {
                 self.runs.insert(object.clone(), Run { first: span, last: e.time });
-                self.roots.entry(object.clone()).or_default().push((e.time, span));
+            }
+            if placed != Placed::Linked {
+                let guessed = placed == Placed::Guessed;
+                self.roots.entry(object.clone()).or_default().push(Adoptable { time: e.time, span, guessed });
             }
             // Every Event's object, so that what is kept about it expires.
             self.noted.push_back((e.time, object));
@@ -261,11 +413,17 @@ impl EventChains {
         adopted
     }
 
-    fn note_announcement(&mut self, e: &EventRecord, span: SpanRef, window: Micros) -> Vec<SpanRef> {
-        let remembered = |scale| Announced { time: e.time, span, scale, taken: 0 };
+    fn note_announcement(&mut self, e: &EventRecord, span: SpanRef, window: Micros) -> Vec<Adopted> {
+        let remembered = |scale| Announced { time: e.time, span, scale, before: None, taken: 0 };
         let object = match announcement(e) {
             Some(Announcement::Drives { object, target }) => {
-                self.drives.entry(object.clone()).or_default().push(remembered(target));
+                let before = target.and_then(|scale| {
+                    let sizes = self.replica_sets.get(&ObjectKey::of(e)?)?;
+                    let (_, size) = sizes.iter().find(|(rs, _)| *rs == object)?;
+                    (if scale.up { *size < scale.to } else { *size > scale.to }).then_some(*size)
+                });
+                let announced = Announced { before, ..remembered(target) };
+                self.drives.entry(object.clone()).or_default().push(announced);
                 object
             }
             Some(Announcement::Deletes { object }) => {
@@ -281,9 +439,9 @@ impl EventChains {
         let adopted = match self.roots.get_mut(&object) {
             Some(roots) => {
                 let (from, until) = (e.time, e.time_upper_bound().saturating_add(window));
-                let (taken, kept): (Vec<_>, Vec<_>) = roots.drain(..).partition(|(t, _)| *t >= from && *t <= until);
+                let (taken, kept): (Vec<_>, Vec<_>) = roots.drain(..).partition(|a| a.time >= from && a.time <= until);
                 *roots = kept;
-                taken.into_iter().map(|(_, s)| s).collect()
+                taken.into_iter().map(|a| Adopted { span: a.span, guessed: a.guessed }).collect()
             }
             None => Vec::new(),
         };
@@ -304,16 +462,39 @@ impl EventChains {
         for run in self.runs.values_mut().filter(|r| r.first.trace_id == old) {
             run.first.trace_id = new;
         }
-        for root in self.roots.values_mut().flatten().filter(|(_, s)| s.trace_id == old) {
-            root.1.trace_id = new;
+        for root in self.roots.values_mut().flatten().filter(|a| a.span.trace_id == old) {
+            root.span.trace_id = new;
         }
         for latest in self.last_about.values_mut().filter(|(_, s)| s.trace_id == old) {
+            latest.1.trace_id = new;
+        }
+        if let Some(t) = self.activity.remove(&old) {
+            let active = self.activity.entry(new).or_insert(t);
+            *active = (*active).max(t);
+            self.activity_noted.push_back((t, new));
+        }
+    }
+
+    /// One span moved to another trace (a guessed parent replaced): what
+    /// was remembered of that span follows it.
+    pub(super) fn respan(&mut self, span_id: super::ids::SpanId, new: TraceId) {
+        let lists = self.drives.values_mut().chain(self.deletes.values_mut()).flatten();
+        for a in lists.chain(self.schedules.values_mut()).filter(|a| a.span.span_id == span_id) {
+            a.span.trace_id = new;
+        }
+        for latest in self.last_about.values_mut().filter(|(_, s)| s.span_id == span_id) {
             latest.1.trace_id = new;
         }
     }
 
     /// Forgets announcements made before `cutoff`.
     pub(super) fn expire(&mut self, cutoff: Micros) {
+        while self.activity_noted.front().is_some_and(|(t, _)| *t < cutoff) {
+            let (_, trace) = self.activity_noted.pop_front().expect("checked");
+            if self.activity.get(&trace).is_some_and(|t| *t < cutoff) {
+                self.activity.remove(&trace);
+            }
+        }
         while self.noted.front().is_some_and(|(t, _)| *t < cutoff) {
             let (_, object) = self.noted.pop_front().expect("checked");
             for map in [&mut self.drives, &mut self.deletes] {
@@ -332,9 +513,11 @@ impl EventChains {
             }
             if self.last_about.get(&object).is_some_and(|(t, _)| *t < cutoff) {
                 self.last_about.remove(&object);
+                // A Deployment with no Event since the cutoff: its sizes are stale.
+                self.replica_sets.remove(&object);
             }
             if let Some(roots) = self.roots.get_mut(&object) {
-                roots.retain(|(t, _)| *t >= cutoff);
+                roots.retain(|a| a.time >= cutoff);
                 if roots.is_empty() {
                     self.roots.remove(&object);
                 }
@@ -382,13 +565,14 @@ fn pick(list: &mut [Announced], upper: Micros, from: Micros, wants: Option<bool>
             let s = list[i].scale.expect("kept only scales");
             (list[i].time, if up { s.to } else { -s.to })
         });
-        // The size before the first scale in the window: none for a new
-        // ReplicaSet scaled up; for a scale down, the first one's own size
-        // plus what it removed is unknown, so it takes what comes.
+        // The size before each scale: what the Deployment's earlier Events
+        // said, or else the scale before it in the window; before the first,
+        // none for a new ReplicaSet scaled up, and for a scale down unknown,
+        // so it takes what comes.
         let mut before: Option<i64> = if up { Some(0) } else { None };
         for &i in &candidates {
             let to = list[i].scale.expect("kept only scales").to;
-            let room = before.map_or(i64::MAX, |b| if up { to - b } else { b - to });
+            let room = list[i].before.or(before).map_or(i64::MAX, |b| if up { to - b } else { b - to });
             before = Some(to);
             if list[i].taken < room {
                 list[i].taken += 1;
@@ -475,17 +659,17 @@ mod tests {
         let span = |n: u8| SpanRef { trace_id: [n; 16], span_id: [n; 8] };
         let mut chains = EventChains::default();
         let scaled = event("ScalingReplicaSet", "Deployment", "web", "Scaled up replica set web-5d894c86f5 to 2");
-        chains.note(&scaled, span(1), true, 30_000_000);
+        chains.note(&scaled, span(1), Placed::Root, 30_000_000);
         // The ReplicaSet's "Created pod" is not in the dump; the kubelet's
         // Event ten minutes later names only its pod.
         let mut pulled = event("Pulled", "Pod", "web-5d894c86f5-2znrl", "Successfully pulled image");
         pulled.reporter = Some("kubelet".into());
         pulled.time = 600_000_000;
-        assert_eq!(chains.parent_of(&pulled, 30_000_000), Some((span(1), FoundBy::NamingConvention)));
+        assert_eq!(chains.parent_of(&pulled, 30_000_000, &[]), Some((span(1), FoundBy::NamingConvention)));
         // A name that follows no convention guesses nothing.
         let mut bare = event("Pulled", "Pod", "standalone", "Successfully pulled image");
         bare.time = 600_000_000;
-        assert_eq!(chains.parent_of(&bare, 30_000_000), None);
+        assert_eq!(chains.parent_of(&bare, 30_000_000, &[]), None);
         assert_eq!(
             owners_by_name(&ObjectKey::new("Pod", "default", "db-0")),
             [ObjectKey::new("StatefulSet", "default", "db")]
@@ -501,10 +685,16 @@ mod tests {
         let span = SpanRef { trace_id: [1; 16], span_id: [1; 8] };
         let mut chains = EventChains::default();
         // Neither a root nor an announcement: only its latest-Event entry is kept.
-        chains.note(&event("Pulled", "Pod", "web-1-abcde", "Successfully pulled image"), span, false, 30_000_000);
+        chains.note(
+            &event("Pulled", "Pod", "web-1-abcde", "Successfully pulled image"),
+            span,
+            Placed::Linked,
+            30_000_000,
+        );
         assert_eq!(chains.last_about.len(), 1);
         chains.expire(1);
         assert!(chains.last_about.is_empty() && chains.noted.is_empty(), "kept past its expiry");
+        assert!(chains.activity.is_empty() && chains.activity_noted.is_empty(), "activity kept past its expiry");
     }
 
     #[test]
@@ -518,11 +708,11 @@ mod tests {
             e
         };
         // The later scale is noted first: same second, no order to go by.
-        chains.note(&scale(3), span(3), true, 30_000_000);
-        chains.note(&scale(2), span(2), false, 30_000_000);
+        chains.note(&scale(3), span(3), Placed::Root, 30_000_000);
+        chains.note(&scale(2), span(2), Placed::Linked, 30_000_000);
         let mut created = event("SuccessfulCreate", "ReplicaSet", "web-1", "Created pod: web-1-a");
         created.coarse_time = true;
-        let parents: Vec<SpanRef> = (0..4).map(|_| chains.parent_of(&created, 30_000_000).unwrap().0).collect();
+        let parents: Vec<SpanRef> = (0..4).map(|_| chains.parent_of(&created, 30_000_000, &[]).unwrap().0).collect();
         assert_eq!(
             parents,
             [span(2), span(2), span(3), span(3)],

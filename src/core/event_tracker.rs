@@ -191,6 +191,7 @@ impl EventTracker {
                 span.parent_span_id = Some(parent.span_id);
                 span.root = None;
                 span.attributes.retain(|(k, _)| *k != "kausal.root");
+                span.attributes.push(("kausal.parent.found_by", "announcement".into()));
             }
         }
         for state in self.events.values_mut().filter(|s| s.span.trace_id == old) {
@@ -200,6 +201,29 @@ impl EventTracker {
             }
         }
         Some(old)
+    }
+
+    /// Puts the open span `id`, which has a guessed parent and no children,
+    /// under `parent` instead (into its trace). False when it is no longer
+    /// open or has children already: then the guess stays.
+    pub(super) fn reparent_leaf(&mut self, id: ids::SpanId, parent: SpanRef) -> bool {
+        let Some(trace) = self.open_spans.values().find(|s| s.span_id == id).map(|s| s.trace_id) else {
+            return false;
+        };
+        if self.open_spans.values().any(|s| s.trace_id == trace && s.parent_span_id == Some(id)) {
+            return false;
+        }
+        for span in self.open_spans.values_mut().filter(|s| s.span_id == id) {
+            span.trace_id = parent.trace_id;
+            span.parent_span_id = Some(parent.span_id);
+            span.attributes.retain(|(k, _)| *k != "kausal.parent.found_by");
+            span.attributes.push(("kausal.parent.found_by", "announcement".into()));
+        }
+        for state in self.events.values_mut().filter(|s| s.span.span_id == id) {
+            state.span.trace_id = parent.trace_id;
+            state.parent = Some(parent.span_id);
+        }
+        true
     }
 
     /// When the next open span closes.
