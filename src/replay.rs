@@ -130,6 +130,9 @@ pub struct ReplayResult {
     pub decode: DecodeStats,
     pub bad: Vec<LocatedBadRecord>,
     pub engine: EngineStats,
+    /// Objects of a dump read after Events had been linked: the Events before
+    /// them could not use their owners (give object dumps first).
+    pub objects_after_events: usize,
 }
 
 /// Decodes every input and runs the core over the lot. Pure apart from reading
@@ -141,10 +144,20 @@ pub fn run(inputs: &[Input], decode: DecodeOptions, core: CoreConfig, progress: 
     let mut stats = DecodeStats::default();
     let mut bad = Vec::new();
     let mut bytes = 0u64;
+    let (mut objects_after_events, mut ingested) = (0, 0);
     for (input, size) in inputs.iter().zip(sizes) {
         let decoded = files::decode_input(input, &decode);
         stats.merge(&decoded.stats);
         bad.extend(decoded.bad.into_iter().map(|record| LocatedBadRecord { input: input.display(), record }));
+        // An object dump's owners take effect at once: given before the
+        // Events (the inputs are read in order), every Event can use them.
+        if ingested > 0 {
+            objects_after_events += decoded.observed.len();
+        }
+        ingested += decoded.records.len();
+        for object in decoded.observed {
+            engine.observe(object);
+        }
         for record in decoded.records {
             engine.ingest(record);
         }
@@ -164,6 +177,7 @@ pub fn run(inputs: &[Input], decode: DecodeOptions, core: CoreConfig, progress: 
         decode: stats,
         bad,
         engine: engine.stats(),
+        objects_after_events,
     }
 }
 
@@ -242,6 +256,21 @@ pub fn summary(result: &ReplayResult, elapsed: std::time::Duration) -> String {
              objects other Events announce (\"Created pod: X\", \"Scaled up replica set X\"); without the audit \
              log, who started each chain is not known, and lone Events are shown with --all",
             e.events_only_links
+        );
+    }
+    if result.decode.objects > 0 {
+        let _ = writeln!(
+            s,
+            "  objects beside the Events (an object dump): {}, their owners followed where no Event announced an object",
+            result.decode.objects
+        );
+    }
+    if result.objects_after_events > 0 {
+        let _ = writeln!(
+            s,
+            "  warning: {} objects came after Events in the inputs, too late for the Events before them: \
+             give object dumps first (kausal replay objects.json events.json)",
+            result.objects_after_events
         );
     }
     if result.decode.trace_contexts_invalid > 0 {

@@ -19,6 +19,7 @@ mod event;
 mod framing;
 mod gke;
 mod normalize;
+mod object_meta;
 mod outcome;
 mod shape;
 pub mod trace_context;

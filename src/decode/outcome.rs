@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::record::Record;
+use crate::core::record::{ObservedObject, Record};
 use crate::core::time::{self, Micros};
 
 /// Why a record was rejected. The label is the metrics and summary key.
@@ -83,12 +83,15 @@ pub struct DecodeStats {
     /// Trace-context annotations that parsed in no format (ignored; the
     /// record is kept).
     pub trace_contexts_invalid: u64,
+    /// Objects other than Events read (an object dump), for owner chains.
+    pub objects: u64,
 }
 
 impl DecodeStats {
     pub fn merge(&mut self, other: &DecodeStats) {
         self.audit_events += other.audit_events;
         self.kube_events += other.kube_events;
+        self.objects += other.objects;
         self.trace_contexts_invalid += other.trace_contexts_invalid;
         for (k, v) in &other.skipped {
             *self.skipped.entry(k).or_default() += v;
@@ -119,6 +122,9 @@ impl DecodeStats {
 #[derive(Debug, Clone, Default)]
 pub struct Decoded {
     pub records: Vec<Record>,
+    /// Objects that are not Events (an object dump beside them): their
+    /// metadata, for the owner chains of the Events-only linker.
+    pub observed: Vec<ObservedObject>,
     pub bad: Vec<BadRecord>,
     pub stats: DecodeStats,
 }

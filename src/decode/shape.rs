@@ -169,8 +169,15 @@ impl Decoder<'_, '_> {
             } else if kind.is_some_and(|k| k.ends_with("List")) && is_object {
                 // An empty list (`items` null or absent): nothing to do.
             } else if kind.is_some() && is_object {
-                // A Kubernetes object that is not an Event (context in dumps), or a Status.
-                self.out.skip("not_an_event");
+                // A Kubernetes object that is not an Event (context in dumps),
+                // or a Status: its owner is what the Events-only linker wants.
+                match super::object_meta::observed(raw.get(), item_kind) {
+                    Some(object) => {
+                        self.out.stats.objects += 1;
+                        self.out.observed.push(object);
+                    }
+                    None => self.out.skip("not_an_event"),
+                }
             } else {
                 let keys = top_level_keys(raw.get());
                 self.out.reject(BadReason::UnknownShape, line, format!("unknown record or wrapper with keys [{keys}]"));
