@@ -30,6 +30,7 @@ pub const ROOTS: &str = "kausal_trace_roots_total";
 pub const LATE_RECORDS: &str = "kausal_late_records_total";
 pub const WATCH_EVENTS: &str = "kausal_watch_events_total";
 pub const WATCH_RESTARTS: &str = "kausal_watch_restarts_total";
+pub const OWNERS_WATCHED: &str = "kausal_owners_watched_total";
 pub const LOOKUPS: &str = "kausal_object_lookups_total";
 pub const RECORD_FAILURES: &str = "kausal_record_failures_total";
 pub const WAL_BYTES: &str = "kausal_wal_bytes";
@@ -115,6 +116,10 @@ pub fn install_metrics() -> Result<PrometheusHandle, metrics_exporter_prometheus
     describe_counter!(LATE_RECORDS, "Records that arrived after newer ones had been linked, by cluster.");
     describe_counter!(WATCH_EVENTS, "Events received from the Kubernetes watch, by type.");
     describe_counter!(WATCH_RESTARTS, "Event watch errors after which the watch restarted or relisted.");
+    describe_counter!(
+        OWNERS_WATCHED,
+        "Objects whose metadata the owner watches (--watch-owners) handed to the core, by kind."
+    );
     describe_counter!(RECORD_FAILURES, "Inputs that --record-dir could not write.");
     describe_counter!(LOOKUPS, "Metadata lookups of objects the graph had not seen, by result.");
     describe_gauge!(

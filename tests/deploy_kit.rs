@@ -70,6 +70,7 @@ fn every_manifest_parses() {
         "deploy/overlays/host-network",
         "deploy/overlays/fixed-ip",
         "deploy/overlays/kind",
+        "deploy/overlays/events-only",
         "deploy/components/jaeger",
         "deploy/components/monitoring",
         "deploy/kind",
@@ -390,6 +391,47 @@ fn the_cluster_role_is_least_privilege() {
         }
     }
     assert!(watches_events);
+}
+
+/// The events-only overlay turns the owner watches on and grants exactly
+/// what they ask for: list and watch of each kind `src/sources/owner_watch.rs`
+/// watches (read from its table, so a kind added there without its RBAC
+/// fails here), and nothing else.
+#[test]
+fn the_events_only_overlay_grants_list_and_watch_on_the_watched_kinds_only() {
+    let Some(docs) = rendered("deploy/overlays/events-only") else { return };
+    let env = container(docs.iter().find(|d| d["kind"] == "Deployment").unwrap())["env"].clone();
+    let value = |name: &str| {
+        env.as_sequence().unwrap().iter().find(|e| e["name"] == name).map(|e| str_of(&e["value"], name).to_owned())
+    };
+    assert_eq!(value("KAUSAL_WATCH_OWNERS").as_deref(), Some("on"));
+    assert_eq!(value("KAUSAL_WATCH_EVENTS").as_deref(), Some("on"));
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "kausal-owners").unwrap();
+    let mut granted = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_sequence().unwrap() {
+        let verbs: Vec<&str> = rule["verbs"].as_sequence().unwrap().iter().map(|v| str_of(v, "verb")).collect();
+        assert_eq!(verbs, ["list", "watch"], "{rule:?}");
+        for group in rule["apiGroups"].as_sequence().unwrap() {
+            for r in rule["resources"].as_sequence().unwrap() {
+                granted.insert(format!("{}/{}", str_of(group, "group"), str_of(r, "resource")));
+            }
+        }
+    }
+    let source = text("src/sources/owner_watch.rs");
+    let table = &source[source.find("const KINDS").unwrap()..];
+    let table = &table[..table.find("];").unwrap()];
+    let watched: std::collections::BTreeSet<String> = table
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.trim().strip_prefix("(\"")?.split('"').collect();
+            // ("apps", "v1", "ReplicaSet", "replicasets", true)
+            Some(format!("{}/{}", fields[0], fields[6]))
+        })
+        .collect();
+    assert_eq!(watched.len(), 8, "{watched:?}");
+    assert_eq!(granted, watched, "the owner watches' RBAC differs from the kinds they watch");
+    let binding = docs.iter().find(|d| d["kind"] == "ClusterRoleBinding" && d["metadata"]["name"] == "kausal-owners");
+    assert_eq!(binding.unwrap()["subjects"][0]["name"], "kausal");
 }
 
 #[test]

@@ -127,6 +127,7 @@ async fn an_expired_watch_relists_without_redelivering_what_it_already_handed_on
         recorder: None,
         // The scripted Events are from 2020; keep them however old.
         list_max_age: Duration::from_secs(100 * 365 * 24 * 3600),
+        owners: false,
     };
     let watch = watcher::spawn(client, settings, queue, "test".into());
 
@@ -187,6 +188,7 @@ async fn listed_events_older_than_the_window_are_not_handed_on() {
         decode: DecodeOptions::default(),
         recorder: None,
         list_max_age: Duration::from_secs(30),
+        owners: false,
     };
     let watch = watcher::spawn(client, settings, queue, "test".into());
     // A (from 2020) comes in the first list and is skipped; B comes from the

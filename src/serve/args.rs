@@ -108,6 +108,12 @@ pub struct ServeArgs {
     /// Watch Events through the Kubernetes API (`auto`: when credentials are found).
     #[arg(long, env = "KAUSAL_WATCH_EVENTS", value_enum, default_value = "auto")]
     pub watch_events: WatchMode,
+    /// Also watch the metadata (never specs or statuses) of pods, ReplicaSets,
+    /// Deployments, StatefulSets, DaemonSets, Jobs, CronJobs and nodes, so
+    /// that on a cluster without the audit webhook each Event's owner chain
+    /// is known. Needs list/watch on them (deploy/overlays/events-only).
+    #[arg(long, env = "KAUSAL_WATCH_OWNERS", value_enum, default_value = "off")]
+    pub watch_owners: OwnerWatchMode,
     /// Namespaces to watch Events in (repeatable or comma-separated); default all.
     #[arg(long = "watch-namespace", env = "KAUSAL_WATCH_NAMESPACE", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
@@ -173,4 +179,11 @@ mod tests {
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("5Xi").is_err());
     }
+}
+
+/// Whether to watch owners' metadata (`--watch-owners`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OwnerWatchMode {
+    On,
+    Off,
 }

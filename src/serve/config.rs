@@ -140,6 +140,7 @@ impl ServeConfig {
                 decode,
                 recorder: None,
                 list_max_age: args.linking.window,
+                owners: args.watch_owners == super::args::OwnerWatchMode::On,
             },
             wal,
             record_dir: args.record_dir.clone(),

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod files;
 pub mod listener;
+mod owner_watch;
 pub(crate) mod recorder;
 pub mod watcher;
 pub mod webhook;

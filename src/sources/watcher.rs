@@ -25,6 +25,7 @@ use kube::runtime::watcher;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::owner_watch;
 use super::recorder::Recorder;
 use crate::core::ids::Uid;
 use crate::core::kinds;
@@ -63,6 +64,8 @@ pub struct WatchSettings {
     /// not handed on: their causes are older than any window, and a restarted
     /// kausal would otherwise re-export what the previous process had linked.
     pub list_max_age: Duration,
+    /// Also watch the metadata of the kinds Events name (`--watch-owners`).
+    pub owners: bool,
 }
 
 /// The running watch and lookup tasks.
@@ -119,6 +122,16 @@ pub fn spawn(client: kube::Client, settings: WatchSettings, queue: IngestQueue, 
         };
         tracing::info!(namespace = namespace.as_deref().unwrap_or("(all)"), "watching Events");
         tasks.push(tokio::spawn(watch_events(api, settings.clone(), queue.clone(), cluster.clone())));
+    }
+    if settings.owners {
+        let run = owner_watch::run(
+            client.clone(),
+            settings.namespaces.clone(),
+            queue.clone(),
+            cluster.clone(),
+            settings.recorder.clone(),
+        );
+        tasks.push(tokio::spawn(run));
     }
     tasks.push(tokio::spawn(look_up_objects(client, lookup_requests, settings.lookup_rate.max(1), queue)));
     Watch { lookups, tasks }

@@ -211,7 +211,7 @@ log "watch scenarios passed in $(( $(date +%s) - t ))s"
 # this cluster's service CIDR, as its comment tells a user to.
 log "deploy kit: each overlay rendered and applied with --dry-run=server"
 kubectl create namespace kausal --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-for overlay in host-network fixed-ip kind; do
+for overlay in host-network fixed-ip kind events-only; do
   kubectl kustomize "$root/deploy/overlays/$overlay" | sed 's/clusterIP: 10\.96\.0\.200/clusterIP: 10.0.0.200/' \
     >"$run/deploy-$overlay.yaml"
   kubectl apply --dry-run=server -f "$run/deploy-$overlay.yaml" | sed "s/^/  $overlay: /"
