@@ -55,6 +55,13 @@ fn env(phase: &str) -> Option<Env> {
 
 /// Starts kausal where the apiserver's webhook points, exporting to `receiver`.
 async fn start_kausal(env: &Env, receiver: &Receiver, scenario: &str, watch: bool) -> Kausal {
+    let label = format!("{}-{scenario}", env.phase);
+    start_kausal_at(env, receiver, &label, watch, (env.port, env.ops_port)).await
+}
+
+/// Starts kausal on `ports`, recording (with --record) and keeping its log
+/// under `label`.
+async fn start_kausal_at(env: &Env, receiver: &Receiver, label: &str, watch: bool, ports: (u16, u16)) -> Kausal {
     let certs = format!("{}/kausal-certs", env.dir);
     let mut args: Vec<String> = vec![
         "--tls-cert".into(),
@@ -80,13 +87,17 @@ async fn start_kausal(env: &Env, receiver: &Receiver, scenario: &str, watch: boo
         // batches go through it, and a restart under a new scenario name
         // still starts from an empty graph.
         "--data-dir".into(),
-        format!("{}/kausal-data/{}-{scenario}", env.dir, env.phase),
+        format!("{}/kausal-data/{label}", env.dir),
     ];
+    if watch {
+        // Owner chains for the Events-only linker, from metadata watches.
+        args.extend(["--watch-owners".into(), "on".into()]);
+    }
     if let Some(record) = &env.record {
-        args.extend(["--record-dir".into(), format!("{record}/{}-{scenario}", env.phase)]);
+        args.extend(["--record-dir".into(), format!("{record}/{label}")]);
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut kausal = Kausal::start_at(env.port, env.ops_port, &refs, &[]);
+    let mut kausal = Kausal::start_at(ports.0, ports.1, &refs, &[]);
     kausal.wait_healthy().await;
     kausal
 }
@@ -102,6 +113,87 @@ async fn start_audit_scenario(scenario: &str, ns: &str) -> Option<(Receiver, Kau
     ensure_nodes(&client).await;
     namespace(&client, ns).await;
     Some((receiver, kausal, client))
+}
+
+/// The same scenario seen without the audit webhook: a second kausal on
+/// other ports (the apiserver's webhook does not point at it) with only the
+/// Event watch on, so its Events-only linker decides. Both see the very same
+/// Events, which makes the comparison exact.
+struct EventsOnly {
+    receiver: Receiver,
+    kausal: Kausal,
+}
+
+/// [`start_audit_scenario`] plus the run without the webhook beside it.
+async fn start_compared_scenario(scenario: &str, ns: &str) -> Option<(Receiver, Kausal, kube::Client, EventsOnly)> {
+    let (receiver, kausal, client) = start_audit_scenario(scenario, ns).await?;
+    let env = env("audit")?;
+    let twin_receiver = Receiver::start(true).await;
+    let twin = start_kausal_at(
+        &env,
+        &twin_receiver,
+        &format!("events-only-{scenario}"),
+        true,
+        (env.port + 1, env.ops_port + 1),
+    )
+    .await;
+    Some((receiver, kausal, client, EventsOnly { receiver: twin_receiver, kausal: twin }))
+}
+
+/// The spans of `receiver` for the comparison; Events of namespace `ns`
+/// keyed by their object's name (a repeat span is not the Event's span).
+fn tree_spans(receiver: &Receiver, ns: &str) -> Vec<common::event_grouping::TreeSpan> {
+    let got = received(receiver);
+    let mut first: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    for g in got.iter().filter(|g| g.attr("kausal.span.kind") == Some("event") && g.in_namespace(ns)) {
+        let key = format!("{ns}/{}", g.attr("k8s.event.name").unwrap_or(""));
+        let entry = first.entry(key).or_insert((g.start, g.span.clone()));
+        if g.start < entry.0 {
+            *entry = (g.start, g.span.clone());
+        }
+    }
+    let keyed: BTreeMap<String, String> = first.into_iter().map(|(k, (_, span))| (span, k)).collect();
+    got.iter()
+        .map(|g| common::event_grouping::TreeSpan {
+            trace: g.trace.clone(),
+            span: g.span.clone(),
+            parent: g.parent.clone(),
+            event: keyed.get(&g.span).cloned(),
+            label: format!("`{} {}` {:?}", g.service, g.name, g.attr("k8s.event.message").unwrap_or("")),
+            found_by: g.attr("kausal.parent.found_by").map(str::to_owned),
+        })
+        .collect()
+}
+
+/// Issue 19's proof: every Event of `ns` lands in the same trace grouping,
+/// and in the same order of nesting, without the webhook as with it.
+async fn compare_with_events_only(receiver: &Receiver, twin: EventsOnly, ns: &str) {
+    let EventsOnly { receiver: twin_receiver, mut kausal } = twin;
+    let deadline = Instant::now() + WAIT;
+    // Both sides are complete when neither has received a span for longer
+    // than the Event linger and the settle delay (3 s each): a comparison of
+    // two equal but partial sets proves little.
+    let (mut counts, mut since) = ((0, 0), Instant::now());
+    loop {
+        let (with, without) = (tree_spans(receiver, ns), tree_spans(&twin_receiver, ns));
+        if (with.len(), without.len()) != counts {
+            (counts, since) = ((with.len(), without.len()), Instant::now());
+        }
+        let quiet = since.elapsed() > Duration::from_secs(8);
+        match common::event_grouping::compare(&with, &without) {
+            Ok(n) if quiet => {
+                println!("{ns}: {n} Events in the same grouping and nesting with and without the webhook");
+                break;
+            }
+            Err(problem) if Instant::now() > deadline => panic!(
+                "\nwithout the webhook, Events landed differently:\n{problem}\n\nwith the webhook:\n{}\nwithout it:\n{}",
+                Spans(received(receiver)).render(ns),
+                Spans(received(&twin_receiver)).render(ns)
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    assert!(kausal.terminate().success(), "{}", kausal.log());
 }
 
 // ---- the cluster -------------------------------------------------------------
@@ -424,7 +516,9 @@ async fn create_deployment_of_two(receiver: &Receiver, client: &kube::Client, ns
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
 async fn audit_deployment_create_scale_rollout_and_delete() {
     let ns = "e2e-deploy";
-    let Some((receiver, mut kausal, client)) = start_audit_scenario("deployment", ns).await else { return };
+    let Some((receiver, mut kausal, client, events_only)) = start_compared_scenario("deployment", ns).await else {
+        return;
+    };
     let ar = deployments();
 
     // 1. create: Deployment → ReplicaSet → 3 pods → bindings, with their Events.
@@ -583,6 +677,7 @@ async fn audit_deployment_create_scale_rollout_and_delete() {
     })
     .await;
 
+    compare_with_events_only(&receiver, events_only, ns).await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
 
@@ -607,7 +702,9 @@ fn expect_statefulset_pod(s: &Spans, ns: &str, verb: &str, pod: &str, cause: &Go
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
 async fn audit_statefulset_create_scale_up_down_and_delete() {
     let ns = "e2e-sts";
-    let Some((receiver, mut kausal, client)) = start_audit_scenario("statefulset", ns).await else { return };
+    let Some((receiver, mut kausal, client, events_only)) = start_compared_scenario("statefulset", ns).await else {
+        return;
+    };
     create(
         &client,
         Some(ns),
@@ -685,6 +782,7 @@ async fn audit_statefulset_create_scale_up_down_and_delete() {
         },
     )
     .await;
+    compare_with_events_only(&receiver, events_only, ns).await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
 
@@ -692,7 +790,9 @@ async fn audit_statefulset_create_scale_up_down_and_delete() {
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
 async fn audit_daemonset_across_nodes_added_and_removed() {
     let ns = "e2e-ds";
-    let Some((receiver, mut kausal, client)) = start_audit_scenario("daemonset", ns).await else { return };
+    let Some((receiver, mut kausal, client, events_only)) = start_compared_scenario("daemonset", ns).await else {
+        return;
+    };
     create(
         &client,
         Some(ns),
@@ -762,6 +862,7 @@ async fn audit_daemonset_across_nodes_added_and_removed() {
         },
     )
     .await;
+    compare_with_events_only(&receiver, events_only, ns).await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
 
@@ -769,7 +870,9 @@ async fn audit_daemonset_across_nodes_added_and_removed() {
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
 async fn audit_job_and_a_cronjob_that_fires() {
     let ns = "e2e-batch";
-    let Some((receiver, mut kausal, client)) = start_audit_scenario("batch", ns).await else { return };
+    let Some((receiver, mut kausal, client, events_only)) = start_compared_scenario("batch", ns).await else {
+        return;
+    };
 
     let mut job_template = pod_template("once", "registry.k8s.io/pause:3.2");
     job_template["spec"]["restartPolicy"] = json!("Never");
@@ -833,6 +936,7 @@ async fn audit_job_and_a_cronjob_that_fires() {
         },
     )
     .await;
+    compare_with_events_only(&receiver, events_only, ns).await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
 

@@ -285,3 +285,27 @@ fn a_refused_create_is_not_named_after_another_resources_status_details() {
     assert_eq!(w.name, None);
     assert_eq!(kausal::core::span_builder::write_span_name(w), "create pods e2e-batch");
 }
+
+/// Issue 19's proof, on what the real control plane recorded: in the same
+/// run, one kausal got the apiserver's audit batches (with the Events in
+/// them), and a second, without the webhook, watched the Events and the
+/// owners' metadata. Replayed apart, every Event must land in the same trace
+/// grouping and in the same order of nesting (`common::event_grouping`).
+#[test]
+fn without_the_webhook_events_land_in_the_same_traces_and_nesting() {
+    use common::event_grouping::{compare, from_spans};
+    for (scenario, ns) in
+        [("deployment", "e2e-deploy"), ("statefulset", "e2e-sts"), ("daemonset", "e2e-ds"), ("batch", "e2e-batch")]
+    {
+        let audit = replay_paths(&[fixture(&format!("e2e/events-only/{scenario}/audit-batches"))]);
+        let events_only = replay_paths(&[fixture(&format!("e2e/events-only/{scenario}/events"))]);
+        assert!(audit.engine.writes > 0 && events_only.engine.writes == 0, "{scenario}: one run of each");
+        assert!(events_only.decode.objects > 0, "{scenario}: the owner watches' objects were recorded");
+        let compared =
+            compare(&from_spans(&audit.spans, ns), &from_spans(&events_only.spans, ns)).unwrap_or_else(|problems| {
+                panic!("{scenario}: without the webhook, Events landed differently:\n{problems}")
+            });
+        assert!(compared >= 4, "{scenario}: only {compared} Events compared");
+        println!("{scenario}: {compared} Events in the same grouping and nesting");
+    }
+}

@@ -2,6 +2,7 @@
 //! spans and their parents by what a person would look for.
 #![allow(dead_code)]
 
+pub mod event_grouping;
 pub mod otlp_receiver;
 pub mod server;
 pub mod workload;
