@@ -39,6 +39,7 @@ fn write(id: &str, user: &str, verb: Verb, resource: &str, name: &str, uid: &str
         dry_run: false,
         relations: None,
         trace_context: None,
+        gitops: None,
     }
 }
 
@@ -740,4 +741,55 @@ fn a_trace_context_counts_on_the_write_that_set_or_changed_it() {
     assert_eq!(linked("p1"), None, "kept from the create");
     assert_eq!(linked("p2"), None, "sent again unchanged");
     assert_eq!(linked("p3"), Some(2), "changed");
+}
+
+/// An operator chain in the kubevirt convention: the Head's controller
+/// copies the Head's trace context onto the ChildA it creates (without an
+/// owner reference, so the rules alone find no cause), and ChildA's
+/// controller copies it onto a Deployment whose owner reference names the
+/// Head (the rules would answer the Head's create). The copies are the
+/// evidence: each hangs under the write that set the same context before it,
+/// and where the rules disagree their answer stays as a `linker-rule` link.
+#[test]
+fn a_trace_context_an_operator_copied_names_the_write_it_acted_on() {
+    use kausal::core::record::CarriedContext;
+    use kausal::core::span::LinkReason;
+    let context = Some(Box::new(CarriedContext {
+        annotation: "uber-trace-id".into(),
+        trace_id: [7; 16],
+        span_id: [7; 8],
+        in_request: true,
+        fingerprint: 7,
+    }));
+    let (head, child, deploy) = (
+        "00000000-0000-0000-0000-0000000000e1",
+        "00000000-0000-0000-0000-0000000000e2",
+        "00000000-0000-0000-0000-0000000000e3",
+    );
+    let with_context = |mut w: WriteRecord| {
+        w.trace_context = context.clone();
+        Record::Write(w)
+    };
+    let head_ctrl = "system:serviceaccount:ops:head-controller";
+    let child_ctrl = "system:serviceaccount:ops:childa-controller";
+    let mut deployment = write("deploy", child_ctrl, Verb::Create, "deployments", "web", deploy, 2 * S);
+    deployment.owners =
+        vec![Owner { kind: "Head".into(), name: "h".into(), uid: Uid::from_text(head), controller: true }];
+    let spans = run(vec![
+        with_context(write("head", "alice", Verb::Create, "heads", "h", head, 0)),
+        with_context(write("child", head_ctrl, Verb::Create, "childas", "c", child, S)),
+        with_context(deployment),
+        // The Head's controller writes the Head's status: it keeps the
+        // context, it does not set it, so it is no evidence of anything.
+        with_context(write("status", head_ctrl, Verb::Update, "heads", "h", head, 3 * S)),
+    ]);
+    let child_span = by_id(&spans, "child");
+    assert_eq!(parent_id(&spans, child_span), Some("head"), "the copy names the Head's create");
+    assert_eq!(child_span.attr_str("kausal.parent.found_by"), Some("trace-context"));
+    let deploy_span = by_id(&spans, "deploy");
+    assert_eq!(parent_id(&spans, deploy_span), Some("child"), "copied from ChildA, whatever its owner says");
+    let rule = deploy_span.links.iter().find(|l| l.reason == LinkReason::LinkerRule).expect("the rules' answer");
+    assert_eq!(rule.span_id, by_id(&spans, "head").span_id);
+    assert_eq!(deploy_span.trace_id, by_id(&spans, "head").trace_id, "one trace for the operator chain");
+    assert_ne!(by_id(&spans, "status").attr_str("kausal.parent.found_by"), Some("trace-context"));
 }

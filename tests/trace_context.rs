@@ -104,3 +104,57 @@ fn a_malformed_annotation_is_counted_and_costs_nothing() {
     assert!(result.decode.trace_contexts_invalid > 0);
     assert!(result.spans.iter().all(|s| s.links.iter().all(|l| l.reason != LinkReason::TraceContext)));
 }
+
+/// Adds Flux's labels and Argo CD's tracking annotation to every Deployment
+/// object in the capture's records, as those agents would have applied it.
+fn mark_as_applied_by_gitops(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if o.get("kind").and_then(Value::as_str) == Some("Deployment")
+                && let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut)
+            {
+                let labels = meta.entry("labels").or_insert_with(|| serde_json::json!({}));
+                labels["kustomize.toolkit.fluxcd.io/name"] = "apps".into();
+                labels["kustomize.toolkit.fluxcd.io/namespace"] = "flux-system".into();
+                let annotations = meta.entry("annotations").or_insert_with(|| serde_json::json!({}));
+                annotations["argocd.argoproj.io/tracking-id"] = "guestbook:apps/Deployment:default/web".into();
+            }
+            o.values_mut().for_each(mark_as_applied_by_gitops);
+        }
+        Value::Array(a) => a.iter_mut().for_each(mark_as_applied_by_gitops),
+        _ => {}
+    }
+}
+
+/// The intent a GitOps agent's apply starts is named after what applied it;
+/// the controllers' writes below it are not (their objects are the
+/// ReplicaSet and pods, which carry no such labels), and the person's
+/// `kubectl scale` sent a Scale object, which names nothing. Only what the
+/// writer sent counts, not what the object kept.
+#[test]
+fn an_intent_applied_by_argo_cd_or_flux_is_named_after_its_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for f in std::fs::read_dir(fixture("rollout-basic/audit-batches")).unwrap() {
+        let f = f.unwrap().path();
+        let mut batch: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        mark_as_applied_by_gitops(&mut batch);
+        let out = dir.path().join(f.file_name().unwrap());
+        std::fs::write(&out, serde_json::to_vec(&batch).unwrap()).unwrap();
+        paths.push(out);
+    }
+    paths.sort();
+    let result = run(&paths, CoreConfig::default());
+    let spans = Spans(&result.spans);
+    let create = spans.intent("create deployments default/web");
+    assert_eq!(create.attr_str("argocd.application"), Some("guestbook"));
+    assert_eq!(create.attr_str("argocd.tracking_id"), Some("guestbook:apps/Deployment:default/web"));
+    assert_eq!(create.attr_str("flux.kustomization.name"), Some("apps"));
+    assert_eq!(create.attr_str("flux.kustomization.namespace"), Some("flux-system"));
+    let scale = spans.intent("patch deployments/scale default/web");
+    assert_eq!(scale.attr_str("flux.kustomization.name"), None);
+    let named = result.spans.iter().filter(|s| s.attr_str("argocd.application").is_some()).count();
+    // The delete sent no object; the deployment controller's status writes
+    // of the same object are not intents.
+    assert_eq!(named, 1, "only the create's intent is the agent's");
+}

@@ -7,6 +7,7 @@
 //! time the caller passes in: the engine never reads a clock.
 
 use super::actors::{self, ControllerPatterns, actor_name};
+use super::context_origins::ContextOrigins;
 use super::dedup::WriteDedup;
 use super::event_chain::{EventChains, FoundBy, ObjectKey, Placed};
 use super::event_tracker::{Again, EventTracker};
@@ -111,6 +112,8 @@ pub struct Engine {
     /// fingerprint), to tell a write that set one from a write to an object
     /// that kept it.
     contexts: foldhash::HashMap<Uid, u64>,
+    /// The latest write that set each trace context: a copy's cause.
+    context_origins: ContextOrigins,
     /// The record being processed was replayed: its spans are not emitted.
     replaying: bool,
     /// Every record with an order time up to here has been processed
@@ -136,6 +139,7 @@ impl Engine {
             events: EventTracker::default(),
             chains: EventChains::default(),
             contexts: Default::default(),
+            context_origins: ContextOrigins::default(),
             replaying: false,
             processed_horizon: Micros::MIN,
             out: Vec::new(),
@@ -298,6 +302,7 @@ impl Engine {
         self.writes.expire(cutoff);
         self.events.expire(cutoff);
         self.chains.expire(cutoff);
+        self.context_origins.expire(cutoff);
         self.graph.evict(horizon);
     }
 
@@ -361,11 +366,24 @@ impl Engine {
             }
             (true, None) => (ids::trace_id_for_write(&w.audit_id), None, Some(RootKind::ControllerInitiated)),
         };
+        // A context this write set (not kept from an earlier write).
+        let set_context = w.trace_context.as_deref().filter(|c| self.sets_context(&w, related.object, c));
+        // An operator that copied a context from the object it acts for
+        // onto this one says which write it acts on: the evidence wins over
+        // the rules, whose answer stays as a link.
+        let evidence = set_context
+            .filter(|_| by_controller)
+            .and_then(|c| self.context_origins.origin(c.fingerprint, related.object, w.completed));
+        let (trace_id, parent, root, by_evidence) = match evidence {
+            Some(origin) if parent != Some(origin.span_id) => (origin.trace_id, Some(origin.span_id), None, true),
+            _ => (trace_id, parent, root, false),
+        };
+        let overruled = link.parent.filter(|_| by_evidence).map(|m| m.span);
         // A context an intent's write set (not one the object kept from an
         // earlier write: a person's `kubectl scale` must not inherit last
         // week's CI run) names the span that made the write.
         let intent = matches!(root, Some(RootKind::Intent | RootKind::Automation));
-        let carried = w.trace_context.as_deref().filter(|c| intent && self.sets_context(&w, related.object, c));
+        let carried = set_context.filter(|_| intent);
         let adopted = carried.filter(|_| self.config.adopt_trace_context);
         let (trace_id, parent) = match adopted {
             Some(c) => (c.trace_id, Some(c.span_id)),
@@ -383,6 +401,11 @@ impl Engine {
             }
         }
         let span_ref = SpanRef { trace_id, span_id };
+        if let (Some(c), Some(object)) = (set_context, related.object)
+            && !w.dry_run
+        {
+            self.context_origins.note(c.fingerprint, object, span_ref, w.completed);
+        }
 
         let object_node = related.object.and_then(|u| self.graph.node(&u));
         let known_kind = object_node.and_then(|n| self.graph.kind_of(n));
@@ -413,6 +436,22 @@ impl Engine {
             span.attributes.push(("kausal.trace_context.trace_id", ids::hex(&c.trace_id).into()));
             span.attributes.push(("kausal.trace_context.span_id", ids::hex(&c.span_id).into()));
             span.attributes.push(("kausal.trace_context.adopted", AttrValue::Bool(adopted.is_some())));
+        }
+        if by_evidence {
+            span.attributes.push(("kausal.parent.found_by", "trace-context".into()));
+        }
+        if let Some(rule) = overruled {
+            span.links.push(SpanLink {
+                trace_id: rule.trace_id,
+                span_id: rule.span_id,
+                reason: LinkReason::LinkerRule,
+            });
+        }
+        // The GitOps object that applied an intent's write names the intent.
+        if intent && let Some(origin) = &w.gitops {
+            for (key, value) in &origin.attributes {
+                span.attributes.push((key, AttrValue::Str(value.to_string())));
+            }
         }
 
         if !w.dry_run {

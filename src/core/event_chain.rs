@@ -28,11 +28,13 @@ use super::time::{MICROS_PER_SECOND, Micros};
 
 /// How long a workload controller's own Events keep one trace when nothing
 /// announced them. A controller acts on one cause in one sync, so its Events
-/// (and its children's) come within a second or two of each other, whole-second
+/// (and its children's) come within a second of each other, whole-second
 /// times included; the next cause, such as a person's `kubectl scale`, comes
-/// after a pause. Measured on the e2e scenarios: bursts span under 0.5 s, and
-/// the next intent comes more than 4 s after the last Event of the one before.
-const BURST_GAP: Micros = 2 * MICROS_PER_SECOND;
+/// after a pause. Measured on the e2e scenarios' recordings
+/// (`tests/fixtures/e2e/events-only`): bursts span under 0.4 s (1 s apart
+/// at most in whole seconds), and the closest next intent came 2.6 s after
+/// the last Event of the one before (the StatefulSet's scale-down).
+const BURST_GAP: Micros = 3 * MICROS_PER_SECOND / 2;
 
 /// What an Event's message says its controller did to another object.
 #[derive(Debug, Clone, PartialEq, Eq)]

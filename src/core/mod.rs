@@ -6,6 +6,7 @@
 //! ([`engine::Engine::advance`]), so a replay of recorded input is exact.
 
 pub mod actors;
+mod context_origins;
 mod dedup;
 pub mod engine;
 mod event_chain;

@@ -111,6 +111,16 @@ pub struct WriteRecord {
     pub relations: Option<Box<Relations>>,
     /// A trace context an annotation of the object carries.
     pub trace_context: Option<Box<CarriedContext>>,
+    /// The GitOps object (Argo CD Application, Flux Kustomization or
+    /// HelmRelease) that the object's metadata says applied it.
+    pub gitops: Option<Box<GitOpsOrigin>>,
+}
+
+/// Attributes naming the GitOps object that applied a write
+/// (`argocd.application`, `flux.kustomization.name`, ...), for its intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitOpsOrigin {
+    pub attributes: Vec<(&'static str, Box<str>)>,
 }
 
 /// A trace context read from one of the object's annotations (a CI run's or

@@ -91,6 +91,9 @@ pub enum LinkReason {
     /// An intent links to the span a trace-context annotation names (a CI
     /// run's, an operator's).
     TraceContext,
+    /// The parent the linker's rules chose, where a copied trace context
+    /// named another one (the evidence wins; the rules' answer is kept).
+    LinkerRule,
 }
 
 impl LinkReason {
@@ -100,6 +103,7 @@ impl LinkReason {
             LinkReason::ScheduledBy => "scheduled-by",
             LinkReason::RepeatOf => "repeat-of",
             LinkReason::TraceContext => "trace-context",
+            LinkReason::LinkerRule => "linker-rule",
         }
     }
 }

@@ -17,6 +17,7 @@ mod aks;
 mod audit;
 mod event;
 mod framing;
+mod gitops;
 mod gke;
 mod normalize;
 mod object_meta;

@@ -109,6 +109,9 @@ impl Decoder<'_, '_> {
         let deletion = deletion_state(w.verb, response.as_ref());
         let relations = relations(&w, response_meta.or(request_meta), request_meta);
         let trace_context = self.trace_context(request_meta, response_meta);
+        // What the writer sent, not what the object kept: a person's patch of
+        // an object Argo CD manages is the person's, not the Application's.
+        let gitops = request_meta.and_then(super::gitops::origin);
         let status_code = w.status_code.and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
         self.out.records.push(Record::Write(WriteRecord {
             audit_id: w.audit_id.into(),
@@ -147,6 +150,7 @@ impl Decoder<'_, '_> {
             dry_run: w.dry_run,
             relations,
             trace_context,
+            gitops,
         }));
     }
 }
