@@ -52,6 +52,11 @@ fn main() -> ExitCode {
                 for f in files {
                     println!("{}", f.display());
                 }
+                eprintln!(
+                    "kausal cert: next, put webhook-kubeconfig.yaml and audit-policy/policy.yaml on the control-plane \
+                     nodes and set the apiserver's flags (README, \"Wire a real cluster\"); to link your operators' \
+                     custom resources, list their API groups in the policy's \"Custom resources kausal links\" rule"
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
