@@ -136,6 +136,19 @@ pub fn render_trace(trace: &Trace<'_>, out: &mut String) {
     );
     let origin = first.start;
     for root in roots {
+        // A parent outside kausal's spans: the span a trace-context
+        // annotation carried (`--adopt-trace-context`), drawn above its child.
+        if let Some(parent) = root.parent_span_id {
+            let carried = root
+                .attr_str("kausal.trace_context.annotation")
+                .filter(|_| root.attr("kausal.trace_context.adopted") == Some(&AttrValue::Bool(true)));
+            let _ = match carried {
+                Some(annotation) => {
+                    writeln!(out, "  {:>9}  span {} (outside kausal, from {annotation})", "", hex(&parent))
+                }
+                None => writeln!(out, "  {:>9}  span {} (not in this output)", "", hex(&parent)),
+            };
+        }
         render_span(root, &children, origin, "", None, out);
     }
 }
