@@ -309,3 +309,77 @@ fn without_the_webhook_events_land_in_the_same_traces_and_nesting() {
         println!("{scenario}: {compared} Events in the same grouping and nesting");
     }
 }
+
+/// The operator chains the real apiserver recorded (the e2e scenario
+/// `audit_an_operator_chain_of_custom_resources_with_a_copied_trace_context`):
+/// the custom resources' writes carry their objects because their group is in
+/// the policy's custom-resource rule. Chain 1 copies an `uber-trace-id` down
+/// and its ChildA has no owner reference: its parent is the Head's create
+/// because it set the same context the Head's create set. Chain 2 has no
+/// context and owner references all the way down: the same nesting.
+#[test]
+fn an_operator_chain_follows_the_trace_context_each_operator_copied() {
+    let all = replay("operator");
+    let spans = Spans(&all);
+    for (run, with_context) in [(1, true), (2, false)] {
+        let head = spans.intent(&format!("create heads e2e-op/h{run}"));
+        let carried = with_context.then_some("4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(head.attr_str("kausal.trace_context.trace_id"), carried, "run {run}");
+        let child = spans.one("the ChildA create", |s| s.name == format!("create childas e2e-op/c{run}"));
+        assert_parent(&spans, child, head);
+        assert_eq!(child.actor, "e2e-op/head-controller");
+        let found_by = with_context.then_some("trace-context");
+        assert_eq!(child.attr_str("kausal.parent.found_by"), found_by, "run {run}");
+        let deploy = spans.one("the Deployment create", |s| s.name == format!("create deployments e2e-op/web-{run}"));
+        assert_parent(&spans, deploy, child);
+        let rs = write(&spans, "create", "replicasets", "e2e-op", &format!("web-{run}-"));
+        assert_eq!(rs.len(), 1, "run {run}");
+        assert_parent(&spans, rs[0], deploy);
+        let pods = write(&spans, "create", "pods", "e2e-op", &format!("web-{run}-"));
+        assert_eq!(pods.len(), 1, "run {run}");
+        assert_parent(&spans, pods[0], rs[0]);
+    }
+}
+
+/// The operator fixture replayed with `--adopt-trace-context`.
+fn replay_operator_adopted() -> kausal::replay::ReplayResult {
+    let config = kausal::core::CoreConfig { adopt_trace_context: true, ..Default::default() };
+    kausal::replay::run(
+        &common::inputs(&[fixture("e2e/operator")]),
+        kausal::decode::DecodeOptions::default(),
+        config,
+        false,
+    )
+}
+
+/// With `--adopt-trace-context`, the carried span (the CI run's, the
+/// webhook's) is the Head intent's parent, and the operator chain and its
+/// rollout are in that span's trace: the picture in the README.
+#[test]
+fn adopted_the_operator_chain_is_inside_the_carried_trace() {
+    let result = replay_operator_adopted();
+    let spans = Spans(&result.spans);
+    let head = spans.one("the Head create", |s| s.name == "create heads e2e-op/h1");
+    assert_eq!(hex::encode(head.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(head.parent_span_id.map(hex::encode).as_deref(), Some("00f067aa0ba902b7"));
+    let pod = spans.one("the pod", |s| s.name.starts_with("create pods e2e-op/web-1-"));
+    assert_eq!(pod.trace_id, head.trace_id, "the rollout is in the carried trace");
+    let unannotated = spans.one("the second Head create", |s| s.name == "create heads e2e-op/h2");
+    assert_ne!(unannotated.trace_id, head.trace_id, "a Head without a context keeps its own trace");
+}
+
+/// The README's picture of a rollout inside a carried trace is the replay's
+/// own output.
+#[test]
+fn the_readme_shows_the_operator_chain_inside_the_carried_trace_as_the_replay_prints_it() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("trace 4bf92f3577b34da6a3ce929d0e0e4736").expect("the README shows the adopted trace");
+    let shown = &readme[start..start + readme[start..].find("```").unwrap()];
+    let result = replay_operator_adopted();
+    let rendered = kausal::sinks::tree::render(&result.spans, kausal::sinks::tree::TreeOptions { show_all: false });
+    let at = rendered.find("trace 4bf92f3577b34da6a3ce929d0e0e4736").expect("the replay prints the adopted trace");
+    let printed = &rendered[at..];
+    let printed = &printed[..printed.find("\n\n").map_or(printed.len(), |e| e + 1)];
+    assert_eq!(shown, printed, "README.md's adopted-trace picture differs from the replay's output");
+    assert!(printed.contains("span 00f067aa0ba902b7 (outside kausal, from uber-trace-id)"));
+}
