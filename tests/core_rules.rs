@@ -746,42 +746,33 @@ fn a_trace_context_counts_on_the_write_that_set_or_changed_it() {
 /// An operator chain in the kubevirt convention: the Head's controller
 /// copies the Head's trace context onto the ChildA it creates (without an
 /// owner reference, so the rules alone find no cause), and ChildA's
-/// controller copies it onto a Deployment whose owner reference names the
-/// Head (the rules would answer the Head's create). The copies are the
-/// evidence: each hangs under the write that set the same context before it,
-/// and where the rules disagree their answer stays as a `linker-rule` link.
+/// controller copies it onto a Deployment. That Deployment's owner reference
+/// names another object, `other`, just created by a person (the rules would
+/// answer its create). The copies are the evidence: each hangs under the
+/// write that set the same context before it, and where the rules disagree
+/// their answer stays as a `linker-rule` link.
 #[test]
 fn a_trace_context_an_operator_copied_names_the_write_it_acted_on() {
-    use kausal::core::record::CarriedContext;
     use kausal::core::span::LinkReason;
-    let context = Some(Box::new(CarriedContext {
-        annotation: "uber-trace-id".into(),
-        trace_id: [7; 16],
-        span_id: [7; 8],
-        in_request: true,
-        fingerprint: 7,
-    }));
-    let (head, child, deploy) = (
+    let (head, child, deploy, other) = (
         "00000000-0000-0000-0000-0000000000e1",
         "00000000-0000-0000-0000-0000000000e2",
         "00000000-0000-0000-0000-0000000000e3",
+        "00000000-0000-0000-0000-0000000000e4",
     );
-    let with_context = |mut w: WriteRecord| {
-        w.trace_context = context.clone();
-        Record::Write(w)
-    };
     let head_ctrl = "system:serviceaccount:ops:head-controller";
     let child_ctrl = "system:serviceaccount:ops:childa-controller";
     let mut deployment = write("deploy", child_ctrl, Verb::Create, "deployments", "web", deploy, 2 * S);
     deployment.owners =
-        vec![Owner { kind: "Head".into(), name: "h".into(), uid: Uid::from_text(head), controller: true }];
+        vec![Owner { kind: "Other".into(), name: "o".into(), uid: Uid::from_text(other), controller: true }];
     let spans = run(vec![
-        with_context(write("head", "alice", Verb::Create, "heads", "h", head, 0)),
-        with_context(write("child", head_ctrl, Verb::Create, "childas", "c", child, S)),
-        with_context(deployment),
+        with_context(write("head", "alice", Verb::Create, "heads", "h", head, 0), 7),
+        with_context(write("child", head_ctrl, Verb::Create, "childas", "c", child, S), 7),
+        Record::Write(write("other", "alice", Verb::Create, "others", "o", other, S + S / 2)),
+        with_context(deployment, 7),
         // The Head's controller writes the Head's status: it keeps the
         // context, it does not set it, so it is no evidence of anything.
-        with_context(write("status", head_ctrl, Verb::Update, "heads", "h", head, 3 * S)),
+        with_context(write("status", head_ctrl, Verb::Update, "heads", "h", head, 3 * S), 7),
     ]);
     let child_span = by_id(&spans, "child");
     assert_eq!(parent_id(&spans, child_span), Some("head"), "the copy names the Head's create");
@@ -789,7 +780,52 @@ fn a_trace_context_an_operator_copied_names_the_write_it_acted_on() {
     let deploy_span = by_id(&spans, "deploy");
     assert_eq!(parent_id(&spans, deploy_span), Some("child"), "copied from ChildA, whatever its owner says");
     let rule = deploy_span.links.iter().find(|l| l.reason == LinkReason::LinkerRule).expect("the rules' answer");
-    assert_eq!(rule.span_id, by_id(&spans, "head").span_id);
+    assert_eq!(rule.span_id, by_id(&spans, "other").span_id);
     assert_eq!(deploy_span.trace_id, by_id(&spans, "head").trace_id, "one trace for the operator chain");
     assert_ne!(by_id(&spans, "status").attr_str("kausal.parent.found_by"), Some("trace-context"));
+}
+
+/// A CI run that annotates everything it applies with one context: the
+/// deployment controller copies the Deployment's annotations onto its
+/// ReplicaSet, and the latest object the run set the context on is a
+/// Service. The ReplicaSet's owner set it too: the owner's create is the
+/// cause, not the Service's.
+#[test]
+fn a_context_a_ci_run_set_on_many_objects_names_the_copy_s_own_owner() {
+    let (deploy, rs, svc) = (
+        "00000000-0000-0000-0000-0000000000f1",
+        "00000000-0000-0000-0000-0000000000f2",
+        "00000000-0000-0000-0000-0000000000f3",
+    );
+    let mut replica_set = write(
+        "rs",
+        "system:serviceaccount:kube-system:deployment-controller",
+        Verb::Create,
+        "replicasets",
+        "web-1",
+        rs,
+        S,
+    );
+    replica_set.owners =
+        vec![Owner { kind: "Deployment".into(), name: "web".into(), uid: Uid::from_text(deploy), controller: true }];
+    let spans = run(vec![
+        with_context(write("deploy", "ci-bot", Verb::Create, "deployments", "web", deploy, 0), 9),
+        with_context(write("svc", "ci-bot", Verb::Create, "services", "web", svc, S / 2), 9),
+        with_context(replica_set, 9),
+    ]);
+    let rs_span = by_id(&spans, "rs");
+    assert_eq!(parent_id(&spans, rs_span), Some("deploy"));
+    assert!(rs_span.links.iter().all(|l| l.reason != kausal::core::span::LinkReason::LinkerRule));
+}
+
+/// `w` with a trace context (fingerprint `n`) its own request set.
+fn with_context(mut w: WriteRecord, n: u8) -> Record {
+    w.trace_context = Some(Box::new(kausal::core::record::CarriedContext {
+        annotation: "uber-trace-id".into(),
+        trace_id: [n; 16],
+        span_id: [n; 8],
+        in_request: true,
+        fingerprint: u64::from(n),
+    }));
+    Record::Write(w)
 }

@@ -373,7 +373,7 @@ impl Engine {
         // the rules, whose answer stays as a link.
         let evidence = set_context
             .filter(|_| by_controller)
-            .and_then(|c| self.context_origins.origin(c.fingerprint, related.object, w.completed));
+            .and_then(|c| self.context_origins.origin(c.fingerprint, related.object, related.owner, w.completed));
         let (trace_id, parent, root, by_evidence) = match evidence {
             Some(origin) if parent != Some(origin.span_id) => (origin.trace_id, Some(origin.span_id), None, true),
             _ => (trace_id, parent, root, false),
