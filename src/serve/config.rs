@@ -78,6 +78,8 @@ pub enum ConfigError {
     Tls(#[from] TlsError),
     #[error("{0}")]
     OtlpProtocol(String),
+    #[error("--watch-owners=on needs the Event watch: drop --watch-events=off")]
+    WatchOwnersWithoutWatch,
 }
 
 impl ServeConfig {
@@ -89,6 +91,9 @@ impl ServeConfig {
             "off" | "" => None,
             addr => Some(addr.parse().map_err(|_| ConfigError::OpsListen(addr.to_owned()))?),
         };
+        if args.watch_owners == super::args::OwnerWatchMode::On && args.watch_events == WatchMode::Off {
+            return Err(ConfigError::WatchOwnersWithoutWatch);
+        }
         let auth = auth(args)?;
         let tls = tls(args, &auth)?;
         let core = CoreConfig {
@@ -226,6 +231,13 @@ mod tests {
         assert_eq!(error(&ca), "--client-ca needs TLS; drop --insecure-http");
         let missing = ["--insecure-no-auth", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"];
         assert!(error(&missing).starts_with("reading TLS certificate /nonexistent/c.pem"), "{}", error(&missing));
+    }
+
+    #[test]
+    fn owners_are_watched_only_beside_the_event_watch() {
+        let flags = ["--insecure-http", "--insecure-no-auth", "--watch-owners", "on", "--watch-events", "off"];
+        assert_eq!(error(&flags), "--watch-owners=on needs the Event watch: drop --watch-events=off");
+        assert!(config(&flags[..4]).is_ok(), "with the default --watch-events=auto");
     }
 
     #[test]

@@ -97,7 +97,8 @@ pub async fn start(
     let config = match kube::Config::infer().await {
         Ok(c) => c,
         Err(e) if mode == WatchMode::Auto => {
-            tracing::info!(reason = %e, "no Kubernetes credentials found; not watching Events (--watch-events=auto)");
+            let what = if settings.owners { "Events or owners" } else { "Events" };
+            tracing::info!(reason = %e, "no Kubernetes credentials found; not watching {what} (--watch-events=auto)");
             return Ok(None);
         }
         Err(e) => return Err(WatchError::NoCredentials(e)),
