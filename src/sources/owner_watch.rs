@@ -9,6 +9,7 @@
 //! name, UID and controller owner. Each object goes to the core as an
 //! [`ObservedObject`], into the graph, which `--max-objects` bounds.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::StreamExt as _;
@@ -19,7 +20,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 
 use super::recorder::Recorder;
-use crate::core::ids::Uid;
+use crate::core::ids::{Uid, fingerprint};
 use crate::core::record::{ObservedObject, Owner};
 use crate::pipeline::{Batch, IngestQueue};
 use crate::telemetry as m;
@@ -35,6 +36,11 @@ const KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("batch", "v1", "CronJob", "cronjobs", true),
     ("", "v1", "Node", "nodes", false),
 ];
+
+/// How many objects' (UID, owner) fingerprints one watch remembers before it
+/// starts again (about 16 MB at most): every status write of a pod changes its
+/// metadata's resourceVersion, and only a new object or a new owner is news.
+const MAX_REMEMBERED: usize = 1_000_000;
 
 /// Objects of a list handed on together, so a relist of a big cluster is a
 /// few hundred batches, not one per object.
@@ -104,10 +110,16 @@ impl OwnerWatch {
     async fn run(self, api: Api<PartialObjectMeta<DynamicObject>>) {
         let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
         let mut listed = Vec::new();
+        let mut seen: HashSet<u64> = HashSet::new();
         while let Some(item) = stream.next().await {
+            if seen.len() >= MAX_REMEMBERED {
+                seen.clear();
+            }
             let sent = match item {
-                Ok(watcher::Event::Apply(o)) => self.hand_on(self.observed(&o).into_iter().collect()).await,
-                Ok(watcher::Event::InitApply(o)) => {
+                Ok(watcher::Event::Apply(o)) if seen.insert(identity(&o)) => {
+                    self.hand_on(self.observed(&o).into_iter().collect()).await
+                }
+                Ok(watcher::Event::InitApply(o)) if seen.insert(identity(&o)) => {
                     listed.extend(self.observed(&o));
                     if listed.len() < LIST_CHUNK {
                         continue;
@@ -115,7 +127,11 @@ impl OwnerWatch {
                     self.hand_on(std::mem::take(&mut listed)).await
                 }
                 Ok(watcher::Event::InitDone) => self.hand_on(std::mem::take(&mut listed)).await,
-                Ok(watcher::Event::Init | watcher::Event::Delete(_)) => continue,
+                Ok(watcher::Event::Delete(o)) => {
+                    seen.remove(&identity(&o));
+                    continue;
+                }
+                Ok(_) => continue, // Init, or an object already handed on with this owner
                 Err(e) => {
                     metrics::counter!(m::WATCH_RESTARTS).increment(1);
                     tracing::warn!(kind = self.kind, error = %e, "owner watch failed; retrying with backoff");
@@ -158,7 +174,7 @@ impl OwnerWatch {
         })
     }
 
-    /// False when the queue is closed.
+    /// False when the queue is closed (shutting down).
     async fn hand_on(&self, observed: Vec<ObservedObject>) -> bool {
         if observed.is_empty() {
             return true;
@@ -166,4 +182,11 @@ impl OwnerWatch {
         let batch = Batch { cluster: self.cluster.clone(), observed, ..Batch::default() };
         self.queue.enqueue(batch).await.is_ok()
     }
+}
+
+/// An object and its controller owner, as one fingerprint.
+fn identity(o: &PartialObjectMeta<DynamicObject>) -> u64 {
+    let owner = o.metadata.owner_references.iter().flatten().find(|r| r.controller == Some(true));
+    let uid = o.metadata.uid.as_deref().unwrap_or("");
+    fingerprint(&format!("{uid}/{}", owner.map_or("", |r| r.uid.as_str())))
 }
