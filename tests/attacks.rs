@@ -121,10 +121,10 @@ async fn a_restart_continues_the_recording_and_never_replaces_a_file() {
     for body in &batches[..2] {
         assert_eq!(post(&client, &server.url("https", "/audit"), body.clone()).await.status(), StatusCode::OK);
     }
-    assert!(server.terminate().success());
+    assert!(server.terminate().success(), "{}", server.log());
     let mut server = start(&args).await;
     assert_eq!(post(&client, &server.url("https", "/audit"), batches[2].clone()).await.status(), StatusCode::OK);
-    assert!(server.terminate().success());
+    assert!(server.terminate().success(), "{}", server.log());
 
     let dir = record.path().join("prod/audit-batches");
     let names = files_under(&dir);
@@ -157,7 +157,7 @@ async fn rejected_requests_take_no_cluster_slot() {
     let third = post(&client, &server.url("https", "/audit/third"), first_batch()).await;
     assert_eq!(third.status(), StatusCode::BAD_REQUEST);
     assert!(third.text().await.unwrap().contains("too_many_clusters"), "the limit still holds for accepted batches");
-    assert!(server.terminate().success());
+    assert!(server.terminate().success(), "{}", server.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,7 +173,7 @@ async fn a_body_of_unknown_records_is_a_400_that_counts_them() {
     let answer: serde_json::Value = response.json().await.unwrap();
     assert_eq!(answer["accepted"], 0);
     assert_eq!(answer["bad"], 100_000, "{answer}");
-    assert!(server.terminate().success());
+    assert!(server.terminate().success(), "{}", server.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +204,7 @@ async fn the_bearer_scheme_is_case_insensitive() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{scheme}");
     }
-    assert!(server.terminate().success());
+    assert!(server.terminate().success(), "{}", server.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,7 +223,7 @@ async fn a_batch_cut_off_mid_body_keeps_its_complete_records() {
     let accepted = answer["accepted"].as_u64().unwrap();
     assert!(accepted > 0 && (accepted as usize) < items, "{answer} of {items}");
     assert_eq!(answer["bad"], 1, "the cut-off tail is one bad record: {answer}");
-    assert!(server.terminate().success());
+    assert!(server.terminate().success(), "{}", server.log());
 }
 
 /// Bodies still arriving are bounded in bytes across the process: one slow
@@ -265,7 +265,7 @@ async fn bodies_in_flight_are_bounded_in_bytes() {
     drop(tx); // the slow body ends (short of its declared length)
     let _ = slow.await;
     assert_eq!(post(&client, &url, first_batch()).await.status(), StatusCode::OK, "the budget came back");
-    assert!(server.terminate().success());
+    assert!(server.terminate().success(), "{}", server.log());
 }
 
 /// Connections beyond `--max-connections` are closed as soon as they are
@@ -292,7 +292,7 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let client = certs.client(Some(&certs));
     assert_eq!(post(&client, &server.url("https", "/audit"), first_batch()).await.status(), StatusCode::OK);
-    assert!(server.terminate().success());
+    assert!(server.terminate().success(), "{}", server.log());
 }
 
 /// A process whose open-file limit cannot hold what `--max-connections`
@@ -440,7 +440,7 @@ async fn idle_clusters_give_their_slots_up_and_a_restart_with_fewer_slots_skips_
     }
     let got = otlp_receiver::spans_by_id(&receiver.received);
     assert_eq!(got, expected, "{}", otlp_receiver::describe_difference(&expected, &got));
-    assert!(server.terminate().success());
+    assert!(server.terminate().success(), "{}", server.log());
 }
 
 /// Connections without a client certificate are capped apart from the rest
@@ -488,7 +488,7 @@ async fn unauthenticated_connections_are_capped_and_closed_in_time() {
     let metrics = server.metrics().await;
     assert_eq!(closed_early(&metrics, "not_authenticated"), 2.0, "an authenticated connection was closed");
     assert_eq!(closed_early(&metrics, "max_unauthenticated"), 1.0);
-    assert!(server.terminate().success());
+    assert!(server.terminate().success(), "{}", server.log());
 }
 
 /// A batch goes out as several OTLP requests; when one is refused, the retry
@@ -524,7 +524,7 @@ async fn a_failed_request_is_retried_without_resending_what_was_accepted() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let metrics = server.metrics().await;
-    assert!(server.terminate().success());
+    assert!(server.terminate().success(), "{}", server.log());
     let got = otlp_receiver::spans_by_id(&receiver.received);
     let arrived = otlp_receiver::span_count(&receiver.received);
     assert!(metric_sum(&metrics, "kausal_export_retries_total", &[]) > 0.0, "no request was refused");
