@@ -4,65 +4,36 @@
 //! controller owner, the owner chains the Events-only linker follows when no
 //! Event announced an object.
 
-use serde::Deserialize;
+use serde_json::value::RawValue;
 
+use super::views::object::ObjectHead;
 use crate::core::ids::Uid;
 use crate::core::kinds;
 use crate::core::record::{ObservedObject, Owner};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Object<'a> {
-    #[serde(borrow, default)]
-    kind: Option<&'a str>,
-    #[serde(default)]
-    metadata: Option<Metadata<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Metadata<'a> {
-    #[serde(borrow, default)]
-    name: Option<&'a str>,
-    #[serde(borrow, default)]
-    namespace: Option<&'a str>,
-    #[serde(borrow, default)]
-    uid: Option<&'a str>,
-    #[serde(borrow, default)]
-    owner_references: Option<Vec<OwnerReference<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct OwnerReference<'a> {
-    #[serde(borrow)]
-    kind: &'a str,
-    #[serde(borrow)]
-    name: &'a str,
-    #[serde(borrow)]
-    uid: &'a str,
-    #[serde(default)]
-    controller: Option<bool>,
-}
-
 /// The object's identity and controller owner; `None` when it lacks a kind,
 /// name or UID (a `Status`, an object written without its server fields).
 /// `implied_kind` is the kind a typed list (`PodList`) gives its items.
-pub(super) fn observed(text: &str, implied_kind: Option<&str>) -> Option<ObservedObject> {
-    let object: Object = serde_json::from_str(text).ok()?;
-    let kind = object.kind.filter(|k| !k.is_empty()).or(implied_kind)?;
-    let meta = object.metadata?;
-    let (name, uid) = (meta.name.filter(|n| !n.is_empty())?, meta.uid.filter(|u| !u.is_empty())?);
-    let controller_owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).map(|o| Owner {
-        kind: o.kind.into(),
-        name: o.name.into(),
-        uid: Uid::from_text(o.uid),
-        controller: true,
-    });
+pub(super) fn observed(raw: &RawValue, implied_kind: Option<&str>) -> Option<ObservedObject> {
+    let head = ObjectHead::parse(raw)?;
+    let kind = head.kind.as_deref().filter(|k| !k.is_empty()).or(implied_kind)?;
+    let meta = head.metadata?;
+    let name = meta.name.as_deref().filter(|n| !n.is_empty())?;
+    let uid = meta.uid.as_deref().filter(|u| !u.is_empty())?;
+    let controller_owner =
+        meta.owner_references.iter().flatten().find(|o| o.controller == Some(true) && !o.uid.is_empty()).map(|o| {
+            Owner {
+                kind: o.kind.as_ref().into(),
+                name: o.name.as_ref().into(),
+                uid: Uid::from_text(&o.uid),
+                controller: true,
+            }
+        });
     Some(ObservedObject {
         uid: uid.into(),
         resource: kinds::resource_for_kind(kind).into(),
         kind: Some(kind.into()),
-        namespace: meta.namespace.unwrap_or("").into(),
+        namespace: meta.namespace.as_deref().unwrap_or("").into(),
         name: name.into(),
         controller_owner,
     })
@@ -71,6 +42,10 @@ pub(super) fn observed(text: &str, implied_kind: Option<&str>) -> Option<Observe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn observed(text: &str, implied_kind: Option<&str>) -> Option<ObservedObject> {
+        super::observed(serde_json::from_str(text).unwrap(), implied_kind)
+    }
 
     #[test]
     fn a_dumped_pod_names_its_controller_owner() {

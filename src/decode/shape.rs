@@ -171,7 +171,7 @@ impl Decoder<'_, '_> {
             } else if kind.is_some() && is_object {
                 // A Kubernetes object that is not an Event (context in dumps),
                 // or a Status: its owner is what the Events-only linker wants.
-                match super::object_meta::observed(raw.get(), item_kind) {
+                match super::object_meta::observed(raw, item_kind) {
                     Some(object) => {
                         self.out.stats.objects += 1;
                         self.out.observed.push(object);
