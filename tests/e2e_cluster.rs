@@ -151,26 +151,24 @@ async fn start_compared_scenario(scenario: &str, ns: &str) -> Option<(Receiver, 
 /// The spans of `receiver` for the comparison; Events of namespace `ns`
 /// keyed by their object's name (a repeat span is not the Event's span).
 fn tree_spans(receiver: &Receiver, ns: &str) -> Vec<common::event_grouping::TreeSpan> {
-    let got = received(receiver);
-    let mut first: BTreeMap<String, (u64, String)> = BTreeMap::new();
-    for g in got.iter().filter(|g| g.attr("kausal.span.kind") == Some("event") && g.in_namespace(ns)) {
-        let key = format!("{ns}/{}", g.attr("k8s.event.name").unwrap_or(""));
-        let entry = first.entry(key).or_insert((g.start, g.span.clone()));
-        if g.start < entry.0 {
-            *entry = (g.start, g.span.clone());
-        }
-    }
-    let keyed: BTreeMap<String, String> = first.into_iter().map(|(k, (_, span))| (span, k)).collect();
-    got.iter()
-        .map(|g| common::event_grouping::TreeSpan {
-            trace: g.trace.clone(),
-            span: g.span.clone(),
-            parent: g.parent.clone(),
-            event: keyed.get(&g.span).cloned(),
-            label: format!("`{} {}` {:?}", g.service, g.name, g.attr("k8s.event.message").unwrap_or("")),
-            found_by: g.attr("kausal.parent.found_by").map(str::to_owned),
+    use common::event_grouping::{Seen, TreeSpan, keyed};
+    let seen = received(receiver)
+        .into_iter()
+        .map(|g| Seen {
+            start: g.start as i64,
+            event_name: (g.attr("kausal.span.kind") == Some("event") && g.in_namespace(ns))
+                .then(|| g.attr("k8s.event.name").unwrap_or("").to_owned()),
+            tree: TreeSpan {
+                label: format!("`{} {}` {:?}", g.service, g.name, g.attr("k8s.event.message").unwrap_or("")),
+                found_by: g.attr("kausal.parent.found_by").map(str::to_owned),
+                event: None,
+                trace: g.trace,
+                span: g.span,
+                parent: g.parent,
+            },
         })
-        .collect()
+        .collect();
+    keyed(ns, seen)
 }
 
 /// Issue 19's proof: every Event of `ns` lands in the same trace grouping,

@@ -119,32 +119,50 @@ pub fn compare(audit: &[TreeSpan], events_only: &[TreeSpan]) -> Result<usize, St
     if problems.is_empty() { Ok(keys_a.len()) } else { Err(problems.join("\n")) }
 }
 
-/// The spans of a replay for the comparison; Events of namespace `ns`
-/// keyed by their object's name (the first span of each: a repeat span is
-/// not the Event's span).
-pub fn from_spans(spans: &[kausal::core::Span], ns: &str) -> Vec<TreeSpan> {
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let mut first: BTreeMap<String, (i64, Vec<u8>)> = BTreeMap::new();
-    for s in spans
-        .iter()
-        .filter(|s| s.attr_str("kausal.span.kind") == Some("event") && s.attr_str("k8s.namespace.name") == Some(ns))
-    {
-        let key = format!("{ns}/{}", s.attr_str("k8s.event.name").unwrap_or(""));
-        let entry = first.entry(key).or_insert((s.start, s.span_id.to_vec()));
-        if s.start < entry.0 {
-            *entry = (s.start, s.span_id.to_vec());
+/// A span as a source gives it, before its Event is keyed.
+pub struct Seen {
+    /// With `event` still `None`.
+    pub tree: TreeSpan,
+    pub start: i64,
+    /// The Event object's name, for an Event span of the compared namespace.
+    pub event_name: Option<String>,
+}
+
+/// Keys each Event of namespace `ns` by its object's name, on the first
+/// span of it (a repeat span is not the Event's span).
+pub fn keyed(ns: &str, seen: Vec<Seen>) -> Vec<TreeSpan> {
+    let mut first: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    for s in &seen {
+        if let Some(name) = &s.event_name {
+            let entry = first.entry(format!("{ns}/{name}")).or_insert((s.start, s.tree.span.clone()));
+            if s.start < entry.0 {
+                *entry = (s.start, s.tree.span.clone());
+            }
         }
     }
-    let keyed: BTreeMap<Vec<u8>, String> = first.into_iter().map(|(k, (_, span))| (span, k)).collect();
-    spans
+    let keys: BTreeMap<String, String> = first.into_iter().map(|(k, (_, span))| (span, k)).collect();
+    seen.into_iter().map(|s| TreeSpan { event: keys.get(&s.tree.span).cloned(), ..s.tree }).collect()
+}
+
+/// The spans of a replay for the comparison.
+pub fn from_spans(spans: &[kausal::core::Span], ns: &str) -> Vec<TreeSpan> {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let seen = spans
         .iter()
-        .map(|s| TreeSpan {
-            trace: hex(&s.trace_id),
-            span: hex(&s.span_id),
-            parent: s.parent_span_id.map(|p| hex(&p)),
-            event: keyed.get(s.span_id.as_slice()).cloned(),
-            label: format!("`{} {}` {:?}", s.actor, s.name, s.attr_str("k8s.event.message").unwrap_or("")),
-            found_by: s.attr_str("kausal.parent.found_by").map(str::to_owned),
+        .map(|s| Seen {
+            tree: TreeSpan {
+                trace: hex(&s.trace_id),
+                span: hex(&s.span_id),
+                parent: s.parent_span_id.map(|p| hex(&p)),
+                event: None,
+                label: format!("`{} {}` {:?}", s.actor, s.name, s.attr_str("k8s.event.message").unwrap_or("")),
+                found_by: s.attr_str("kausal.parent.found_by").map(str::to_owned),
+            },
+            start: s.start,
+            event_name: (s.attr_str("kausal.span.kind") == Some("event")
+                && s.attr_str("k8s.namespace.name") == Some(ns))
+            .then(|| s.attr_str("k8s.event.name").unwrap_or("").to_owned()),
         })
-        .collect()
+        .collect();
+    keyed(ns, seen)
 }
