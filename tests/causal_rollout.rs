@@ -212,13 +212,7 @@ fn events_from_a_watch_or_list_deduplicate_against_the_audit_stream() {
 /// cannot drift from what `cargo run -- replay tests/fixtures/rollout-basic` prints.
 #[test]
 fn the_readme_shows_the_trace_the_replay_prints() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("trace 4ca7c5925ef64d6baaff952f630775d3").expect("the README shows the create's trace");
-    let shown = &readme[start..start + readme[start..].find("```").unwrap()];
-    let result = rollout_audit();
-    let rendered = kausal::sinks::tree::render(&result.spans, kausal::sinks::tree::TreeOptions { show_all: false });
-    let at = rendered.find("trace 4ca7c5925ef64d6baaff952f630775d3").expect("the replay prints the create's trace");
-    let printed = &rendered[at..];
-    let printed = &printed[..printed.find("\n\n").map_or(printed.len(), |e| e + 1)];
+    let trace = "trace 4ca7c5925ef64d6baaff952f630775d3";
+    let (shown, printed) = (common::readme_block(trace), common::rendered_trace(&rollout_audit().spans, trace));
     assert_eq!(shown, printed, "README.md's trace picture differs from the replay's output");
 }

@@ -372,14 +372,9 @@ fn adopted_the_operator_chain_is_inside_the_carried_trace() {
 /// own output.
 #[test]
 fn the_readme_shows_the_operator_chain_inside_the_carried_trace_as_the_replay_prints_it() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("trace 4bf92f3577b34da6a3ce929d0e0e4736").expect("the README shows the adopted trace");
-    let shown = &readme[start..start + readme[start..].find("```").unwrap()];
-    let result = replay_operator_adopted();
-    let rendered = kausal::sinks::tree::render(&result.spans, kausal::sinks::tree::TreeOptions { show_all: false });
-    let at = rendered.find("trace 4bf92f3577b34da6a3ce929d0e0e4736").expect("the replay prints the adopted trace");
-    let printed = &rendered[at..];
-    let printed = &printed[..printed.find("\n\n").map_or(printed.len(), |e| e + 1)];
+    let trace = "trace 4bf92f3577b34da6a3ce929d0e0e4736";
+    let (shown, printed) =
+        (common::readme_block(trace), common::rendered_trace(&replay_operator_adopted().spans, trace));
     assert_eq!(shown, printed, "README.md's adopted-trace picture differs from the replay's output");
     assert!(printed.contains("span 00f067aa0ba902b7 (outside kausal, from uber-trace-id)"));
 }

@@ -57,9 +57,7 @@ fn check_capture_events(input: &str) {
 /// The README's picture of the Events-only traces is the replay's own output.
 #[test]
 fn the_readme_shows_the_events_only_traces_the_replay_prints() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("trace 1ab6e92efbcc52ea3340986706827fb9").expect("the README shows the Events-only trace");
-    let shown = &readme[start..start + readme[start..].find("```").unwrap()];
+    let shown = common::readme_block("trace 1ab6e92efbcc52ea3340986706827fb9");
     let result = replay_paths(&[fixture("rollout-basic/events")]);
     let rendered = kausal::sinks::tree::render(&result.spans, kausal::sinks::tree::TreeOptions { show_all: false });
     let printed: Vec<&str> = rendered

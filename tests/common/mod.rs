@@ -91,3 +91,20 @@ pub fn assert_parent(spans: &Spans<'_>, child: &Span, parent: &Span) {
         actual.map(|p| format!("{} {}", p.actor, p.name))
     );
 }
+
+/// The README's text block that starts with `first_line`, up to its closing
+/// fence: the pictures the tests compare with what kausal prints.
+pub fn readme_block(first_line: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find(first_line).unwrap_or_else(|| panic!("the README shows `{first_line}`"));
+    readme[start..start + readme[start..].find("```").unwrap()].to_owned()
+}
+
+/// The trace of the rendered tree that starts with `first_line`, up to the
+/// blank line after it.
+pub fn rendered_trace(spans: &[Span], first_line: &str) -> String {
+    let rendered = kausal::sinks::tree::render(spans, kausal::sinks::tree::TreeOptions { show_all: false });
+    let at = rendered.find(first_line).unwrap_or_else(|| panic!("the replay prints `{first_line}`"));
+    let printed = &rendered[at..];
+    printed[..printed.find("\n\n").map_or(printed.len(), |e| e + 1)].to_owned()
+}
