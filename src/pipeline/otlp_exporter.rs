@@ -54,12 +54,21 @@ impl OtlpProtocol {
             }
         }
         Ok(match endpoint {
-            Some(url) if url.contains(":4318") || url.trim_end_matches('/').ends_with("/v1/traces") => {
+            Some(url) if port_of(url) == Some(4318) || url.trim_end_matches('/').ends_with("/v1/traces") => {
                 OtlpProtocol::HttpProtobuf
             }
             _ => OtlpProtocol::Grpc,
         })
     }
+}
+
+/// The port of a URL's authority (`http://host:4318/x` → 4318). Only the
+/// port itself counts: `:43187` is not OTLP/HTTP's port.
+fn port_of(url: &str) -> Option<u16> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (_, port) = authority.rsplit_once(':')?;
+    port.parse().ok()
 }
 
 /// Why an export, or building the exporter, failed.
@@ -254,6 +263,9 @@ mod tests {
         }
         assert_eq!(OtlpProtocol::choose(None, Some("http://h:4318")).unwrap(), OtlpProtocol::HttpProtobuf);
         assert_eq!(OtlpProtocol::choose(None, Some("http://h:4317")).unwrap(), OtlpProtocol::Grpc);
+        // A port that only starts with 4318 (a test receiver's, 43187) is not OTLP/HTTP's.
+        assert_eq!(OtlpProtocol::choose(None, Some("http://127.0.0.1:43187")).unwrap(), OtlpProtocol::Grpc);
+        assert_eq!(OtlpProtocol::choose(None, Some("https://otel.example:4318/")).unwrap(), OtlpProtocol::HttpProtobuf);
         assert_eq!(OtlpProtocol::choose(Some(OtlpProtocol::Grpc), Some("http://h:4318")).unwrap(), OtlpProtocol::Grpc);
         assert!("zipkin".parse::<OtlpProtocol>().is_err());
     }
