@@ -8,6 +8,7 @@
 //!        ─► pipeline/ (bounded queue ─► core worker ─► export loop; live server only)
 //!        ─► sinks/ (pure encoders: tree, OTLP/JSON, OTLP span data)
 //! wal/ keeps accepted bodies on disk before the 200 until their spans are out.
+//! store/ keeps every span (SQLite); query/ answers Jaeger's APIs and serves the viewer from it.
 //! ```
 //!
 //! Imports point down the layers of ARCHITECTURE.md, toward the core:
@@ -22,9 +23,12 @@ pub mod core;
 pub mod decode;
 pub mod linking_args;
 pub mod pipeline;
+pub mod query;
 pub mod replay;
 pub mod serve;
 pub mod sinks;
 pub mod sources;
+pub mod store;
 pub mod telemetry;
+pub mod view;
 pub mod wal;

@@ -13,6 +13,8 @@ use kausal::cert::{self, CertArgs};
 use kausal::config_file::{self, Settable};
 use kausal::replay::{self, ReplayArgs};
 use kausal::serve::{self, ServeArgs};
+use kausal::view::why::WhyArgs;
+use kausal::view::{self, ViewArgs};
 
 #[derive(Parser)]
 #[command(name = "kausal", version, about = "Kubernetes audit logs and Events as causal traces")]
@@ -29,6 +31,10 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Write development certificates (CA, server, apiserver client) and a webhook kubeconfig.
     Cert(CertArgs),
+    /// Replay recordings and look at their traces in the built-in viewer (and Jaeger's API), on 127.0.0.1.
+    View(ViewArgs),
+    /// Why does an object exist, or why is it gone: its chain of causes up to the intent.
+    Why(Box<WhyArgs>),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,20 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("kausal cert: {e:#}");
                 ExitCode::from(2)
+            }
+        },
+        Command::View(args) => match view::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kausal view: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Why(args) => match view::why::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kausal why: {e:#}");
+                ExitCode::from(1)
             }
         },
         Command::Replay(args) => match replay::main(args) {

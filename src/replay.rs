@@ -13,10 +13,12 @@ use crate::core::{CoreConfig, Engine, EngineStats, Span};
 use crate::decode::{BadRecord, DecodeOptions, DecodeStats};
 use crate::linking_args::LinkingArgs;
 use crate::pipeline::otlp_exporter::{OtlpExporter, OtlpProtocol};
+use crate::query::jaeger;
 use crate::sinks::otel::SharedResource;
 use crate::sinks::otlp_json;
 use crate::sinks::tree::{self, TreeOptions};
 use crate::sources::files::{self, Input};
+use crate::store::StoredSpan;
 
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
@@ -113,6 +115,9 @@ pub enum OutputFormat {
     Tree,
     /// One OTLP/JSON ExportTraceServiceRequest per line, one line per trace.
     OtlpJson,
+    /// Jaeger's trace JSON (`{"data": [trace, ...]}`), as `/api/traces`
+    /// answers: Jaeger UI and Grafana's Jaeger data source open the file.
+    JaegerJson,
 }
 
 /// A bad record and the input it came from.
@@ -214,6 +219,18 @@ pub fn write_output(out: &mut impl Write, spans: &[Span], format: OutputFormat, 
                 otlp_json::write_line(out, &owned, &resource)?;
             }
             Ok(())
+        }
+        OutputFormat::JaegerJson => {
+            let traces: Vec<jaeger::Trace> = tree::group_traces(spans)
+                .into_iter()
+                .map(|trace| {
+                    let stored: Vec<StoredSpan> = trace.spans.iter().map(|s| StoredSpan::from_span(s, "")).collect();
+                    jaeger::trace(&stored[0].trace_id, &stored)
+                })
+                .collect();
+            let total = traces.len();
+            serde_json::to_writer(&mut *out, &jaeger::Response::new(traces, total)).map_err(std::io::Error::other)?;
+            out.write_all(b"\n")
         }
     }
 }

@@ -23,6 +23,11 @@ pub const QUEUE_CAPACITY: &str = "kausal_queue_capacity_records";
 pub const SPANS_EXPORTED: &str = "kausal_spans_exported_total";
 pub const SPANS_EXPORT_FAILED: &str = "kausal_spans_export_failed_total";
 pub const EXPORT_RETRIES: &str = "kausal_export_retries_total";
+pub const SPANS_STORED: &str = "kausal_spans_stored_total";
+pub const SPANS_STORE_FAILED: &str = "kausal_spans_store_failed_total";
+pub const STORE_SPANS: &str = "kausal_store_spans";
+pub const STORE_BYTES: &str = "kausal_store_bytes";
+pub const STORE_PRUNED: &str = "kausal_store_pruned_spans_total";
 pub const EXPORT_LAG: &str = "kausal_export_lag_seconds";
 pub const GRAPH_OBJECTS: &str = "kausal_graph_objects";
 pub const PENDING_RECORDS: &str = "kausal_pending_records";
@@ -98,6 +103,11 @@ pub fn install_metrics() -> Result<PrometheusHandle, metrics_exporter_prometheus
     describe_counter!(SPANS_EXPORTED, "Spans acknowledged by the OTLP endpoint.");
     describe_counter!(SPANS_EXPORT_FAILED, "Spans given up after every export retry failed, by reason.");
     describe_counter!(EXPORT_RETRIES, "OTLP export attempts that failed and were retried.");
+    describe_counter!(SPANS_STORED, "Spans committed to the embedded trace store.");
+    describe_counter!(SPANS_STORE_FAILED, "Spans the trace store could not commit after every retry.");
+    describe_gauge!(STORE_SPANS, "Spans in the embedded trace store.");
+    describe_gauge!(STORE_BYTES, "Bytes the embedded trace store's pages use.");
+    describe_counter!(STORE_PRUNED, "Spans dropped from the trace store, by reason (retention, size).");
     describe_histogram!(
         EXPORT_LAG,
         Unit::Seconds,

@@ -15,13 +15,16 @@ const LAYERS: &[(&str, u8)] = &[
     ("decode", 1),
     ("sinks", 1),
     ("wal", 1),
+    ("store", 1),
     ("pipeline", 2),
     ("sources", 3),
     ("linking_args", 4),
+    ("query", 4),
     ("serve", 5),
     ("replay", 5),
     ("cert", 5),
     ("config_file", 5),
+    ("view", 6),
 ];
 
 /// What the pure core never mentions.

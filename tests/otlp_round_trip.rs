@@ -66,7 +66,7 @@ async fn the_export_loop_merges_waiting_batches_of_one_cluster() {
     let exporter =
         OtlpExporter::new(Some(&receiver.endpoint()), OtlpProtocol::Grpc, SharedResource::new(None, [])).unwrap();
     let settings = ExportSettings { give_up_after: std::time::Duration::from_secs(30) };
-    export_loop::run(rx, exporter, settings, Arc::new(ExportHealth::default()), None).await;
+    export_loop::run(rx, Some(exporter), None, settings, Arc::new(ExportHealth::default()), None).await;
 
     let requests = receiver.received.lock().unwrap().len();
     let clusters = otlp_receiver::resource_values(&receiver.received, "k8s.cluster.name");

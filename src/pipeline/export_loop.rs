@@ -23,6 +23,7 @@ use super::health::ExportHealth;
 use super::otlp_exporter::{ExportProgress, OtlpExporter};
 use super::worker::SpanBatch;
 use crate::sinks::otel::SharedResource;
+use crate::store::{Store, StoredSpan};
 use crate::telemetry::{self as m, cluster_label};
 use crate::wal::Wal;
 
@@ -41,7 +42,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// exporter down (which flushes its connection).
 pub async fn run(
     mut batches: mpsc::Receiver<SpanBatch>,
-    mut exporter: OtlpExporter,
+    mut exporter: Option<OtlpExporter>,
+    store: Option<Arc<Store>>,
     settings: ExportSettings,
     health: Arc<ExportHealth>,
     wal: Option<Arc<Wal>>,
@@ -72,6 +74,16 @@ pub async fn run(
                 Err(_) => break,
             }
         }
+        if let Some(store) = &store {
+            batch = store_batch(store, batch, &settings, exporter.is_none()).await;
+        }
+        let Some(exporter) = exporter.as_mut() else {
+            record_lag(&batch);
+            if let Some(wal) = &wal {
+                wal.acknowledge(&batch.completes);
+            }
+            continue;
+        };
         // The unnamed cluster (no --cluster-name, no /audit/{cluster}) gets no k8s.cluster.name.
         let resource = resources
             .entry(batch.cluster.clone())
@@ -129,7 +141,58 @@ pub async fn run(
             wal.acknowledge(&batch.completes);
         }
     }
-    exporter.shutdown();
+    if let Some(mut exporter) = exporter {
+        exporter.shutdown();
+    }
+}
+
+/// Stores a batch's spans before they are exported (the store is local and
+/// quick; the viewer should not wait on a slow backend).
+///
+/// When the store is the only sink, a failure is retried like an export
+/// (the queue fills and the webhook answers 429 meanwhile), then given up
+/// and counted. Beside an OTLP backend, which holds the spans, one failed
+/// attempt is counted and the export goes on: a full disk must not stop the
+/// export whose acknowledgements would free the write-ahead log's space.
+async fn store_batch(store: &Arc<Store>, batch: SpanBatch, settings: &ExportSettings, only_sink: bool) -> SpanBatch {
+    let started = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    let mut batch = batch;
+    loop {
+        let store = store.clone();
+        // The batch moves to the blocking thread and back: no copy of it.
+        let (result, back) = match tokio::task::spawn_blocking(move || {
+            let stored: Vec<StoredSpan> =
+                batch.spans.iter().map(|s| StoredSpan::from_span(s, &batch.cluster)).collect();
+            (store.insert(&stored), batch)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "the store's task failed; the batch's spans are not stored");
+                return SpanBatch { cluster: "".into(), spans: Vec::new(), completes: Vec::new() };
+            }
+        };
+        batch = back;
+        match result {
+            Ok(()) => {
+                metrics::counter!(m::SPANS_STORED).increment(batch.spans.len() as u64);
+                return batch;
+            }
+            Err(e) if !only_sink || started.elapsed() >= settings.give_up_after => {
+                metrics::counter!(m::SPANS_STORE_FAILED).increment(batch.spans.len() as u64);
+                let why = if only_sink { "after every retry" } else { "they go on to the OTLP export only" };
+                tracing::error!(spans = batch.spans.len(), error = %e, "the trace store refused spans: {why}");
+                return batch;
+            }
+            Err(e) => {
+                tracing::warn!(spans = batch.spans.len(), error = %e, retry_in = ?backoff, "storing spans failed; will retry");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
 }
 
 /// Wall time from each span's end (the write's `stageTimestamp`, or the

@@ -92,7 +92,8 @@ pub struct ServeArgs {
     pub event_linger: Duration,
     #[command(flatten)]
     pub linking: LinkingArgs,
-    /// OTLP endpoint; default: the `OTEL_EXPORTER_OTLP_*` variables, else http://localhost:4317.
+    /// OTLP endpoint; default: the `OTEL_EXPORTER_OTLP_*` variables. With
+    /// neither, spans are only stored (and shown by the query API and viewer).
     #[arg(long, env = "KAUSAL_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
     /// OTLP protocol; default: `OTEL_EXPORTER_OTLP_PROTOCOL`, else guessed from the URL, else gRPC.
@@ -136,6 +137,22 @@ pub struct ServeArgs {
     /// new one (`--max-clusters`).
     #[arg(long, env = "KAUSAL_WAL_CONTEXT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub wal_context: Duration,
+    /// Keep no spans: export over OTLP only, with no query API or viewer.
+    #[arg(long, env = "KAUSAL_NO_STORE")]
+    pub no_store: bool,
+    /// How long spans stay in the embedded trace store (under --data-dir, else in memory).
+    #[arg(long, env = "KAUSAL_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+    /// The trace store's size bound (suffixes Ki, Mi, Gi); the oldest spans
+    /// go first. Default: 2Gi under --data-dir, 256Mi in memory.
+    #[arg(long, env = "KAUSAL_MAX_STORE_BYTES", value_parser = parse_bytes)]
+    pub max_store_bytes: Option<usize>,
+    /// Where the query API (Jaeger's) and the viewer listen, or `off`.
+    /// Default 127.0.0.1:16686 (Jaeger's port; if it is taken, kausal says
+    /// so and runs without). Off loopback, the webhook's authentication is
+    /// required there too.
+    #[arg(long, env = "KAUSAL_QUERY_LISTEN", value_name = "ADDR|off")]
+    pub query_listen: Option<String>,
     /// Keep every accepted body and watched Event under this directory, as
     /// fixtures that `kausal replay DIR/<cluster>` reproduces.
     #[arg(long, env = "KAUSAL_RECORD_DIR", value_name = "DIR")]

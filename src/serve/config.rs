@@ -16,6 +16,7 @@ use crate::sources::auth::Auth;
 use crate::sources::listener::{self, ConnectionLimits, TlsError, TlsFiles, UnauthenticatedLimits};
 use crate::sources::watcher::{WatchMode, WatchSettings};
 use crate::sources::webhook;
+use crate::store::StoreConfig;
 use crate::wal::WalConfig;
 
 /// What `kausal serve` runs with.
@@ -41,7 +42,13 @@ pub struct ServeConfig {
     pub core: CoreConfig,
     pub decode: DecodeOptions,
     pub otlp_endpoint: Option<String>,
+    /// Whether to export over OTLP at all: an endpoint was given, by flag
+    /// or by an `OTEL_EXPORTER_OTLP_*` variable.
+    pub otlp_export: bool,
     pub otlp_protocol: OtlpProtocol,
+    /// `None`: `--no-store`.
+    pub store: Option<StoreConfig>,
+    pub query: Option<QueryListen>,
     pub export: ExportSettings,
     pub export_queue_batches: usize,
     pub watch_mode: WatchMode,
@@ -50,6 +57,18 @@ pub struct ServeConfig {
     pub wal: Option<WalConfig>,
     pub record_dir: Option<PathBuf>,
 }
+
+/// Where the query API listens, and whether the address was chosen.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryListen {
+    pub addr: SocketAddr,
+    /// The default address: taken by another program, kausal runs without
+    /// the query listener instead of refusing to start.
+    pub default: bool,
+}
+
+/// Jaeger's query port, on loopback.
+pub const DEFAULT_QUERY_LISTEN: &str = "127.0.0.1:16686";
 
 /// A flag, or a file a flag names, that `kausal serve` cannot start with.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +97,12 @@ pub enum ConfigError {
     Tls(#[from] TlsError),
     #[error("{0}")]
     OtlpProtocol(String),
+    #[error(
+        "--no-store with no OTLP endpoint would keep spans nowhere: give --otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT), or drop --no-store"
+    )]
+    NoSink,
+    #[error("--query-listen `{0}` is not an address or `off`")]
+    QueryListen(String),
     #[error("--watch-owners=on needs the Event watch: drop --watch-events=off")]
     WatchOwnersWithoutWatch,
 }
@@ -105,6 +130,30 @@ impl ServeConfig {
         let decode = args.linking.decode_options();
         let otlp_protocol = OtlpProtocol::choose(args.otlp_protocol, args.otlp_endpoint.as_deref())
             .map_err(ConfigError::OtlpProtocol)?;
+        let query = match args.query_listen.as_deref() {
+            Some("off") => None,
+            Some(addr) => Some(QueryListen {
+                addr: addr.parse().map_err(|_| ConfigError::QueryListen(addr.to_owned()))?,
+                default: false,
+            }),
+            None => Some(QueryListen { addr: DEFAULT_QUERY_LISTEN.parse().expect("a valid address"), default: true }),
+        };
+        let store = StoreConfig {
+            path: args.data_dir.as_ref().map(|d| d.join("traces.sqlite")),
+            retention_us: Some(time::from_duration(args.retention)),
+            max_bytes: Some(
+                args.max_store_bytes.map_or_else(|| default_store_bytes(args.data_dir.as_deref()), |b| b as u64),
+            ),
+        };
+        let otlp_export = args.otlp_endpoint.is_some()
+            || std::env::vars_os()
+                .any(|(k, v)| k.to_str().is_some_and(|k| k.starts_with("OTEL_EXPORTER_OTLP_")) && !v.is_empty());
+        if args.no_store && !otlp_export {
+            return Err(ConfigError::NoSink);
+        }
+        let store = (!args.no_store).then_some(store);
+        // Without a store there is nothing to query.
+        let query = if args.no_store { None } else { query };
         let wal = args.data_dir.as_ref().map(|dir| WalConfig {
             dir: dir.join("wal"),
             max_bytes: args.max_wal_bytes as u64,
@@ -135,7 +184,10 @@ impl ServeConfig {
             core,
             decode,
             otlp_endpoint: args.otlp_endpoint.clone(),
+            otlp_export,
             otlp_protocol,
+            store,
+            query,
             export: ExportSettings { give_up_after: args.export_give_up_after },
             export_queue_batches: args.export_queue_batches.max(1),
             watch_mode: args.watch_events,
@@ -150,6 +202,22 @@ impl ServeConfig {
             wal,
             record_dir: args.record_dir.clone(),
         })
+    }
+}
+
+/// The store's bound when `--max-store-bytes` is not given: 2 GiB on disk,
+/// but never more than a quarter of the data directory's file system (the
+/// write-ahead log, which acknowledgements depend on, shares it); 256 MiB
+/// in memory.
+fn default_store_bytes(data_dir: Option<&std::path::Path>) -> u64 {
+    const ON_DISK: u64 = 2 << 30;
+    let Some(dir) = data_dir else { return 256 << 20 };
+    // The directory may not exist yet: its nearest existing ancestor is on
+    // the same file system.
+    let existing = dir.ancestors().find(|p| p.exists());
+    match existing.map(fs4::total_space) {
+        Some(Ok(total)) => ON_DISK.min(total / 4),
+        _ => ON_DISK,
     }
 }
 

@@ -23,11 +23,13 @@ pub use config::{ConfigError, ServeConfig};
 
 use crate::pipeline::otlp_exporter::OtlpExporter;
 use crate::pipeline::{self, ClusterSlots, ExportHealth, IngestQueue, WorkerConfig, export_loop};
+use crate::query::{self, api::QueryState};
 use crate::sinks::otel::SharedResource;
 use crate::sources::listener;
 use crate::sources::recorder::Recorder;
 use crate::sources::watcher::{self, WatchSettings};
 use crate::sources::webhook::{self, WebhookState};
+use crate::store::Store;
 use crate::telemetry;
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains. Errors are start-up
@@ -56,9 +58,29 @@ async fn serve(
         None => None,
     };
 
-    let exporter = OtlpExporter::new(config.otlp_endpoint.as_deref(), config.otlp_protocol, SharedResource::default())?;
+    let exporter = if config.otlp_export {
+        Some(OtlpExporter::new(config.otlp_endpoint.as_deref(), config.otlp_protocol, SharedResource::default())?)
+    } else {
+        None
+    };
     let health = Arc::new(ExportHealth::default());
-    let otlp_endpoint = exporter.endpoint.clone();
+    let otlp_endpoint = exporter.as_ref().map_or_else(|| "none (stored only)".to_owned(), |e| e.endpoint.clone());
+    let query = match config.query {
+        Some(q) => match TcpListener::bind(q.addr).await {
+            Ok(l) => Some(l),
+            Err(e) if q.default => {
+                tracing::warn!(
+                    address = %q.addr,
+                    error = %e,
+                    "the query API and viewer are off: their default address is taken (by a Jaeger?); \
+                     choose one with --query-listen"
+                );
+                None
+            }
+            Err(e) => return Err(e).with_context(|| format!("listening on {} (--query-listen)", q.addr)),
+        },
+        None => None,
+    };
     let (span_sender, span_receiver) = tokio::sync::mpsc::channel(config.export_queue_batches);
     let data_dir = config.wal.as_ref().and_then(|w| w.dir.parent()).map(|d| d.display().to_string());
     let (wal, recovered) = match config.wal.clone() {
@@ -68,8 +90,20 @@ async fn serve(
         }
         None => (None, None),
     };
-    let exporting =
-        tokio::spawn(export_loop::run(span_receiver, exporter, config.export.clone(), health.clone(), wal.clone()));
+    // After the log: what acknowledgements depend on opens first.
+    let store = match &config.store {
+        Some(c) => Some(Arc::new(Store::open(c.clone()).context("opening the trace store")?)),
+        None => None,
+    };
+    let pruning = store.clone().map(|s| tokio::spawn(prune_periodically(s)));
+    let exporting = tokio::spawn(export_loop::run(
+        span_receiver,
+        exporter,
+        store.clone(),
+        config.export.clone(),
+        health.clone(),
+        wal.clone(),
+    ));
 
     let recorder = match &config.record_dir {
         Some(dir) => {
@@ -158,6 +192,31 @@ async fn serve(
     if state.auth.insecure_no_auth {
         tracing::warn!("--insecure-no-auth: anyone who can connect may POST audit data");
     }
+    if !config.otlp_export {
+        tracing::info!(
+            "no OTLP endpoint (--otlp-endpoint or OTEL_EXPORTER_OTLP_*): spans are stored only, for the query API \
+             and the viewer"
+        );
+    }
+    let query = query.zip(store.clone()).map(|(l, store)| {
+        let addr = l.local_addr().ok();
+        let loopback = addr.is_some_and(|a| a.ip().is_loopback());
+        // The answers name the cluster's users and objects: off loopback
+        // they take the webhook's TLS and authentication.
+        let (tls, auth, query_limits) = if loopback {
+            (None, None, listener::ConnectionLimits { unauthenticated: None, ..limits })
+        } else {
+            (config.tls.clone(), Some(state.auth.clone()), limits)
+        };
+        tracing::info!(
+            address = %addr.map(|a| a.to_string()).unwrap_or_default(),
+            tls = tls.is_some(),
+            authenticated = auth.as_ref().is_some_and(|a| !a.insecure_no_auth),
+            "query API (Jaeger's) and viewer at /viewer/"
+        );
+        let query_state = Arc::new(QueryState { store, auth, now_us: Arc::new(pipeline::wall_clock_micros) });
+        tokio::spawn(listener::serve(l, tls, query::api::router(query_state), query_limits, wait_stop(stop.clone())))
+    });
     let app = webhook::router(state.clone()).merge(ops::router(ops_state));
     let server = tokio::spawn(listener::serve(listener, config.tls.clone(), app, limits, wait_stop(stop.clone())));
 
@@ -179,6 +238,12 @@ async fn serve(
         if let Some(ops) = ops {
             ops.abort();
         }
+        if let Some(query) = query {
+            query.abort();
+        }
+        if let Some(pruning) = pruning {
+            pruning.abort();
+        }
     };
     match tokio::time::timeout(config.shutdown_timeout, drain).await {
         Ok(()) => {
@@ -195,6 +260,33 @@ async fn serve(
              --data-dir nothing keeps them)",
             config.shutdown_timeout
         ),
+    }
+}
+
+/// How often the store is brought within --retention and --max-store-bytes.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn prune_periodically(store: Arc<Store>) {
+    loop {
+        let store = store.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let pruned = store.prune(pipeline::wall_clock_micros());
+            (pruned, store.size())
+        })
+        .await;
+        match done {
+            Ok((Ok(pruned), size)) => {
+                metrics::counter!(telemetry::STORE_PRUNED, "reason" => "retention").increment(pruned.expired);
+                metrics::counter!(telemetry::STORE_PRUNED, "reason" => "size").increment(pruned.over_size);
+                if let Ok((spans, bytes)) = size {
+                    metrics::gauge!(telemetry::STORE_SPANS).set(spans as f64);
+                    metrics::gauge!(telemetry::STORE_BYTES).set(bytes as f64);
+                }
+            }
+            Ok((Err(e), _)) => tracing::warn!(error = %e, "pruning the trace store failed; will try again"),
+            Err(e) => tracing::warn!(error = %e, "pruning the trace store failed; will try again"),
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
     }
 }
 

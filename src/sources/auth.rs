@@ -18,6 +18,15 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// Checks a request, and tells its connection when it authenticated
+    /// (which lifts the unauthenticated-connection limits from it).
+    pub fn admit(&self, connection: Option<ConnectionInfo>, headers: &HeaderMap) -> Result<(), &'static str> {
+        let connection = connection.unwrap_or_default();
+        self.allows(&connection, headers)?;
+        connection.authenticated();
+        Ok(())
+    }
+
     pub(super) fn allows(&self, connection: &ConnectionInfo, headers: &HeaderMap) -> Result<(), &'static str> {
         if self.insecure_no_auth || (self.mtls && connection.client_cert_verified) {
             return Ok(());

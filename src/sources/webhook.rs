@@ -101,12 +101,8 @@ async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    let connection = connection.map(|Extension(c)| c).unwrap_or_default();
-    match state.auth.allows(&connection, request.headers()) {
-        Ok(()) => {
-            connection.authenticated();
-            next.run(request).await
-        }
+    match state.auth.admit(connection.map(|Extension(c)| c), request.headers()) {
+        Ok(()) => next.run(request).await,
         Err(why) => {
             let mut response = error(StatusCode::UNAUTHORIZED, "unauthenticated", why);
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

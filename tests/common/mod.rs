@@ -2,9 +2,11 @@
 //! spans and their parents by what a person would look for.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod event_grouping;
 pub mod otlp_receiver;
 pub mod server;
+pub mod viewer;
 pub mod workload;
 
 use std::path::{Path, PathBuf};

@@ -74,6 +74,8 @@ pub struct Kausal {
     child: Option<Child>,
     pub port: u16,
     pub ops_port: u16,
+    /// The query API's port (`--query-listen`), unless the test chose it.
+    pub query_port: u16,
     log: tempfile::NamedTempFile,
 }
 
@@ -92,12 +94,16 @@ impl Kausal {
     /// like an apiserver's webhook kubeconfig).
     pub fn start_at(port: u16, ops_port: u16, args: &[&str], env: &[(&str, &str)]) -> Kausal {
         let log = tempfile::NamedTempFile::new().unwrap();
+        let query_port = free_port();
+        let query = format!("127.0.0.1:{query_port}");
         let child = Command::new(KAUSAL)
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}"), "--ops-listen", &format!("127.0.0.1:{ops_port}")])
             // No Event watch unless a test asks for one.
             .args(if args.contains(&"--watch-events") { &[][..] } else { &["--watch-events", "off"][..] })
             .args(["--log-format", "json"])
+            // Each server its own query port: parallel tests never meet on Jaeger's.
+            .args(if args.contains(&"--query-listen") { vec![] } else { vec!["--query-listen", query.as_str()] })
             .args(args)
             .envs(env.iter().copied())
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -106,11 +112,15 @@ impl Kausal {
             .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
-        Kausal { child: Some(child), port, ops_port, log }
+        Kausal { child: Some(child), port, ops_port, query_port, log }
     }
 
     pub fn url(&self, scheme: &str, path: &str) -> String {
         format!("{scheme}://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn query_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.query_port)
     }
 
     pub fn ops_url(&self, path: &str) -> String {
