@@ -3,7 +3,8 @@
 //! export lag at the apiserver rates of an HA control plane.
 //!
 //!   cargo bench --bench service            (add `-- --quick` for a smoke run,
-//!                                            `-- startup` for the start-up with a full log only)
+//!                                            `-- startup` for the start-up with a full log only,
+//!                                            `-- webhook` for the webhook rows only)
 //!
 //! Everything is real and on loopback: `kausal serve` (the release binary) with
 //! mTLS, a reqwest client presenting the apiserver's client certificate, and
@@ -171,15 +172,19 @@ impl Drop for Kausal {
 }
 
 /// `kausal serve`; with `data_dir`, with its write-ahead log there (a budget
-/// large enough that the run measures syncing, not 429s).
-async fn start_kausal(certs: &Certs, otlp: SocketAddr, data_dir: Option<&std::path::Path>) -> Kausal {
-    let wal: Vec<String> = match data_dir {
+/// large enough that the run measures syncing, not 429s) and its trace store;
+/// without `store`, `--no-store` (export only).
+async fn start_kausal(certs: &Certs, otlp: SocketAddr, data_dir: Option<&std::path::Path>, store: bool) -> Kausal {
+    let mut extra: Vec<String> = match data_dir {
         Some(dir) => ["--data-dir", &dir.display().to_string(), "--max-wal-bytes", "8Gi", "--wal-context", "0s"]
             .map(String::from)
             .to_vec(),
         None => Vec::new(),
     };
-    let mut kausal = spawn_kausal(certs, otlp, &wal);
+    if !store {
+        extra.push("--no-store".into());
+    }
+    let mut kausal = spawn_kausal(certs, otlp, &extra);
     if wait_healthy(&mut kausal, Duration::from_secs(30)).await.is_none() {
         panic!("kausal serve did not start");
     }
@@ -195,7 +200,7 @@ fn spawn_kausal(certs: &Certs, otlp: SocketAddr, extra: &[String]) -> Kausal {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
             .args(["--tls-cert", &certs.path("server.crt"), "--tls-key", &certs.path("server.key")])
             .args(["--client-ca", &certs.path("ca.crt"), "--otlp-endpoint", &format!("http://{otlp}")])
-            .args(["--watch-events", "off", "--log-level", "warn"])
+            .args(["--watch-events", "off", "--log-level", "warn", "--query-listen", "off"])
             .args(extra)
             .stdout(Stdio::null())
             .spawn()
@@ -391,7 +396,7 @@ fn ms(d: Duration) -> f64 {
 
 fn print_load(who: &str, connections: usize, l: &Load) {
     println!(
-        "{who:<10} {connections:>3} conn: {:>7.1} batches/s {:>9.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  p999 {:>6.2} ms  ({} acknowledged, {} not)",
+        "{who:<21} {connections:>3} conn: {:>7.1} batches/s {:>9.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  p999 {:>6.2} ms  ({} acknowledged, {} not)",
         l.acknowledged as f64 / l.seconds,
         l.acknowledged as f64 * BATCH_EVENTS as f64 / l.seconds,
         ms(l.percentile(0.50)),
@@ -436,14 +441,30 @@ async fn main() {
         print_load("null", connections, &null);
         // A fresh process for each row, stopped before the next row starts,
         // so no row competes with an earlier row's export backlog.
-        let kausal = start_kausal(&certs, otlp, None).await;
+        // The same path with and without the trace store, one after the
+        // other in the same run: what storing costs the webhook.
+        let bare = start_kausal(&certs, otlp, None, false).await;
+        let unstored =
+            load(&certs, &format!("https://127.0.0.1:{}/audit", bare.port), &bodies, connections, duration).await;
+        print_load("kausal --no-store", connections, &unstored);
+        drop(bare);
+        tokio::time::sleep(settle).await;
+        let kausal = start_kausal(&certs, otlp, None, true).await;
         let served =
             load(&certs, &format!("https://127.0.0.1:{}/audit", kausal.port), &bodies, connections, duration).await;
         print_load("kausal", connections, &served);
         drop(kausal);
         tokio::time::sleep(settle).await;
         let data_dir = tempfile::tempdir().unwrap();
-        let durable = start_kausal(&certs, otlp, Some(data_dir.path())).await;
+        let bare_durable = start_kausal(&certs, otlp, Some(data_dir.path()), false).await;
+        let synced_unstored =
+            load(&certs, &format!("https://127.0.0.1:{}/audit", bare_durable.port), &bodies, connections, duration)
+                .await;
+        print_load("kausal+wal --no-store", connections, &synced_unstored);
+        drop(bare_durable);
+        tokio::time::sleep(settle).await;
+        let data_dir = tempfile::tempdir().unwrap();
+        let durable = start_kausal(&certs, otlp, Some(data_dir.path()), true).await;
         let synced =
             load(&certs, &format!("https://127.0.0.1:{}/audit", durable.port), &bodies, connections, duration).await;
         print_load("kausal+wal", connections, &synced);
@@ -468,7 +489,16 @@ async fn main() {
             per_second(&served) / per_second(&null),
             per_second(&synced) / per_second(&null)
         );
+        println!(
+            "           the store's cost: kausal/kausal --no-store {:.2}, kausal+wal/kausal+wal --no-store {:.2}",
+            per_second(&served) / per_second(&unstored),
+            per_second(&synced) / per_second(&synced_unstored)
+        );
         tokio::time::sleep(settle).await;
+    }
+    // `-- webhook`: only the webhook rows above.
+    if std::env::args().any(|a| a == "webhook") {
+        return;
     }
 
     // OTLP/gRPC export to the loopback receiver.
@@ -494,7 +524,7 @@ async fn main() {
     startup_with_full_log(&certs, otlp, &items, if quick { 16 << 20 } else { 1 << 30 }).await;
 
     // Export lag at 12,000 events/s: 30 batches of 400 a second, timestamped now.
-    let kausal = start_kausal(&certs, otlp, None).await;
+    let kausal = start_kausal(&certs, otlp, None, true).await;
     let url = format!("https://127.0.0.1:{}/audit", kausal.port);
     let client = certs.client();
     counting.measure_lag.store(true, Ordering::Relaxed);

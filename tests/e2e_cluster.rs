@@ -21,7 +21,7 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind,
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use serde_json::{Value, json};
 
-use common::otlp_receiver::{Receiver, string_attr};
+use common::otlp_receiver::{self, Receiver, string_attr};
 use common::server::Kausal;
 
 // ---- environment -----------------------------------------------------------
@@ -685,6 +685,14 @@ async fn audit_deployment_create_scale_rollout_and_delete() {
         pods.iter().try_for_each(|p| s.expect_below(p, delete))
     })
     .await;
+
+    // kausal's own store, through its query API, holds every span the
+    // backend received, in the same place.
+    let received = otlp_receiver::spans_by_id(&receiver.received);
+    let stored = otlp_receiver::stored_shapes(&kausal.query_url(""), &received).await;
+    let missing: Vec<_> =
+        received.iter().filter(|(k, v)| stored.get(*k) != Some(*v)).map(|(_, v)| v).take(10).collect();
+    assert!(missing.is_empty(), "spans exported but not stored alike: {missing:?}");
 
     compare_with_events_only(&receiver, events_only, ns).await;
     assert!(kausal.terminate().success(), "{}", kausal.log());

@@ -71,4 +71,7 @@ async fn on_loopback_the_query_api_answers_without_credentials() {
     let answer = reqwest::get(server.query_url("/api/services")).await.unwrap();
     assert_eq!(answer.status(), 200);
     assert!(server.terminate().success(), "{}", server.log());
+    // No OTLP endpoint: said once, at start-up.
+    let log = server.log();
+    assert_eq!(log.matches("spans are stored only").count(), 1, "{log}");
 }

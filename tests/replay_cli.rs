@@ -60,3 +60,57 @@ fn intents_come_first_and_event_lines_name_their_object() {
     assert!(headers(&all[..background]).iter().all(|h| h.contains("intent by")));
     assert!(headers(&all[background..]).iter().any(|h| h.contains("started by controller")));
 }
+
+/// `--format jaeger-json` writes Jaeger's trace JSON: the envelope, one
+/// trace per intent or controller trace, parents as `CHILD_OF` references.
+/// The capture's Deployment `web` owns ReplicaSet `web-5d894c86f5`, which
+/// owns the pods: each create is the child of its owner's.
+#[test]
+fn jaeger_json_is_the_envelope_of_traces_with_child_of_parents() {
+    let out = replay(&["--format", "jaeger-json", "-q", "tests/fixtures/rollout-basic"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    for key in ["data", "total", "limit", "offset", "errors"] {
+        assert!(body.get(key).is_some(), "no `{key}` in the envelope");
+    }
+    let traces = body["data"].as_array().unwrap();
+    assert_eq!(body["total"], traces.len());
+    let spans: Vec<&serde_json::Value> = traces.iter().flat_map(|t| t["spans"].as_array().unwrap()).collect();
+    let span = |name: &str| *spans.iter().find(|s| s["operationName"] == name).unwrap_or_else(|| panic!("{name}"));
+    let parent = |s: &serde_json::Value| {
+        s["references"].as_array().unwrap().iter().find(|r| r["refType"] == "CHILD_OF").map(|r| r["spanID"].clone())
+    };
+    let deployment = span("create deployments default/web");
+    let rs = span("create replicasets default/web-5d894c86f5");
+    assert_eq!(parent(deployment), None);
+    assert_eq!(parent(rs), Some(deployment["spanID"].clone()));
+    assert_eq!(rs["traceID"], deployment["traceID"]);
+    let pod = span("create pods default/web-5d894c86f5-2znrl");
+    assert_eq!(parent(pod), Some(rs["spanID"].clone()));
+    // Every span's process is in its trace's processes.
+    for t in traces {
+        for s in t["spans"].as_array().unwrap() {
+            assert!(t["processes"][s["processID"].as_str().unwrap()]["serviceName"].is_string());
+        }
+    }
+}
+
+/// The README's `kausal why` picture is what the command prints.
+#[test]
+fn the_readme_shows_what_kausal_why_prints() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kausal"))
+        .args(["why", "pod/web-5d894c86f5-2znrl", "-n", "default", "tests/fixtures/rollout-basic"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let first = "\nPod default/web-5d894c86f5-2znrl  (uid";
+    let start = readme.find(first).expect("the README shows kausal why") + 1;
+    let shown = &readme[start..start + readme[start..].find("```").unwrap()];
+    assert_eq!(shown.trim_end(), printed.trim_end());
+    // The create's chain: the ReplicaSet that owns the pod, then the Deployment that owns it.
+    let rs = printed.find("create replicasets default/web-5d894c86f5").unwrap();
+    let deployment = printed.find("create deployments default/web").unwrap();
+    assert!(rs < deployment);
+}

@@ -73,3 +73,46 @@ async fn the_viewer_shows_the_deployment_apply_as_a_causal_tree() {
     let deployment_at = after.find("create deployments default/web").expect("the apply in the chain");
     assert!(rs_at < deployment_at, "the chain goes up from the ReplicaSet to the apply:\n{after}");
 }
+
+/// Cluster data is text, never markup: an Event whose reason and message are
+/// HTML (anyone who may create Events can write them) shows as those
+/// characters, and nothing in it runs.
+#[tokio::test]
+async fn an_event_written_as_html_is_shown_as_text_and_runs_nothing() {
+    if !browser::available() {
+        eprintln!("SKIPPED: {} or {} is not installed", browser::CHROMIUM, browser::CHROMEDRIVER);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let reason = r#"<img src=x onerror="document.title='pwned'">"#;
+    let message = r#"<script>document.title='pwned'</script><b id="injected">bold</b>"#;
+    let event = serde_json::json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "web.1", "namespace": "default", "uid": "0f0e0d0c-0b0a-4909-8807-060504030201",
+                     "creationTimestamp": "2026-11-21T22:00:00Z"},
+        "involvedObject": {"kind": "Pod", "namespace": "default", "name": "web", "uid": "11111111-2222-4333-8444-555555555555"},
+        "reason": reason, "message": message, "type": "Warning",
+        "source": {"component": "someone"},
+        "firstTimestamp": "2026-11-21T22:00:00Z", "lastTimestamp": "2026-11-21T22:00:00Z", "count": 1
+    });
+    let file = dir.path().join("events.json");
+    std::fs::write(&file, serde_json::to_vec(&event).unwrap()).unwrap();
+    let view = View::start(&[&file]);
+    let (_, found) = view.get("/api/traces?start=0&end=4102444800000000").await;
+    let trace = found["data"][0]["traceID"].as_str().expect("the Event's trace").to_owned();
+
+    let browser = Browser::start().await;
+    browser.open(&view.url(&format!("/viewer/#/trace/{trace}"))).await;
+    let rows = browser.wait_for("#tree li .row").await;
+    browser.click(&rows[0]).await;
+    browser.wait_for("#detail table").await;
+    let title = browser.script("return document.title").await;
+    assert_eq!(title, "kausal", "markup from the cluster ran");
+    assert!(
+        browser.find_all("#main img, #injected, #main script").await.is_empty(),
+        "markup from the cluster became elements"
+    );
+    let text = browser.script("return document.querySelector('main').innerText").await;
+    let text = text.as_str().unwrap();
+    assert!(text.contains(reason) && text.contains(message), "the reason and message are shown as written:\n{text}");
+}

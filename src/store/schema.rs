@@ -20,6 +20,9 @@ pub const PRAGMAS_BEFORE_TABLES: &str = "PRAGMA auto_vacuum = INCREMENTAL;";
 /// still holds and replays.
 pub const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;";
 
+/// The writer's page cache, in KiB (negative: a size, not a page count).
+pub const WRITER_CACHE: &str = "PRAGMA cache_size = -32768;";
+
 pub const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS spans (

@@ -98,7 +98,9 @@ pub fn assert_parent(spans: &Spans<'_>, child: &Span, parent: &Span) {
 /// fence: the pictures the tests compare with what kausal prints.
 pub fn readme_block(first_line: &str) -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find(first_line).unwrap_or_else(|| panic!("the README shows `{first_line}`"));
+    // At the start of a line: the same text may be quoted inside another picture.
+    let start =
+        readme.find(&format!("\n{first_line}")).unwrap_or_else(|| panic!("the README shows `{first_line}`")) + 1;
     readme[start..start + readme[start..].find("```").unwrap()].to_owned()
 }
 

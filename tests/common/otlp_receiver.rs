@@ -169,8 +169,30 @@ pub type SpanShape = (Vec<u8>, String, String);
 /// (trace, span) → (parent, name, service.name) of everything received. A span
 /// received twice (same IDs) is kept once: re-sends are harmless by design.
 pub fn spans_by_id(received: &Received) -> BTreeMap<SpanKey, SpanShape> {
+    shapes(received.lock().unwrap().iter())
+}
+
+/// What kausal's own store holds of the traces `wanted` names, read back
+/// from its query API (`/api/v3/traces/{id}`, OTLP/JSON) in the same view.
+pub async fn stored_shapes(query_base: &str, wanted: &BTreeMap<SpanKey, SpanShape>) -> BTreeMap<SpanKey, SpanShape> {
+    let traces: std::collections::BTreeSet<&Vec<u8>> = wanted.keys().map(|(trace, _)| trace).collect();
+    let client = reqwest::Client::new();
+    let mut requests = Vec::new();
+    for trace in traces {
+        let id: String = trace.iter().map(|b| format!("{b:02x}")).collect();
+        let answer = client.get(format!("{query_base}/api/v3/traces/{id}")).send().await.unwrap();
+        if answer.status() != 200 {
+            continue;
+        }
+        let body: serde_json::Value = answer.json().await.unwrap();
+        requests.push(serde_json::from_value::<ExportTraceServiceRequest>(body["result"].clone()).unwrap());
+    }
+    shapes(requests.iter())
+}
+
+fn shapes<'a>(requests: impl Iterator<Item = &'a ExportTraceServiceRequest>) -> BTreeMap<SpanKey, SpanShape> {
     let mut out = BTreeMap::new();
-    for request in received.lock().unwrap().iter() {
+    for request in requests {
         for rs in &request.resource_spans {
             let attrs = rs.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
             let service = string_attr(attrs, "service.name").expect("every resource has service.name");
