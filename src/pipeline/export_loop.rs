@@ -1,5 +1,6 @@
-//! The export loop: drains the worker's span channel into OTLP, with retries
-//! and backoff, and reports what it did.
+//! The export loop: drains the worker's span channel into the trace store
+//! and OTLP (either may be absent), with retries and backoff, and reports
+//! what it did.
 //!
 //! A retry sends only the requests of a batch not yet accepted (see
 //! [`ExportProgress`]): a failure halfway through a batch duplicates nothing.
@@ -75,7 +76,7 @@ pub async fn run(
             }
         }
         if let Some(store) = &store {
-            batch = store_batch(store, batch, &settings, exporter.is_none()).await;
+            batch = store_batch(store, batch, &settings, exporter.is_none(), &health).await;
         }
         let Some(exporter) = exporter.as_mut() else {
             record_lag(&batch);
@@ -154,7 +155,13 @@ pub async fn run(
 /// and counted. Beside an OTLP backend, which holds the spans, one failed
 /// attempt is counted and the export goes on: a full disk must not stop the
 /// export whose acknowledgements would free the write-ahead log's space.
-async fn store_batch(store: &Arc<Store>, batch: SpanBatch, settings: &ExportSettings, only_sink: bool) -> SpanBatch {
+async fn store_batch(
+    store: &Arc<Store>,
+    batch: SpanBatch,
+    settings: &ExportSettings,
+    only_sink: bool,
+    health: &ExportHealth,
+) -> SpanBatch {
     let started = Instant::now();
     let mut backoff = FIRST_BACKOFF;
     let mut batch = batch;
@@ -178,6 +185,9 @@ async fn store_batch(store: &Arc<Store>, batch: SpanBatch, settings: &ExportSett
         match result {
             Ok(()) => {
                 metrics::counter!(m::SPANS_STORED).increment(batch.spans.len() as u64);
+                if only_sink {
+                    health.set(true);
+                }
                 return batch;
             }
             Err(e) if !only_sink || started.elapsed() >= settings.give_up_after => {
@@ -187,6 +197,8 @@ async fn store_batch(store: &Arc<Store>, batch: SpanBatch, settings: &ExportSett
                 return batch;
             }
             Err(e) => {
+                // The store is where the spans go: /readyz says it fails.
+                health.set(false);
                 tracing::warn!(spans = batch.spans.len(), error = %e, retry_in = ?backoff, "storing spans failed; will retry");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);

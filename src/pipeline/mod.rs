@@ -1,7 +1,7 @@
 //! The live pipeline behind `kausal serve`: the plumbing between sources and sinks.
 //!
 //! ```text
-//! sources ─► queue ─► worker (one core Engine per cluster) ─► span channel ─► export loop ─► OTLP
+//! sources ─► queue ─► worker (one core Engine per cluster) ─► span channel ─► export loop ─► trace store, then OTLP
 //!                                                                                └─► write-ahead log acknowledgements
 //! ```
 //!

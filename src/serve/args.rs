@@ -121,9 +121,10 @@ pub struct ServeArgs {
     /// Metadata lookups per second, at most, for objects seen only in Events.
     #[arg(long, env = "KAUSAL_LOOKUP_RATE", default_value_t = 20)]
     pub lookup_rate: u32,
-    /// Directory for the write-ahead log: every accepted body is synced here
-    /// before the 200 and replayed after a crash. Without it, a 200 means
-    /// "in memory" and a crash loses what was not yet exported.
+    /// Directory for the write-ahead log (every accepted body is synced here
+    /// before the 200 and replayed after a crash) and the trace store.
+    /// Without it, a 200 means "in memory", a crash loses what was not yet
+    /// exported, and the store is in memory.
     #[arg(long, env = "KAUSAL_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Disk the write-ahead log may use (suffixes Ki, Mi, Gi); when bodies not

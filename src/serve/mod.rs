@@ -64,7 +64,9 @@ async fn serve(
         None
     };
     let health = Arc::new(ExportHealth::default());
-    let otlp_endpoint = exporter.as_ref().map_or_else(|| "none (stored only)".to_owned(), |e| e.endpoint.clone());
+    let otlp_export = exporter.is_some();
+    // Where spans go, as the logs name it.
+    let otlp_endpoint = exporter.as_ref().map_or_else(|| "the trace store".to_owned(), |e| e.endpoint.clone());
     let query = match config.query {
         Some(q) => match TcpListener::bind(q.addr).await {
             Ok(l) => Some(l),
@@ -157,7 +159,7 @@ async fn serve(
     let ops_state = Arc::new(ops::OpsState {
         queue: queue.clone(),
         export_health: health,
-        otlp_endpoint: otlp_endpoint.clone(),
+        otlp_endpoint: otlp_export.then(|| otlp_endpoint.clone()),
         wal: wal.clone(),
         metrics,
     });

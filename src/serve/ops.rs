@@ -20,8 +20,8 @@ use crate::wal::Wal;
 pub(super) struct OpsState {
     pub queue: IngestQueue,
     pub export_health: Arc<ExportHealth>,
-    /// Where spans go, as `/readyz` names it.
-    pub otlp_endpoint: String,
+    /// Where spans are exported, as `/readyz` names it; `None`: stored only.
+    pub otlp_endpoint: Option<String>,
     pub wal: Option<Arc<Wal>>,
     pub metrics: Option<PrometheusHandle>,
 }
@@ -50,7 +50,10 @@ async fn readyz(State(state): State<Arc<OpsState>>) -> Response {
         problems.push(format!("ingest queue {}/{} records", state.queue.depth(), state.queue.capacity()));
     }
     if !state.export_health.healthy() {
-        problems.push(format!("OTLP exports to {} are failing", state.otlp_endpoint));
+        problems.push(match &state.otlp_endpoint {
+            Some(endpoint) => format!("OTLP exports to {endpoint} are failing"),
+            None => "storing spans in the trace store fails (the only sink: no OTLP endpoint)".to_owned(),
+        });
     }
     if state.export_health.linking_paused() {
         problems.push("linking is paused behind the exporter: records wait in the ingest queue".to_owned());

@@ -18,7 +18,11 @@ pub const PRAGMAS_BEFORE_TABLES: &str = "PRAGMA auto_vacuum = INCREMENTAL;";
 /// NORMAL` is WAL's documented safe setting against application crashes; a
 /// power cut may lose the last commits, which kausal's own write-ahead log
 /// still holds and replays.
-pub const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;";
+///
+/// Sorts and groupings use memory, not temporary files: the deploy kit's
+/// root file system is read-only.
+pub const PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;";
 
 /// The writer's page cache, in KiB (negative: a size, not a page count).
 pub const WRITER_CACHE: &str = "PRAGMA cache_size = -32768;";
