@@ -99,6 +99,7 @@ fn searches_match_service_tags_time_and_duration_and_return_newest_first() {
             ),
         ])
         .unwrap();
+    assert_eq!(store.services().unwrap(), ["admin", "ci"], "each actor once, in name order");
     let find = |q: TraceQuery| store.find_traces(&TraceQuery { limit: 10, ..q }).unwrap();
     let id = |t: u8| format!("{t:032x}");
     assert_eq!(find(TraceQuery::default()), [id(3), id(2), id(1)]);
