@@ -8,14 +8,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::server::Kausal;
+use common::server::{Kausal, free_port};
 use common::workload::{CORE_FLAGS, SendStats, expected_spans, send_until_accepted, workload};
 use kausal::core::span::SpanKind;
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// Every span ID the query API holds, with how many traces hold it.
 async fn stored_span_ids(query_port: u16) -> BTreeMap<String, usize> {

@@ -147,14 +147,19 @@ struct Operation {
 }
 
 /// `/api/operations?service=`: kausal's spans are all of kind internal.
+/// The operations of `?service=` (all services' without it), for both APIs.
+async fn operation_list(state: &Arc<QueryState>, raw: Option<&str>) -> Result<Vec<Operation>, ApiError> {
+    let pairs = params::pairs(raw);
+    let service = pairs.iter().find(|(k, _)| k == "service").map(|(_, v)| v.clone());
+    let ops = blocking(state, move |s| Ok(s.operations(service.as_deref())?)).await?;
+    Ok(ops.into_iter().map(|(_, name)| Operation { name, span_kind: "internal" }).collect())
+}
+
 async fn operations(
     State(state): State<Arc<QueryState>>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Envelope<Vec<Operation>>> {
-    let pairs = params::pairs(raw.as_deref());
-    let service = pairs.iter().find(|(k, _)| k == "service").map(|(_, v)| v.clone());
-    let ops = blocking(&state, move |s| Ok(s.operations(service.as_deref())?)).await?;
-    let ops: Vec<Operation> = ops.into_iter().map(|(_, name)| Operation { name, span_kind: "internal" }).collect();
+    let ops = operation_list(&state, raw.as_deref()).await?;
     let total = ops.len();
     Ok(Json(Envelope::new(ops, total)))
 }
@@ -202,10 +207,7 @@ async fn v3_services(State(state): State<Arc<QueryState>>) -> ApiResult<serde_js
 }
 
 async fn v3_operations(State(state): State<Arc<QueryState>>, RawQuery(raw): RawQuery) -> ApiResult<serde_json::Value> {
-    let pairs = params::pairs(raw.as_deref());
-    let service = pairs.iter().find(|(k, _)| k == "service").map(|(_, v)| v.clone());
-    let ops = blocking(&state, move |s| Ok(s.operations(service.as_deref())?)).await?;
-    let ops: Vec<Operation> = ops.into_iter().map(|(_, name)| Operation { name, span_kind: "internal" }).collect();
+    let ops = operation_list(&state, raw.as_deref()).await?;
     Ok(Json(json!({ "operations": ops })))
 }
 
@@ -239,7 +241,7 @@ async fn v3_get_trace(State(state): State<Arc<QueryState>>, Path(id): Path<Strin
 /// `end` (µs) and `limit`.
 async fn intents(State(state): State<Arc<QueryState>>, RawQuery(raw): RawQuery) -> ApiResult<serde_json::Value> {
     let pairs = params::pairs(raw.as_deref());
-    let get = |k: &str| pairs.iter().find(|(key, v)| key == k && !v.is_empty()).map(|(_, v)| v.clone());
+    let get = |k: &str| params::first(&pairs, k).map(str::to_owned);
     let mut tags = Vec::new();
     for (param, tag) in [("namespace", "k8s.namespace.name"), ("object", "k8s.object.name"), ("user", "user.name")] {
         if let Some(v) = get(param) {
@@ -282,7 +284,7 @@ async fn intents(State(state): State<Arc<QueryState>>, RawQuery(raw): RawQuery) 
 /// `/api/kausal/objects?kind=pod&namespace=default&name=web-1`.
 async fn find_objects(State(state): State<Arc<QueryState>>, RawQuery(raw): RawQuery) -> ApiResult<serde_json::Value> {
     let pairs = params::pairs(raw.as_deref());
-    let get = |k: &str| pairs.iter().find(|(key, v)| key == k && !v.is_empty()).map(|(_, v)| v.clone());
+    let get = |k: &str| params::first(&pairs, k).map(str::to_owned);
     let (Some(kind), Some(name)) = (get("kind"), get("name")) else {
         return Err(ApiError::BadRequest("kind and name are required (and namespace for namespaced kinds)".into()));
     };

@@ -106,10 +106,10 @@ pub fn trace(trace_id: &str, spans: &[StoredSpan]) -> Trace {
     let mut processes = HashMap::new();
     let mut out = Vec::with_capacity(spans.len());
     for span in spans {
-        let next = format!("p{}", process_ids.len() + 1);
         let process_id = process_ids
             .entry((span.service.as_str(), span.cluster.as_str()))
             .or_insert_with(|| {
+                let next = format!("p{}", processes.len() + 1);
                 let mut tags = Vec::new();
                 if !span.cluster.is_empty() {
                     tags.push(string_tag("k8s.cluster.name", &span.cluster));

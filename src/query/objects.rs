@@ -46,8 +46,8 @@ pub struct Why {
 
 /// The object `uid` as its first stored span names it; `None` when no span is about it.
 pub fn object(store: &Store, uid: &str) -> Result<Option<ObjectRef>, StoreError> {
-    let spans = store.object_spans(uid)?;
-    Ok(spans.first().map(|first| ObjectRef {
+    // Only the first span: history and why read all of them themselves.
+    Ok(store.first_object_span(uid)?.map(|first| ObjectRef {
         uid: uid.to_owned(),
         kind: first.attr_str("k8s.object.kind").map(str::to_owned),
         namespace: first.attr_str("k8s.namespace.name").map(str::to_owned),

@@ -64,7 +64,6 @@ async fn serve(
         None
     };
     let health = Arc::new(ExportHealth::default());
-    let otlp_export = exporter.is_some();
     // Where spans go, as the logs name it.
     let otlp_endpoint = exporter.as_ref().map_or_else(|| "the trace store".to_owned(), |e| e.endpoint.clone());
     let query = match config.query {
@@ -159,7 +158,7 @@ async fn serve(
     let ops_state = Arc::new(ops::OpsState {
         queue: queue.clone(),
         export_health: health,
-        otlp_endpoint: otlp_export.then(|| otlp_endpoint.clone()),
+        otlp_endpoint: config.otlp_export.then(|| otlp_endpoint.clone()),
         wal: wal.clone(),
         metrics,
     });

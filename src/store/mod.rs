@@ -95,10 +95,6 @@ impl Store {
         Ok(Store { write, read, config })
     }
 
-    pub fn config(&self) -> &StoreConfig {
-        &self.config
-    }
-
     /// Stores `spans` in one transaction: all of them or, on error, none.
     pub fn insert(&self, spans: &[StoredSpan]) -> Result<(), StoreError> {
         let mut conn = lock(&self.write);

@@ -1,8 +1,8 @@
 //! Searches: which traces match (Jaeger's `FindTraces`), the intents at the
 //! top of them, and the objects spans are about.
 
-use rusqlite::params_from_iter;
 use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params_from_iter};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, StoredSpan, id_bytes, lock, schema};
@@ -111,6 +111,16 @@ impl Store {
             Ok(ObjectRef { uid: r.get(0)?, kind: r.get(1)?, namespace: r.get(2)?, name: r.get(3)? })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The earliest span about the object `uid`: what names it.
+    pub fn first_object_span(&self, uid: &str) -> Result<Option<StoredSpan>, StoreError> {
+        let conn = lock(&self.read);
+        let body: Option<String> = conn
+            .prepare_cached("SELECT body FROM spans WHERE object_uid = ?1 ORDER BY start_us, span_id LIMIT 1")?
+            .query_row([uid], |r| r.get(0))
+            .optional()?;
+        body.map(|b| serde_json::from_str(&b).map_err(StoreError::from)).transpose()
     }
 
     /// Every span about the object `uid` (its writes and the Events about
