@@ -18,7 +18,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use kausal::core::{CoreConfig, Engine, Record};
 use kausal::decode::{DecodeOptions, decode};
 use kausal::sinks::otel::SharedResource;
-use kausal::sinks::otlp_json::export_request;
+use kausal::sinks::otel::export_request;
 use prost::Message as _;
 
 /// Decode every batch into records: the parse limit.

@@ -4,7 +4,8 @@
 //!
 //!   cargo bench --bench service            (add `-- --quick` for a smoke run,
 //!                                            `-- startup` for the start-up with a full log only,
-//!                                            `-- webhook` for the webhook rows only)
+//!                                            `-- webhook` for the webhook rows only,
+//!                                            `-- export` for the OTLP export rows only)
 //!
 //! Everything is real and on loopback: `kausal serve` (the release binary) with
 //! mTLS, a reqwest client presenting the apiserver's client certificate, and
@@ -14,6 +15,11 @@
 //! the ratio between the two is what kausal's own work costs.
 
 mod support;
+
+// The binary's allocator, so that the in-process rows (the OTLP export)
+// allocate as `kausal` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -39,6 +45,8 @@ struct Counting {
     lags: Mutex<Vec<f64>>,
     event_lags: Mutex<Vec<f64>>,
     measure_lag: std::sync::atomic::AtomicBool,
+    /// How long each export waits before it is answered (a slow backend), in ms.
+    delay_ms: AtomicU64,
 }
 
 struct Receiver(Arc<Counting>);
@@ -49,6 +57,10 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let delay = self.0.delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         let now = kausal::pipeline::wall_clock_micros() as f64 * 1000.0;
         let request = request.into_inner();
         let mut n = 0;
@@ -76,7 +88,14 @@ async fn start_receiver() -> (SocketAddr, Arc<Counting>) {
     let counting = Arc::new(Counting::default());
     let service = TraceServiceServer::new(Receiver(counting.clone())).max_decoding_message_size(64 << 20);
     tokio::spawn(async move {
+        // HTTP/2 windows of a production collector's size (grpc-go, which
+        // the OpenTelemetry Collector uses, grows its window to 16 MiB as it
+        // measures the link), not h2's 64 KiB start, which would stall every
+        // large request on window updates.
         tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(8 << 20))
+            .initial_connection_window_size(Some(16 << 20))
+            .max_frame_size(Some(1 << 20))
             .add_service(service)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
@@ -407,6 +426,107 @@ fn print_load(who: &str, connections: usize, l: &Load) {
     );
 }
 
+/// An OTLP/HTTP (protobuf) receiver on loopback that decodes and counts.
+async fn start_http_receiver() -> (SocketAddr, Arc<AtomicU64>) {
+    use prost::Message as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let sink = count.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                    let n: usize =
+                        request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+                    sink.fetch_add(n as u64, Ordering::Relaxed);
+                    ExportTraceServiceResponse { partial_success: None }.encode_to_vec()
+                }
+            }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, count)
+}
+
+/// OTLP export to loopback receivers, gRPC and HTTP/protobuf, through both
+/// paths that send: `OtlpExporter::export` (a replay's whole output) and the
+/// server's export loop (batches of the worker's size, several in flight).
+/// The receivers decode every request in this process, on the same two cores.
+async fn export_rows(quick: bool, grpc: SocketAddr, counting: &Arc<Counting>) {
+    use prost::Message as _;
+    let template = support::capture_records();
+    let mut engine = Engine::new(CoreConfig::default());
+    let mut spans = Vec::new();
+    for r in 0..if quick { 2 } else { 60 } {
+        support::round(&template, r).into_iter().for_each(|record| engine.ingest(record));
+        engine.advance(None);
+        spans.extend(engine.drain_spans());
+    }
+    engine.flush();
+    spans.extend(engine.drain_spans());
+    let encoded = kausal::sinks::otel::export_request(&spans, &SharedResource::new(Some("bench"), [])).encoded_len();
+    let (http, http_count) = start_http_receiver().await;
+    println!(
+        "\notlp export: {} spans ({:.0} bytes each encoded), {} spans per request at most, {} requests in flight",
+        spans.len(),
+        encoded as f64 / spans.len() as f64,
+        kausal::pipeline::otlp_exporter::MAX_REQUEST_SPANS,
+        kausal::pipeline::otlp_exporter::IN_FLIGHT
+    );
+    let rows: [(&str, OtlpProtocol, String, u64); 3] = [
+        ("gRPC", OtlpProtocol::Grpc, format!("http://{grpc}"), 0),
+        ("HTTP/protobuf", OtlpProtocol::HttpProtobuf, format!("http://{http}/v1/traces"), 0),
+        ("gRPC, each answer 20 ms late", OtlpProtocol::Grpc, format!("http://{grpc}"), 20),
+    ];
+    for (label, protocol, url, delay) in rows {
+        counting.delay_ms.store(delay, Ordering::Relaxed);
+        let received = || counting.spans.load(Ordering::Relaxed) + http_count.load(Ordering::Relaxed);
+        let exporter = OtlpExporter::new(Some(&url), protocol, SharedResource::new(Some("bench"), [])).unwrap();
+        // Warm the connection up, outside the timing.
+        exporter.export(&spans[..1]).await.unwrap();
+        // Several passes over the spans, so that each row runs for about a second.
+        let passes = if quick { 1 } else { 10 };
+        let total = (passes * spans.len()) as u64;
+        let before = received();
+        let start = Instant::now();
+        for _ in 0..passes {
+            exporter.export(&spans).await.unwrap();
+        }
+        let replayed = start.elapsed().as_secs_f64();
+        assert_eq!(received() - before, total, "every span arrived");
+
+        let (tx, rx) = tokio::sync::mpsc::channel(passes * (spans.len() / 4096 + 1));
+        for _ in 0..passes {
+            for chunk in spans.chunks(4096) {
+                let batch = kausal::pipeline::SpanBatch {
+                    cluster: Arc::from("bench"),
+                    spans: chunk.to_vec(),
+                    completes: Vec::new(),
+                };
+                tx.send(batch).await.unwrap();
+            }
+        }
+        drop(tx);
+        let settings = kausal::pipeline::export_loop::ExportSettings { give_up_after: Duration::from_secs(60) };
+        let health = Arc::new(kausal::pipeline::ExportHealth::default());
+        let before = received();
+        let start = Instant::now();
+        kausal::pipeline::export_loop::run(rx, Some(exporter), None, settings, health, None).await;
+        let served = start.elapsed().as_secs_f64();
+        assert_eq!(received() - before, total, "every span arrived");
+        println!(
+            "  {label:<30} export(): {:>8.0} spans/s   export loop (4096-span batches): {:>8.0} spans/s",
+            total as f64 / replayed,
+            total as f64 / served
+        );
+    }
+    counting.delay_ms.store(0, Ordering::Relaxed);
+}
+
 fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(((values.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN)
@@ -420,6 +540,11 @@ async fn main() {
     let certs = Certs::new();
     let (otlp, counting) = start_receiver().await;
     let items = capture_items();
+    // `-- export`: only the OTLP export rows.
+    if std::env::args().any(|a| a == "export") {
+        export_rows(quick, otlp, &counting).await;
+        return;
+    }
     // `-- startup`: only the start-up with a full write-ahead log.
     if std::env::args().any(|a| a == "startup") {
         startup_with_full_log(&certs, otlp, &items, if quick { 16 << 20 } else { 1 << 30 }).await;
@@ -501,25 +626,7 @@ async fn main() {
         return;
     }
 
-    // OTLP/gRPC export to the loopback receiver.
-    let mut engine = Engine::new(CoreConfig::default());
-    support::capture_records().into_iter().for_each(|r| engine.ingest(r));
-    engine.flush();
-    let spans = engine.drain_spans();
-    let mut exporter =
-        OtlpExporter::new(Some(&format!("http://{otlp}")), OtlpProtocol::Grpc, SharedResource::new(Some("bench"), []))
-            .unwrap();
-    let rounds = if quick { 5 } else { 200 };
-    let start = Instant::now();
-    for _ in 0..rounds {
-        exporter.export(&spans).await.unwrap();
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    println!(
-        "\notlp export over gRPC to loopback: {:.0} spans/s ({} spans in {elapsed:.2}s)",
-        (rounds * spans.len()) as f64 / elapsed,
-        rounds * spans.len()
-    );
+    export_rows(quick, otlp, &counting).await;
 
     startup_with_full_log(&certs, otlp, &items, if quick { 16 << 20 } else { 1 << 30 }).await;
 

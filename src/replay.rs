@@ -1,8 +1,9 @@
 //! `kausal replay`: recorded files → decode → core → tree, OTLP/JSON or OTLP.
 //!
-//! A replay reads all its inputs before linking: audit logs and Event files are
-//! separate streams over the same time span, so only the whole input can be put
-//! in timestamp order. The core then runs exactly as it does behind the server.
+//! One audit stream (recorded batches, an audit log) is linked as it is read,
+//! exactly as the server links it; inputs that are separate streams over the
+//! same time span (audit logs and Event files) are all read before linking, so
+//! that the whole input can be put in timestamp order (see [`run_into`]).
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -10,9 +11,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::core::{CoreConfig, Engine, EngineStats, Span};
-use crate::decode::{BadRecord, DecodeOptions, DecodeStats};
+use crate::decode::{self, BadRecord, DecodeOptions, DecodeStats, FloorCount};
 use crate::linking_args::LinkingArgs;
-use crate::pipeline::otlp_exporter::{OtlpExporter, OtlpProtocol};
+use crate::pipeline::otlp_exporter::{IN_FLIGHT, MAX_REQUEST_SPANS, OtlpExporter, OtlpProtocol};
 use crate::query::jaeger;
 use crate::sinks::otel::SharedResource;
 use crate::sinks::otlp_json;
@@ -46,45 +47,79 @@ pub struct ReplayArgs {
     /// Print no summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Diagnostic: only read the inputs and parse their records into the views
+    /// the decoder reads (the floor a replay's speed is measured against),
+    /// print the rate, and output nothing.
+    #[arg(long)]
+    pub parse_only: bool,
 }
 
 /// `kausal replay`: reads, links, writes the output, and exports when asked.
+///
+/// otlp-json and the OTLP export are streamed: spans are written and sent as
+/// they are linked, so a replay of any length holds no more than the graph
+/// (see [`run_into`]). The tree and Jaeger's JSON need whole traces, so those
+/// formats keep every span until the end.
 pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let inputs = files::expand_paths(&args.paths)?;
     if inputs.is_empty() {
         anyhow::bail!("no input files found in {}", args.paths.join(" "));
     }
+    if args.parse_only {
+        return parse_only(&inputs, !args.quiet);
+    }
     let core = args.linking.core_config();
     let decode = args.linking.decode_options();
-    let (result, elapsed) = timed(|| run(&inputs, decode, core, !args.quiet));
-    match &args.out {
-        Some(path) => {
-            let mut out = BufWriter::new(File::create(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?);
-            write_output(&mut out, &result.spans, args.format, args.all)?;
-            out.flush()?;
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut out = BufWriter::new(stdout.lock());
-            match write_output(&mut out, &result.spans, args.format, args.all).and_then(|()| out.flush()) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                other => other?,
-            }
-        }
-    }
     let env_endpoint = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-    if args.otlp_endpoint.is_some() || env_endpoint {
+    let export = if args.otlp_endpoint.is_some() || env_endpoint {
         let protocol =
             OtlpProtocol::choose(args.otlp_protocol, args.otlp_endpoint.as_deref()).map_err(anyhow::Error::msg)?;
-        rustls::crypto::aws_lc_rs::default_provider().install_default().ok();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        runtime.block_on(export(&result.spans, args.otlp_endpoint.as_deref(), protocol))?;
-        if !args.quiet {
-            eprintln!("kausal replay: exported {} spans over OTLP ({protocol})", result.spans.len());
+        Some(ExportThread::start(args.otlp_endpoint.clone(), protocol)?)
+    } else {
+        None
+    };
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(BufWriter::new(File::create(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?)),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let streamed = args.format == OutputFormat::OtlpJson;
+    let resource = SharedResource::from_env(None);
+    let mut kept = Vec::new();
+    let mut written: std::io::Result<()> = Ok(());
+    let (mut result, elapsed) = timed(|| {
+        run_into(&inputs, decode, core, !args.quiet, &mut |spans| {
+            if streamed {
+                if written.is_ok() {
+                    written = otlp_json_lines(&mut out, &spans, &resource);
+                }
+                if let Some(export) = &export {
+                    export.send(spans);
+                }
+            } else {
+                kept.extend(spans);
+            }
+        })
+    });
+    if !streamed {
+        written = write_output(&mut out, &kept, args.format, args.all);
+        if let Some(export) = &export {
+            export.send(std::mem::take(&mut kept));
         }
     }
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
+    drop(out);
+    if let Some(export) = export {
+        let (protocol, spans) = export.finish()?;
+        if !args.quiet {
+            eprintln!("kausal replay: exported {spans} spans over OTLP ({protocol})");
+        }
+    }
+    result.spans = Vec::new();
     if !args.quiet {
         eprint!("{}", summary(&result, elapsed));
     }
@@ -100,6 +135,110 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--parse-only`: the read+parse floor over the inputs, and its rate.
+fn parse_only(inputs: &[Input], progress: bool) -> anyhow::Result<ExitCode> {
+    let sizes: Vec<u64> = inputs.iter().map(input_size).collect();
+    let bar = progress_bar(sizes.iter().sum(), progress);
+    let start = Instant::now();
+    let (mut count, mut bytes) = (FloorCount::default(), 0u64);
+    for (input, size) in inputs.iter().zip(sizes) {
+        let read = files::read_input(input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+        bytes += read.len() as u64;
+        let parsed = decode::parse_floor(&read);
+        count.audit_events += parsed.audit_events;
+        count.kube_events += parsed.kube_events;
+        count.other += parsed.other;
+        if let Some(bar) = &bar {
+            bar.inc(size);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "kausal replay --parse-only: {} input{} ({:.1} MB) in {seconds:.2}s: {} audit events, {} Events, {} other values; \
+         {:.1} MB/s, {:.0} audit events/s",
+        inputs.len(),
+        if inputs.len() == 1 { "" } else { "s" },
+        bytes as f64 / 1e6,
+        count.audit_events,
+        count.kube_events,
+        count.other,
+        bytes as f64 / 1e6 / seconds,
+        count.audit_events as f64 / seconds,
+    );
+    Ok(if count.audit_events + count.kube_events == 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The OTLP export of a replay, on its own thread and runtime so that
+/// sending overlaps reading: spans arrive as they are linked, go out in
+/// requests of [`MAX_REQUEST_SPANS`], [`IN_FLIGHT`] at a time.
+struct ExportThread {
+    spans: Option<tokio::sync::mpsc::Sender<Vec<Span>>>,
+    thread: std::thread::JoinHandle<anyhow::Result<usize>>,
+    protocol: OtlpProtocol,
+}
+
+impl ExportThread {
+    fn start(endpoint: Option<String>, protocol: OtlpProtocol) -> anyhow::Result<ExportThread> {
+        rustls::crypto::aws_lc_rs::default_provider().install_default().ok();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        // Built here, so that a setting that cannot be used fails before any reading.
+        let exporter = runtime
+            .block_on(async { OtlpExporter::new(endpoint.as_deref(), protocol, SharedResource::from_env(None)) })?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Span>>(16);
+        let thread = std::thread::spawn(move || runtime.block_on(export_stream(rx, exporter)));
+        Ok(ExportThread { spans: Some(tx), thread, protocol })
+    }
+
+    /// Hands spans to the exporter; after a failure they are dropped (the
+    /// failure is reported by [`finish`](Self::finish)).
+    fn send(&self, spans: Vec<Span>) {
+        if let Some(tx) = &self.spans
+            && !spans.is_empty()
+        {
+            let _ = tx.blocking_send(spans);
+        }
+    }
+
+    /// Waits for every request to be answered: the protocol and the span count.
+    fn finish(mut self) -> anyhow::Result<(OtlpProtocol, usize)> {
+        drop(self.spans.take());
+        let spans = self.thread.join().map_err(|_| anyhow::anyhow!("the OTLP export thread panicked"))??;
+        Ok((self.protocol, spans))
+    }
+}
+
+async fn export_stream(
+    mut rx: tokio::sync::mpsc::Receiver<Vec<Span>>,
+    exporter: OtlpExporter,
+) -> anyhow::Result<usize> {
+    let mut pending: Vec<Span> = Vec::new();
+    let mut sending = tokio::task::JoinSet::new();
+    let mut sent = 0;
+    loop {
+        let received = rx.recv().await;
+        let done = received.is_none();
+        pending.extend(received.unwrap_or_default());
+        if pending.len() >= MAX_REQUEST_SPANS || (done && !pending.is_empty()) {
+            while sending.len() >= IN_FLIGHT {
+                sent += sending.join_next().await.expect("tasks in flight")??;
+            }
+            let spans = std::mem::take(&mut pending);
+            let exporter = exporter.clone();
+            sending.spawn(async move { exporter.export(&spans).await.map(|()| spans.len()) });
+        }
+        if done {
+            break;
+        }
+    }
+    while let Some(result) = sending.join_next().await {
+        sent += result??;
+    }
+    Ok(sent)
+}
+
 /// No record of any kind came out of the inputs (every record rejected, or
 /// files that hold none): a failure, not an empty success.
 pub fn nothing_read(result: &ReplayResult) -> bool {
@@ -113,7 +252,9 @@ pub const BAD_RECORDS_SHOWN: usize = 20;
 pub enum OutputFormat {
     /// Indented trace trees for a terminal.
     Tree,
-    /// One OTLP/JSON ExportTraceServiceRequest per line, one line per trace.
+    /// One OTLP/JSON ExportTraceServiceRequest per line, one line per trace
+    /// (streamed: a trace linked across several input files of one audit
+    /// stream may take several lines, each a valid request).
     OtlpJson,
     /// Jaeger's trace JSON (`{"data": [trace, ...]}`), as `/api/traces`
     /// answers: Jaeger UI and Grafana's Jaeger data source open the file.
@@ -130,6 +271,8 @@ pub struct LocatedBadRecord {
 /// Everything a replay produced.
 pub struct ReplayResult {
     pub spans: Vec<Span>,
+    /// Traces the spans belong to.
+    pub traces: usize,
     pub inputs: usize,
     pub bytes: u64,
     pub decode: DecodeStats,
@@ -140,15 +283,42 @@ pub struct ReplayResult {
     pub objects_after_events: usize,
 }
 
-/// Decodes every input and runs the core over the lot. Pure apart from reading
-/// the inputs: the same files give the same spans, byte for byte.
+/// Decodes every input and runs the core over the lot, keeping every span.
+/// Pure apart from reading the inputs: the same files give the same spans,
+/// byte for byte.
 pub fn run(inputs: &[Input], decode: DecodeOptions, core: CoreConfig, progress: bool) -> ReplayResult {
+    let mut spans = Vec::new();
+    let mut result = run_into(inputs, decode, core, progress, &mut |more| spans.extend(more));
+    result.spans = spans;
+    result
+}
+
+/// Like [`run`], handing spans to `sink` as they are linked instead of
+/// keeping them (the result's `spans` is empty).
+///
+/// When every input is part of one audit stream (each file's start names
+/// `audit.k8s.io`: batches the server recorded, an audit log and its
+/// rotations), the core runs behind the reading as it does behind the
+/// server: records wait the settle delay, are linked, and their spans go to
+/// `sink` after each input, so memory does not grow with the length of the
+/// stream. Anything else (Event dumps, object dumps, stdin) is a separate
+/// stream over the same time span, and only the whole input can be put in
+/// timestamp order: then nothing is linked before the last input is read.
+pub fn run_into(
+    inputs: &[Input],
+    decode: DecodeOptions,
+    core: CoreConfig,
+    progress: bool,
+    sink: &mut dyn FnMut(Vec<Span>),
+) -> ReplayResult {
     let sizes: Vec<u64> = inputs.iter().map(input_size).collect();
     let bar = progress_bar(sizes.iter().sum(), progress);
+    let streaming = inputs.iter().all(is_audit_input);
     let mut engine = Engine::new(core);
     let mut stats = DecodeStats::default();
     let mut bad = Vec::new();
     let mut bytes = 0u64;
+    let mut traces = TraceCount::default();
     let (mut objects_after_events, mut ingested) = (0, 0);
     for (input, size) in inputs.iter().zip(sizes) {
         let decoded = files::decode_input(input, &decode);
@@ -166,6 +336,10 @@ pub fn run(inputs: &[Input], decode: DecodeOptions, core: CoreConfig, progress: 
         for record in decoded.records {
             engine.ingest(record);
         }
+        if streaming {
+            engine.advance(None);
+            traces.hand_over(engine.drain_spans(), sink);
+        }
         bytes += size;
         if let Some(bar) = &bar {
             bar.inc(size);
@@ -175,8 +349,10 @@ pub fn run(inputs: &[Input], decode: DecodeOptions, core: CoreConfig, progress: 
         bar.finish_and_clear();
     }
     engine.flush();
+    traces.hand_over(engine.drain_spans(), sink);
     ReplayResult {
-        spans: engine.drain_spans(),
+        spans: Vec::new(),
+        traces: traces.ids.len(),
         inputs: inputs.len(),
         bytes,
         decode: stats,
@@ -184,6 +360,44 @@ pub fn run(inputs: &[Input], decode: DecodeOptions, core: CoreConfig, progress: 
         engine: engine.stats(),
         objects_after_events,
     }
+}
+
+/// The traces spans belong to, counted as the spans pass by.
+#[derive(Default)]
+struct TraceCount {
+    ids: std::collections::HashSet<[u8; 16]>,
+}
+
+impl TraceCount {
+    fn hand_over(&mut self, spans: Vec<Span>, sink: &mut dyn FnMut(Vec<Span>)) {
+        if spans.is_empty() {
+            return;
+        }
+        self.ids.extend(spans.iter().map(|s| s.trace_id));
+        sink(spans);
+    }
+}
+
+/// Whether an input is part of an audit stream: its first 64 KiB (after
+/// gzip) name `audit.k8s.io`, as every audit event and `EventList` does.
+fn is_audit_input(input: &Input) -> bool {
+    const HEAD: u64 = 64 << 10;
+    let Input::File(path) = input else { return false };
+    let Ok(file) = File::open(path) else { return false };
+    let mut head = Vec::new();
+    let mut raw = std::io::Read::take(file, HEAD);
+    if std::io::Read::read_to_end(&mut raw, &mut head).is_err() {
+        return false;
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let Ok(file) = File::open(path) else { return false };
+        let mut plain = Vec::new();
+        let decoder = flate2::read::MultiGzDecoder::new(file);
+        // A cut-off head is fine: only its start is looked at.
+        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(decoder, HEAD), &mut plain);
+        head = plain;
+    }
+    head.windows(13).any(|w| w == b"audit.k8s.io/")
 }
 
 fn input_size(input: &Input) -> u64 {
@@ -212,14 +426,7 @@ fn progress_bar(total: u64, wanted: bool) -> Option<indicatif::ProgressBar> {
 pub fn write_output(out: &mut impl Write, spans: &[Span], format: OutputFormat, show_all: bool) -> std::io::Result<()> {
     match format {
         OutputFormat::Tree => out.write_all(tree::render(spans, TreeOptions { show_all }).as_bytes()),
-        OutputFormat::OtlpJson => {
-            let resource = SharedResource::from_env(None);
-            for trace in tree::group_traces(spans) {
-                let owned: Vec<Span> = trace.spans.into_iter().cloned().collect();
-                otlp_json::write_line(out, &owned, &resource)?;
-            }
-            Ok(())
-        }
+        OutputFormat::OtlpJson => otlp_json_lines(out, spans, &SharedResource::from_env(None)),
         OutputFormat::JaegerJson => {
             let traces: Vec<jaeger::Trace> = tree::group_traces(spans)
                 .into_iter()
@@ -235,12 +442,18 @@ pub fn write_output(out: &mut impl Write, spans: &[Span], format: OutputFormat, 
     }
 }
 
+/// One OTLP/JSON line per trace of `spans`, traces in order of their first span.
+fn otlp_json_lines(out: &mut impl Write, spans: &[Span], resource: &SharedResource) -> std::io::Result<()> {
+    for trace in tree::group_traces(spans) {
+        otlp_json::write_line(out, trace.spans, resource)?;
+    }
+    Ok(())
+}
+
 /// Sends the spans to an OTLP endpoint.
 pub async fn export(spans: &[Span], endpoint: Option<&str>, protocol: OtlpProtocol) -> anyhow::Result<()> {
-    let mut exporter = OtlpExporter::new(endpoint, protocol, SharedResource::from_env(None))?;
-    let result = exporter.export(spans).await;
-    exporter.shutdown();
-    Ok(result?)
+    let exporter = OtlpExporter::new(endpoint, protocol, SharedResource::from_env(None))?;
+    Ok(exporter.export(spans).await?)
 }
 
 /// The stderr summary: what was read, what came out, and what was wrong.
@@ -248,7 +461,7 @@ pub fn summary(result: &ReplayResult, elapsed: std::time::Duration) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let e = &result.engine;
-    let traces = tree::group_traces(&result.spans).len();
+    let traces = result.traces;
     let _ = writeln!(
         s,
         "kausal replay: {} input{} ({:.1} MB) in {:.2}s: {} audit events, {} Event objects → {} writes and {} Events linked",

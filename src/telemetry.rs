@@ -185,3 +185,16 @@ pub fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Text => builder.try_init(),
     };
 }
+
+/// An error and its causes, for a message: many errors (reqwest's, hyper's)
+/// leave the reason to their sources.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,4 +1,4 @@
-//! A real OTLP round trip: kausal's exporter (opentelemetry-otlp) sends the
+//! A real OTLP round trip: kausal's exporter (tonic and reqwest) sends the
 //! replayed spans to receivers built from the official opentelemetry-proto
 //! definitions, over gRPC and over HTTP/protobuf, on loopback. The test checks
 //! that IDs, parents and the per-actor `service.name` arrive intact.
@@ -42,8 +42,8 @@ async fn http_protobuf_receiver_gets_every_span_with_ids_and_parents() {
 }
 
 /// The server's export loop merges batches already waiting for the same
-/// cluster into one export (one request per actor, not per batch and actor),
-/// keeps clusters apart, and loses nothing.
+/// cluster into one export, sent as one request for all actors, keeps
+/// clusters apart, and loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_export_loop_merges_waiting_batches_of_one_cluster() {
     use kausal::pipeline::ExportHealth;
@@ -72,10 +72,53 @@ async fn the_export_loop_merges_waiting_batches_of_one_cluster() {
     let clusters = otlp_receiver::resource_values(&receiver.received, "k8s.cluster.name");
     assert_eq!(otlp_receiver::span_count(&receiver.received), spans.len() + 1, "every span, once");
     assert!(clusters.contains(&"a".to_owned()) && clusters.contains(&"b".to_owned()), "{clusters:?}");
+    // The 40 batches of "a" were all waiting: one request for them, with
+    // every actor's spans under its own resource, and one for "b".
+    assert_eq!(requests, 2, "the 40 batches of one cluster were not merged into one request");
     let actors: BTreeSet<_> = spans.iter().map(|s| s.actor.as_str()).collect();
-    assert!(
-        requests <= actors.len() + 1,
-        "{requests} requests for {} actors: the 40 batches were not merged",
-        actors.len()
-    );
+    // The two requests were in flight together: either may have come first.
+    let resources: Vec<usize> = receiver.received.lock().unwrap().iter().map(|r| r.resource_spans.len()).collect();
+    assert!(resources.contains(&actors.len()), "one resource per actor in the request of \"a\": {resources:?}");
+}
+
+/// A receiver slow to answer does not hold every later batch: the export
+/// loop has several batches' requests out at once (here: all four, waiting
+/// at the receiver's gate together), and once answered, every span is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_loop_keeps_several_requests_in_flight_for_a_slow_receiver() {
+    use kausal::pipeline::export_loop::{self, ExportSettings};
+    use kausal::pipeline::otlp_exporter::{IN_FLIGHT, OtlpExporter};
+    use kausal::pipeline::{ExportHealth, SpanBatch};
+    use kausal::sinks::otel::SharedResource;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let spans = rollout_audit().spans;
+    let receiver = Receiver::start(false).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    // One batch per cluster, so that no two are merged into one export.
+    for n in 0..IN_FLIGHT {
+        let batch = SpanBatch { cluster: Arc::from(format!("c{n}")), spans: spans.clone(), completes: Vec::new() };
+        tx.send(batch).await.unwrap();
+    }
+    drop(tx);
+    let exporter =
+        OtlpExporter::new(Some(&receiver.endpoint()), OtlpProtocol::Grpc, SharedResource::new(None, [])).unwrap();
+    let settings = ExportSettings { give_up_after: std::time::Duration::from_secs(60) };
+    let exports =
+        tokio::spawn(export_loop::run(rx, Some(exporter), None, settings, Arc::new(ExportHealth::default()), None));
+    // Not a timing assertion: waits (up to a minute) for the state to be reached.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while receiver.waiting.load(Ordering::SeqCst) < IN_FLIGHT {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} requests in flight",
+            receiver.waiting.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(receiver.received.lock().unwrap().is_empty(), "none answered yet");
+    receiver.open();
+    exports.await.unwrap();
+    assert_eq!(otlp_receiver::span_count(&receiver.received), IN_FLIGHT * spans.len(), "every span, once");
 }

@@ -1,6 +1,8 @@
 //! `kausal replay` as a person runs it: the real binary, its exit status, its
 //! tree and its summary.
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn replay(args: &[&str]) -> Output {
@@ -113,4 +115,38 @@ fn the_readme_shows_what_kausal_why_prints() {
     let rs = printed.find("create replicasets default/web-5d894c86f5").unwrap();
     let deployment = printed.find("create deployments default/web").unwrap();
     assert!(rs < deployment);
+}
+
+/// The read+parse floor reads every audit event the decoder reads, and writes nothing.
+#[test]
+fn parse_only_reads_every_audit_event_and_writes_nothing() {
+    let out = replay(&["--parse-only", "tests/fixtures/rollout-basic"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "--parse-only writes no output");
+    let decoded = common::rollout_audit().decode.audit_events;
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!(" {decoded} audit events")), "the decoder read {decoded}: {stderr}");
+}
+
+/// otlp-json is written as spans are linked (one audit stream is linked as it
+/// is read, and a trace may take several lines); the lines still hold every
+/// span of the replay once, with the parents the in-process replay gives
+/// (whose parents the expected-parent files of the ground-truth tests check).
+#[test]
+fn streamed_otlp_json_holds_every_span_once_with_its_parent() {
+    use common::otlp_receiver;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    for fixture in ["tests/fixtures/e2e/service", "tests/fixtures/rollout-basic"] {
+        let out = replay(&["--format", "otlp-json", "-q", fixture]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let received: otlp_receiver::Received = Default::default();
+        for line in text(&out.stdout).lines() {
+            received.lock().unwrap().push(serde_json::from_str::<ExportTraceServiceRequest>(line).unwrap());
+        }
+        let kept = common::replay_paths(&[common::fixture(fixture.trim_start_matches("tests/fixtures/"))]);
+        let want = otlp_receiver::shape_of(&kept.spans);
+        let got = otlp_receiver::spans_by_id(&received);
+        assert_eq!(otlp_receiver::span_count(&received), want.len(), "{fixture}: every span once");
+        assert!(got == want, "{fixture}: {}", otlp_receiver::describe_difference(&want, &got));
+    }
 }

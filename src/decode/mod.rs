@@ -16,6 +16,7 @@
 mod aks;
 mod audit;
 mod event;
+mod floor;
 mod framing;
 mod gitops;
 mod gke;
@@ -28,6 +29,7 @@ pub(crate) mod views;
 
 use std::time::Duration;
 
+pub use floor::{FloorCount, parse_floor};
 pub use outcome::{BadReason, BadRecord, DecodeStats, Decoded};
 
 use crate::core::time::{self, Micros};

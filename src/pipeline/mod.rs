@@ -19,6 +19,7 @@ pub mod cluster_slots;
 pub mod export_loop;
 pub mod health;
 pub mod otlp_exporter;
+pub mod otlp_settings;
 pub mod queue;
 pub mod worker;
 

@@ -1,15 +1,35 @@
-//! Export over OTLP (gRPC or HTTP/protobuf) with the opentelemetry-otlp crate,
-//! which also honours the standard `OTEL_EXPORTER_OTLP_*` variables (headers,
-//! timeout, compression, certificates, and the endpoint when none is given).
+//! Export over OTLP: gRPC with tonic, or HTTP/protobuf with reqwest, with the
+//! request types of opentelemetry-proto.
+//!
+//! Why not opentelemetry-otlp's span exporter: it takes one resource per
+//! export call, so a batch by twenty actors went out as twenty requests, each
+//! after converting kausal's spans into the SDK's `SpanData` and then into
+//! protobuf, one request awaited after the other; it measured about 20 k
+//! spans/s to a loopback receiver. Here a batch is one request (one
+//! `ResourceSpans` per actor) built straight from kausal's spans, and the
+//! exporter is a cheap handle to one connection, so several requests can be
+//! in flight at once. The `OTEL_EXPORTER_OTLP_*` variables are read in
+//! `otlp_settings.rs`.
 
 use std::fmt;
+use std::io::Write as _;
+use std::ops::Range;
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::trace::SpanExporter as _;
+use futures::StreamExt as _;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use prost::Message as _;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
+use super::otlp_settings::{Compression, OtlpSettings, SettingsError};
 use crate::core::span::Span;
-use crate::sinks::otel::{SharedResource, group_by_actor, scope, to_span_data};
+use crate::sinks::otel::{SharedResource, export_request};
+use crate::telemetry::error_chain;
 
 /// The wire protocol of the exporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,10 +94,20 @@ fn port_of(url: &str) -> Option<u16> {
 /// Why an export, or building the exporter, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("building the OTLP exporter: {0}")]
-    Build(#[from] opentelemetry_otlp::ExporterBuildError),
-    #[error("OTLP export of {spans} spans failed: {source}")]
-    Export { spans: usize, source: opentelemetry_sdk::error::OTelSdkError },
+    #[error("OTLP exporter settings: {0}")]
+    Settings(#[from] SettingsError),
+    #[error("OTLP endpoint {endpoint:?}: {why}")]
+    Endpoint { endpoint: String, why: String },
+    #[error("reading {path}: {source}")]
+    ReadFile { path: String, source: std::io::Error },
+    #[error("OTLP TLS settings: {0}")]
+    Tls(String),
+    #[error("OTLP export of {spans} spans failed with gRPC code: {code:?}: {message}")]
+    Grpc { spans: usize, code: tonic::Code, message: String, local: bool },
+    #[error("OTLP export of {spans} spans failed with HTTP status code: {status}: {body}")]
+    Http { spans: usize, status: u16, body: String },
+    #[error("OTLP export of {spans} spans failed: the endpoint could not be reached: {message}")]
+    Unreachable { spans: usize, message: String },
 }
 
 impl ExportError {
@@ -87,72 +117,70 @@ impl ExportError {
     /// `DATA_LOSS`; HTTP 429, 502, 503, 504; and failures to reach the
     /// endpoint at all. Anything else (`INVALID_ARGUMENT`, `UNAUTHENTICATED`,
     /// HTTP 400...) would fail the same way for ten minutes.
-    ///
-    /// opentelemetry-otlp reports the answer only in its error text
-    /// (`... export failed with gRPC code: InvalidArgument`, `HTTP export
-    /// failed with status code: 400`), so that text is what is read.
     pub fn retryable(&self) -> bool {
-        let text = self.to_string();
-        // The connection failed under the request (a collector shutting
-        // down sends GOAWAY, which tonic reports as `Internal: transport
-        // error: http2 error ...`): not the endpoint's answer, so retrying
-        // can succeed, whatever code the client library put on it.
-        if text.contains("transport error") {
-            return true;
-        }
-        if let Some(code) = text.split("gRPC code: ").nth(1) {
-            let code = code.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("");
-            return matches!(
+        use tonic::Code;
+        match self {
+            // The connection failed under the request (a collector shutting
+            // down sends GOAWAY): tonic made that status itself, it is not
+            // the endpoint's answer, so retrying can succeed.
+            ExportError::Grpc { local: true, .. } | ExportError::Unreachable { .. } => true,
+            ExportError::Grpc { code, .. } => matches!(
                 code,
-                "Cancelled"
-                    | "DeadlineExceeded"
-                    | "ResourceExhausted"
-                    | "Aborted"
-                    | "OutOfRange"
-                    | "Unavailable"
-                    | "DataLoss"
-            );
+                Code::Cancelled
+                    | Code::DeadlineExceeded
+                    | Code::ResourceExhausted
+                    | Code::Aborted
+                    | Code::OutOfRange
+                    | Code::Unavailable
+                    | Code::DataLoss
+            ),
+            ExportError::Http { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            ExportError::Settings(_)
+            | ExportError::Endpoint { .. }
+            | ExportError::ReadFile { .. }
+            | ExportError::Tls(_) => false,
         }
-        if let Some(status) = text.split("status code: ").nth(1) {
-            let status: String = status.chars().take_while(char::is_ascii_digit).collect();
-            return matches!(status.as_str(), "429" | "502" | "503" | "504" | "0" | "");
-        }
-        true
+    }
+
+    fn grpc(spans: usize, status: tonic::Status) -> ExportError {
+        // A status the client made from a local failure carries that failure
+        // as its source; one decoded from the endpoint's answer has none.
+        let local = std::error::Error::source(&status).is_some();
+        ExportError::Grpc { spans, code: status.code(), message: status.message().to_owned(), local }
     }
 }
 
-/// An OTLP span exporter that sends each actor's spans under its own resource.
+/// How many spans go into one request at most: at kausal's span sizes (about
+/// 700 bytes encoded) a request stays far below the 4 MiB that gRPC servers,
+/// the OpenTelemetry Collector among them, accept by default.
+pub const MAX_REQUEST_SPANS: usize = 2048;
+
+/// How many requests [`OtlpExporter::export`] keeps in flight at once.
+pub const IN_FLIGHT: usize = 4;
+
+/// The wire: a tonic client (one HTTP/2 connection, requests multiplexed on
+/// it) or a reqwest client (a pool of connections). Both are cheap handles.
+#[derive(Clone)]
+enum Transport {
+    Grpc { client: Box<TraceServiceClient<Channel>>, metadata: Arc<MetadataMap> },
+    Http { client: reqwest::Client, url: String, gzip: bool },
+}
+
+/// An OTLP span exporter that sends each actor's spans under its own
+/// resource, all actors of a batch in one request. Clones share the connection.
+#[derive(Clone)]
 pub struct OtlpExporter {
-    exporter: opentelemetry_otlp::SpanExporter,
+    transport: Transport,
     resource: SharedResource,
     pub protocol: OtlpProtocol,
-    /// Where spans go, for messages: the explicit URL, else the
-    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` variable, else the OTLP default.
+    /// Where spans go, for messages.
     pub endpoint: String,
 }
 
-/// The endpoint the exporter sends to, as the OTLP exporter resolves it.
-fn describe_endpoint(explicit: Option<&str>, protocol: OtlpProtocol) -> String {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (explicit, protocol) {
-        (Some(url), OtlpProtocol::Grpc) => url.to_owned(),
-        (Some(url), OtlpProtocol::HttpProtobuf) => http_traces_url(url),
-        (None, OtlpProtocol::Grpc) => var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
-            .unwrap_or_else(|| "http://localhost:4317".to_owned()),
-        (None, OtlpProtocol::HttpProtobuf) => var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT").map(|u| http_traces_url(&u)))
-            .unwrap_or_else(|| "http://localhost:4318/v1/traces".to_owned()),
-    }
-}
-
-/// How many spans go into one export request at most.
-const MAX_BATCH: usize = 512;
-
-/// How far the export of one set of spans got. A batch goes out as several
-/// requests (one per actor, at most [`MAX_BATCH`] spans each), each accepted
-/// or refused whole; a retry of the batch with the same progress sends only
-/// the requests not yet accepted, so a failure halfway duplicates nothing.
+/// How far the export of one set of spans got. Spans go out as requests of
+/// at most [`MAX_REQUEST_SPANS`], each accepted or refused whole; a retry
+/// with the same progress sends only the requests not yet accepted, so a
+/// failure halfway duplicates nothing.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ExportProgress {
     /// Requests accepted, in the order [`OtlpExporter::export_with`] sends them.
@@ -162,96 +190,185 @@ pub struct ExportProgress {
 }
 
 impl OtlpExporter {
-    /// Builds the exporter. `endpoint` of `None` leaves the endpoint to the
-    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` variables and the OTLP defaults. For HTTP,
-    /// an endpoint without a path gets `/v1/traces`.
+    /// Builds the exporter from the flags and the `OTEL_EXPORTER_OTLP_*`
+    /// variables. `endpoint` of `None` leaves the endpoint to the variables
+    /// and the OTLP defaults. For HTTP, an endpoint without a path gets
+    /// `/v1/traces`. Must be called within a tokio runtime; nothing connects
+    /// until the first export.
     pub fn new(endpoint: Option<&str>, protocol: OtlpProtocol, resource: SharedResource) -> Result<Self, ExportError> {
-        let exporter = match protocol {
+        OtlpExporter::with_settings(OtlpSettings::resolve(endpoint, protocol)?, resource)
+    }
+
+    pub fn with_settings(settings: OtlpSettings, resource: SharedResource) -> Result<Self, ExportError> {
+        let endpoint_error = |why: String| ExportError::Endpoint { endpoint: settings.endpoint.clone(), why };
+        let https = settings.endpoint.starts_with("https://");
+        if !https && !settings.endpoint.starts_with("http://") {
+            return Err(endpoint_error("expected an http:// or https:// URL".to_owned()));
+        }
+        let transport = match settings.protocol {
             OtlpProtocol::Grpc => {
-                let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-                if let Some(url) = endpoint {
-                    b = b.with_endpoint(url);
+                let mut endpoint = Channel::from_shared(settings.endpoint.clone())
+                    .map_err(|e| endpoint_error(e.to_string()))?
+                    .timeout(settings.timeout)
+                    .connect_timeout(settings.timeout);
+                if https {
+                    endpoint =
+                        endpoint.tls_config(grpc_tls(&settings)?).map_err(|e| ExportError::Tls(e.to_string()))?;
                 }
-                b.build()?
+                let mut client = TraceServiceClient::new(endpoint.connect_lazy()).max_decoding_message_size(16 << 20);
+                if settings.compression == Compression::Gzip {
+                    client =
+                        client.send_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Gzip);
+                }
+                let mut metadata = MetadataMap::new();
+                for (key, value) in &settings.headers {
+                    let key = MetadataKey::from_bytes(key.as_bytes()).map_err(|e| ExportError::Endpoint {
+                        endpoint: settings.endpoint.clone(),
+                        why: format!("header {key:?}: {e}"),
+                    })?;
+                    let value = MetadataValue::try_from(value.as_str()).map_err(|e| ExportError::Endpoint {
+                        endpoint: settings.endpoint.clone(),
+                        why: format!("header {key:?}: {e}"),
+                    })?;
+                    metadata.insert(key, value);
+                }
+                Transport::Grpc { client: Box::new(client), metadata: Arc::new(metadata) }
             }
             OtlpProtocol::HttpProtobuf => {
-                let mut b = opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(Protocol::HttpBinary);
-                if let Some(url) = endpoint {
-                    b = b.with_endpoint(http_traces_url(url));
+                let mut headers = reqwest::header::HeaderMap::new();
+                headers.insert(reqwest::header::CONTENT_TYPE, "application/x-protobuf".parse().expect("static"));
+                for (key, value) in &settings.headers {
+                    let name = reqwest::header::HeaderName::from_bytes(key.as_bytes())
+                        .map_err(|e| endpoint_error(format!("header {key:?}: {e}")))?;
+                    let value = reqwest::header::HeaderValue::from_str(value)
+                        .map_err(|e| endpoint_error(format!("header {key:?}: {e}")))?;
+                    headers.insert(name, value);
                 }
-                b.build()?
+                let mut builder = reqwest::Client::builder().timeout(settings.timeout).default_headers(headers);
+                if let Some(ca) = &settings.tls.ca {
+                    let pem = read(ca)?;
+                    builder = builder.add_root_certificate(
+                        reqwest::Certificate::from_pem(&pem)
+                            .map_err(|e| ExportError::Tls(format!("{}: {e}", ca.display())))?,
+                    );
+                }
+                if let (Some(cert), Some(key)) = (&settings.tls.client_certificate, &settings.tls.client_key) {
+                    let mut pem = read(cert)?;
+                    pem.extend(read(key)?);
+                    builder = builder.identity(
+                        reqwest::Identity::from_pem(&pem)
+                            .map_err(|e| ExportError::Tls(format!("{} and {}: {e}", cert.display(), key.display())))?,
+                    );
+                }
+                let client = builder.build().map_err(|e| endpoint_error(e.to_string()))?;
+                Transport::Http {
+                    client,
+                    url: settings.endpoint.clone(),
+                    gzip: settings.compression == Compression::Gzip,
+                }
             }
         };
-        Ok(OtlpExporter { exporter, resource, protocol, endpoint: describe_endpoint(endpoint, protocol) })
+        Ok(OtlpExporter { transport, resource, protocol: settings.protocol, endpoint: settings.endpoint })
     }
 
-    /// Exports spans, one request per actor and at most [`MAX_BATCH`] spans each.
-    pub async fn export(&mut self, spans: &[Span]) -> Result<(), ExportError> {
-        let resource = self.resource.clone();
-        self.export_with(&resource, spans, &mut ExportProgress::default()).await
-    }
-
-    /// Like [`export`](Self::export), under another shared resource (a
-    /// server's per-cluster resource), skipping the requests `progress` says
-    /// were accepted and counting the ones that are. `spans` must be the same
-    /// on every call with the same progress.
-    pub async fn export_with(
-        &mut self,
-        resource: &SharedResource,
-        spans: &[Span],
-        progress: &mut ExportProgress,
-    ) -> Result<(), ExportError> {
-        let scope = scope();
-        let mut request = 0;
-        for (actor, group) in group_by_actor(spans) {
-            let requests = group.len().div_ceil(MAX_BATCH);
-            if request + requests <= progress.requests {
-                request += requests;
-                continue;
-            }
-            self.exporter.set_resource(&resource.resource_for_actor(actor));
-            for chunk in group.chunks(MAX_BATCH) {
-                request += 1;
-                if request <= progress.requests {
-                    continue;
-                }
-                let batch = chunk.iter().map(|s| to_span_data(s, &scope)).collect();
-                self.exporter
-                    .export(batch)
-                    .await
-                    .map_err(|source| ExportError::Export { spans: chunk.len(), source })?;
-                progress.requests += 1;
-                progress.spans += chunk.len();
-            }
+    /// Exports spans under the exporter's own resource, [`IN_FLIGHT`]
+    /// requests at a time (a replay's whole output).
+    pub async fn export(&self, spans: &[Span]) -> Result<(), ExportError> {
+        let mut sends = futures::stream::iter(request_ranges(spans.len()))
+            .map(|range| self.send(export_request(&spans[range.clone()], &self.resource), range.len()))
+            .buffer_unordered(IN_FLIGHT);
+        while let Some(result) = sends.next().await {
+            result?;
         }
         Ok(())
     }
 
-    pub fn shutdown(&mut self) {
-        let _ = self.exporter.shutdown();
+    /// Exports spans under another shared resource (a server's per-cluster
+    /// resource), one request after the other, skipping the requests
+    /// `progress` says were accepted and counting the ones that are. `spans`
+    /// must be the same on every call with the same progress. Several
+    /// batches may be exported at once from clones of the exporter.
+    pub async fn export_with(
+        &self,
+        resource: &SharedResource,
+        spans: &[Span],
+        progress: &mut ExportProgress,
+    ) -> Result<(), ExportError> {
+        for range in request_ranges(spans.len()).skip(progress.requests) {
+            let count = range.len();
+            self.send(export_request(&spans[range], resource), count).await?;
+            progress.requests += 1;
+            progress.spans += count;
+        }
+        Ok(())
+    }
+
+    /// Sends one request of `spans` spans.
+    async fn send(&self, request: ExportTraceServiceRequest, spans: usize) -> Result<(), ExportError> {
+        let partial = match &self.transport {
+            Transport::Grpc { client, metadata } => {
+                let request = tonic::Request::from_parts(MetadataMap::clone(metadata), Default::default(), request);
+                let response =
+                    TraceServiceClient::clone(client).export(request).await.map_err(|s| ExportError::grpc(spans, s))?;
+                response.into_inner().partial_success
+            }
+            Transport::Http { client, url, gzip } => {
+                let mut body = request.encode_to_vec();
+                let mut post = client.post(url);
+                if *gzip {
+                    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    encoder.write_all(&body).and_then(|()| encoder.flush()).expect("writing to memory");
+                    body = encoder.finish().expect("writing to memory");
+                    post = post.header(reqwest::header::CONTENT_ENCODING, "gzip");
+                }
+                let response = post
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| ExportError::Unreachable { spans, message: error_chain(&e) })?;
+                let status = response.status();
+                let bytes = response.bytes().await.unwrap_or_default();
+                if !status.is_success() {
+                    let body = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+                    return Err(ExportError::Http { spans, status: status.as_u16(), body });
+                }
+                use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+                ExportTraceServiceResponse::decode(bytes).ok().and_then(|r| r.partial_success)
+            }
+        };
+        // The endpoint took the request but not every span: said, not retried
+        // (the specification: a partial success must not be retried).
+        if let Some(p) = partial.filter(|p| p.rejected_spans > 0) {
+            tracing::warn!(endpoint = %self.endpoint, rejected = p.rejected_spans, message = %p.error_message, "the OTLP endpoint rejected some spans");
+        }
+        Ok(())
     }
 }
 
-/// `http://host:4318` → `http://host:4318/v1/traces`; a URL with a path is kept.
-fn http_traces_url(url: &str) -> String {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    if after_scheme.trim_end_matches('/').contains('/') {
-        url.to_owned()
-    } else {
-        format!("{}/v1/traces", url.trim_end_matches('/'))
+/// The spans of each request, in order: at most [`MAX_REQUEST_SPANS`] each.
+fn request_ranges(spans: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..spans.div_ceil(MAX_REQUEST_SPANS)).map(move |i| i * MAX_REQUEST_SPANS..((i + 1) * MAX_REQUEST_SPANS).min(spans))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ExportError> {
+    std::fs::read(path).map_err(|source| ExportError::ReadFile { path: path.display().to_string(), source })
+}
+
+/// TLS for gRPC: the system's roots, the given CA, the client identity.
+fn grpc_tls(settings: &OtlpSettings) -> Result<ClientTlsConfig, ExportError> {
+    let mut tls = ClientTlsConfig::new().with_native_roots();
+    if let Some(ca) = &settings.tls.ca {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
     }
+    if let (Some(cert), Some(key)) = (&settings.tls.client_certificate, &settings.tls.client_key) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(tls)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_urls_get_the_traces_path() {
-        assert_eq!(http_traces_url("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/traces");
-        assert_eq!(http_traces_url("http://127.0.0.1:4318/"), "http://127.0.0.1:4318/v1/traces");
-        assert_eq!(http_traces_url("https://otel.example/custom/traces"), "https://otel.example/custom/traces");
-    }
 
     #[test]
     fn protocol_guess_from_url() {
@@ -272,32 +389,45 @@ mod tests {
 
     #[test]
     fn only_answers_the_otlp_specification_calls_retryable_are_retried() {
-        let error = |text: &str| ExportError::Export {
-            spans: 1,
-            source: opentelemetry_sdk::error::OTelSdkError::InternalFailure(text.to_owned()),
-        };
+        use tonic::Code;
+        let grpc = |code, local| ExportError::Grpc { spans: 1, code, message: String::new(), local };
+        let http = |status| ExportError::Http { spans: 1, status, body: String::new() };
         for retryable in [
-            "TonicTracesClient export failed with gRPC code: Unavailable: connection refused",
+            grpc(Code::Unavailable, false),
+            grpc(Code::ResourceExhausted, false),
+            grpc(Code::DeadlineExceeded, false),
             // A collector that shut down under the request (seen in the
-            // outage fault test): a transport failure, not an answer.
-            "Operation failed: TonicTracesClient export failed with gRPC code: Internal: transport error: http2 error: \
-             connection error received: not a result of an error",
-            "TonicTracesClient export failed with gRPC code: ResourceExhausted",
-            "HTTP export failed with status code: 503",
-            "HTTP export failed with status code: 429",
-            "HTTP export failed: network error",
-            "operation timed out",
+            // outage fault test): a transport failure, whatever its code.
+            grpc(Code::Internal, true),
+            http(503),
+            http(429),
+            ExportError::Unreachable { spans: 1, message: "connection refused".to_owned() },
         ] {
-            assert!(error(retryable).retryable(), "{retryable}");
+            assert!(retryable.retryable(), "{retryable}");
         }
         for final_answer in [
-            "TonicTracesClient export failed with gRPC code: InvalidArgument",
-            "TonicTracesClient export failed with gRPC code: Unauthenticated",
-            "TonicTracesClient export failed with gRPC code: PermissionDenied",
-            "HTTP export failed with status code: 400",
-            "HTTP export failed with status code: 401",
+            grpc(Code::InvalidArgument, false),
+            grpc(Code::Unauthenticated, false),
+            grpc(Code::PermissionDenied, false),
+            grpc(Code::Internal, false),
+            http(400),
+            http(401),
         ] {
-            assert!(!error(final_answer).retryable(), "{final_answer}");
+            assert!(!final_answer.retryable(), "{final_answer}");
         }
+    }
+
+    #[test]
+    fn requests_cover_every_span_once_in_order() {
+        let ranges: Vec<_> = request_ranges(2 * MAX_REQUEST_SPANS + 5).collect();
+        assert_eq!(
+            ranges,
+            vec![
+                0..MAX_REQUEST_SPANS,
+                MAX_REQUEST_SPANS..2 * MAX_REQUEST_SPANS,
+                2 * MAX_REQUEST_SPANS..2 * MAX_REQUEST_SPANS + 5
+            ]
+        );
+        assert_eq!(request_ranges(0).count(), 0);
     }
 }

@@ -201,7 +201,7 @@ async fn ingest(state: &WebhookState, cluster: &str, route: Endpoint, headers: &
             return error(
                 StatusCode::BAD_REQUEST,
                 "unreadable_body",
-                format!("could not read the request body: {}", full_chain(&e)),
+                format!("could not read the request body: {}", crate::telemetry::error_chain(&e)),
             );
         }
     };
@@ -338,17 +338,6 @@ fn is_length_limit(e: &axum::Error) -> bool {
         source = err.source();
     }
     false
-}
-
-fn full_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
 }
 
 fn count_decoded(decoded: &Decoded, cluster: &str, endpoint: &'static str) {

@@ -23,6 +23,8 @@ struct Service {
     fail: Option<Failures>,
     /// Exports answered so far, to place each in its run.
     answered: Arc<std::sync::atomic::AtomicUsize>,
+    /// Exports that arrived and wait at the gate now.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[tonic::async_trait]
@@ -32,7 +34,9 @@ impl TraceService for Service {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut open = self.open.clone();
+        self.waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let _ = open.wait_for(|o| *o).await;
+        self.waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         let number = self.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if let Some(Failures { code, accepted, refused }) = self.fail
             && (number - 1) % (accepted + refused) >= accepted
@@ -56,6 +60,8 @@ pub struct Failures {
 pub struct Receiver {
     pub addr: SocketAddr,
     pub received: Received,
+    /// Exports that arrived and wait at the gate now.
+    pub waiting: Arc<std::sync::atomic::AtomicUsize>,
     gate: tokio::sync::watch::Sender<bool>,
     fail: Option<Failures>,
     /// Ends the gRPC server (see [`Receiver::stop`]).
@@ -68,7 +74,8 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (gate, _) = tokio::sync::watch::channel(open);
-        let mut receiver = Receiver { addr, received: Arc::default(), gate, fail: None, stop: None };
+        let mut receiver =
+            Receiver { addr, received: Arc::default(), waiting: Arc::default(), gate, fail: None, stop: None };
         receiver.serve(listener);
         receiver
     }
@@ -83,7 +90,14 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (gate, _) = tokio::sync::watch::channel(true);
-        let mut receiver = Receiver { addr, received: Arc::default(), gate, fail: Some(failures), stop: None };
+        let mut receiver = Receiver {
+            addr,
+            received: Arc::default(),
+            waiting: Arc::default(),
+            gate,
+            fail: Some(failures),
+            stop: None,
+        };
         receiver.serve(listener);
         receiver
     }
@@ -94,6 +108,7 @@ impl Receiver {
             open: self.gate.subscribe(),
             fail: self.fail,
             answered: Arc::default(),
+            waiting: self.waiting.clone(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -142,7 +157,7 @@ impl Receiver {
         );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let (gate, _) = tokio::sync::watch::channel(true);
-        Receiver { addr, received, gate, fail: None, stop: None }
+        Receiver { addr, received, waiting: Arc::default(), gate, fail: None, stop: None }
     }
 
     pub fn endpoint(&self) -> String {
