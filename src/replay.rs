@@ -80,39 +80,53 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let mut out: Box<dyn Write> = match &args.out {
-        Some(path) => Box::new(BufWriter::new(File::create(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?)),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    // Opened before any reading, so that a path that cannot be written fails at once.
+    let file = match &args.out {
+        Some(path) => Some(File::create(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?),
+        None => None,
     };
-    let streamed = args.format == OutputFormat::OtlpJson;
-    let resource = SharedResource::from_env(None);
-    let mut kept = Vec::new();
-    let mut written: std::io::Result<()> = Ok(());
-    let (mut result, elapsed) = timed(|| {
-        run_into(&inputs, decode, core, !args.quiet, &mut |spans| {
-            if streamed {
+    let mut out: Box<dyn Write + Send> = match file {
+        Some(file) => Box::new(BufWriter::new(file)),
+        None => Box::new(BufWriter::new(std::io::stdout())),
+    };
+    let (mut result, elapsed, written, export) = if args.format == OutputFormat::OtlpJson {
+        // The lines are written, and the spans handed to the exporter, on a
+        // thread of their own: encoding JSON runs beside reading and linking.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Span>>(8);
+        let writer = std::thread::spawn(move || {
+            let resource = SharedResource::from_env(None);
+            let mut written = Ok(());
+            for spans in rx {
                 if written.is_ok() {
                     written = otlp_json_lines(&mut out, &spans, &resource);
                 }
                 if let Some(export) = &export {
                     export.send(spans);
                 }
-            } else {
-                kept.extend(spans);
             }
-        })
-    });
-    if !streamed {
-        written = write_output(&mut out, &kept, args.format, args.all);
+            (written.and_then(|()| out.flush()), export)
+        });
+        let (result, elapsed) = timed(|| {
+            run_into(&inputs, decode, core, !args.quiet, &mut |spans| {
+                let _ = tx.send(spans);
+            })
+        });
+        drop(tx);
+        let (written, export) = writer.join().map_err(|_| anyhow::anyhow!("the output thread panicked"))?;
+        (result, elapsed, written, export)
+    } else {
+        let mut kept = Vec::new();
+        let (result, elapsed) = timed(|| run_into(&inputs, decode, core, !args.quiet, &mut |spans| kept.extend(spans)));
+        let written = write_output(&mut out, &kept, args.format, args.all).and_then(|()| out.flush());
         if let Some(export) = &export {
-            export.send(std::mem::take(&mut kept));
+            export.send(kept);
         }
-    }
-    match written.and_then(|()| out.flush()) {
+        (result, elapsed, written, export)
+    };
+    match written {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         other => other?,
     }
-    drop(out);
     if let Some(export) = export {
         let (protocol, spans) = export.finish()?;
         if !args.quiet {
@@ -313,7 +327,11 @@ pub fn run_into(
 ) -> ReplayResult {
     let sizes: Vec<u64> = inputs.iter().map(input_size).collect();
     let bar = progress_bar(sizes.iter().sum(), progress);
-    let streaming = inputs.iter().all(is_audit_input);
+    // Looking at every input's start costs an open and a read per file: it
+    // runs beside the decoding, and linking starts once it has answered.
+    let owned = inputs.to_vec();
+    let mut sniff = Some(std::thread::spawn(move || owned.iter().all(is_audit_input)));
+    let mut streaming = false;
     let mut engine = Engine::new(core);
     let mut stats = DecodeStats::default();
     let mut bad = Vec::new();
@@ -335,6 +353,9 @@ pub fn run_into(
         }
         for record in decoded.records {
             engine.ingest(record);
+        }
+        if let Some(done) = sniff.take_if(|s| s.is_finished()) {
+            streaming = done.join().unwrap_or(false);
         }
         if streaming {
             engine.advance(None);
@@ -378,10 +399,11 @@ impl TraceCount {
     }
 }
 
-/// Whether an input is part of an audit stream: its first 64 KiB (after
-/// gzip) name `audit.k8s.io`, as every audit event and `EventList` does.
+/// Whether an input is part of an audit stream: its first 4 KiB (after
+/// gzip) name `audit.k8s.io`, as every audit event and `EventList` does
+/// within its first line's first fields.
 fn is_audit_input(input: &Input) -> bool {
-    const HEAD: u64 = 64 << 10;
+    const HEAD: u64 = 4 << 10;
     let Input::File(path) = input else { return false };
     let Ok(file) = File::open(path) else { return false };
     let mut head = Vec::new();

@@ -150,3 +150,15 @@ fn streamed_otlp_json_holds_every_span_once_with_its_parent() {
         assert!(got == want, "{fixture}: {}", otlp_receiver::describe_difference(&want, &got));
     }
 }
+
+/// A recording with audit batches and an Event watch holds two streams over
+/// the same time span: nothing is linked before both are read, so no Event
+/// of the watch (read after the batches) comes too late for its place.
+#[test]
+fn audit_batches_and_an_event_watch_are_linked_together_not_streamed() {
+    let out = replay(&["tests/fixtures/e2e/watch"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("; 0 late records"), "{stderr}");
+    assert!(!stderr.contains(" 0 Event objects"), "the watch's Events were read: {stderr}");
+}

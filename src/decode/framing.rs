@@ -127,7 +127,9 @@ pub(super) struct LineIndex {
 
 impl LineIndex {
     pub(super) fn new(text: &str) -> Self {
-        let newlines = text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i).collect();
+        // memchr finds newlines many bytes at a time: a byte-by-byte scan was
+        // an eighth of a whole replay's time.
+        let newlines = memchr::memchr_iter(b'\n', text.as_bytes()).collect();
         LineIndex { newlines }
     }
 
@@ -141,7 +143,7 @@ impl LineIndex {
 fn next_value_start(s: &str, from: usize) -> usize {
     let bytes = s.as_bytes();
     let mut i = from;
-    while let Some(nl) = bytes[i..].iter().position(|&b| b == b'\n') {
+    while let Some(nl) = memchr::memchr(b'\n', &bytes[i..]) {
         i += nl + 1;
         if matches!(bytes.get(i), Some(b'{') | Some(b'[')) {
             return i;
