@@ -5,7 +5,10 @@
 //!   cargo bench --bench service            (add `-- --quick` for a smoke run,
 //!                                            `-- startup` for the start-up with a full log only,
 //!                                            `-- webhook` for the webhook rows only,
-//!                                            `-- export` for the OTLP export rows only)
+//!                                            `-- export` for the OTLP export rows only,
+//!                                            `-- apiservers N SECONDS [null]` for N apiservers' real load
+//!                                            (to kausal with its log, or to the null endpoint),
+//!                                            `-- headroom SECONDS` for how many of them kausal sustains)
 //!
 //! Everything is real and on loopback: `kausal serve` (the release binary) with
 //! mTLS, a reqwest client presenting the apiserver's client certificate, and
@@ -134,6 +137,39 @@ fn batch_body(items: &[Value], n: u64, now: Option<String>) -> Vec<u8> {
         .collect();
     serde_json::to_vec(&serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": events}))
         .unwrap()
+}
+
+/// Stands for the first 8 hex digits of every auditID in a [`BodyTemplate`].
+const ID_MARK: &str = "@@@@@@@@";
+/// Stands for both timestamps of every event in a [`BodyTemplate`] (as long as a real one).
+const TIME_MARK: &str = "1999-01-01T00:00:00.000000Z";
+
+/// A batch body serialised once, whose auditIDs and timestamps are filled in
+/// per batch by replacing marks, so that sending costs the load generator
+/// little of the CPU it shares with kausal.
+struct BodyTemplate(String);
+
+impl BodyTemplate {
+    fn new(items: &[Value], n: u64) -> BodyTemplate {
+        let start = (n as usize * BATCH_EVENTS) % items.len();
+        let events: Vec<Value> = (0..BATCH_EVENTS)
+            .map(|i| {
+                let mut e = items[(start + i) % items.len()].clone();
+                let id = e["auditID"].as_str().unwrap_or("00000000-0000-0000-0000-000000000000").to_owned();
+                e["auditID"] = Value::String(format!("{ID_MARK}{}", &id[8..]));
+                e["requestReceivedTimestamp"] = Value::String(TIME_MARK.to_owned());
+                e["stageTimestamp"] = Value::String(TIME_MARK.to_owned());
+                e
+            })
+            .collect();
+        let body = serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": events});
+        BodyTemplate(serde_json::to_string(&body).unwrap())
+    }
+
+    /// The body of batch `id` (unique across every apiserver), stamped now.
+    fn body(&self, id: u32) -> Vec<u8> {
+        self.0.replace(ID_MARK, &format!("{id:08x}")).replace(TIME_MARK, &now_rfc3339()).into_bytes()
+    }
 }
 
 fn now_rfc3339() -> String {
@@ -527,6 +563,120 @@ async fn export_rows(quick: bool, grpc: SocketAddr, counting: &Arc<Counting>) {
     counting.delay_ms.store(0, Ordering::Relaxed);
 }
 
+/// What one run of the apiservers' load measured.
+struct ApiserverRun {
+    seconds: f64,
+    acknowledged: u64,
+    rejected: u64,
+    /// Fewer than 95 % of the scheduled batches went out: answers too slow to keep up.
+    behind: bool,
+    latencies: Vec<f64>,
+    lags: Vec<f64>,
+}
+
+impl ApiserverRun {
+    fn print(&self, who: &str, n: usize) {
+        let (mut latencies, mut lags) = (self.latencies.clone(), self.lags.clone());
+        let (p50, p99, p999) =
+            (percentile(&mut latencies, 0.50), percentile(&mut latencies, 0.99), percentile(&mut latencies, 0.999));
+        let (l50, l99, lmax) = (percentile(&mut lags, 0.50), percentile(&mut lags, 0.99), percentile(&mut lags, 1.0));
+        println!(
+            "{n:>3} apiservers x 10 batches/s x {BATCH_EVENTS} events, {who}, {:.0} s: {:.0} events/s; \
+             response p50 {:.2} ms p99 {:.2} ms p999 {:.2} ms; export lag p50 {:.3} s p99 {:.3} s max {:.3} s; \
+             {} acknowledged, {} answered 429 or failed{}",
+            self.seconds,
+            self.acknowledged as f64 * BATCH_EVENTS as f64 / self.seconds,
+            p50 * 1e3,
+            p99 * 1e3,
+            p999 * 1e3,
+            l50,
+            l99,
+            lmax,
+            self.acknowledged,
+            self.rejected,
+            if self.behind { "; could not keep the schedule" } else { "" }
+        );
+    }
+}
+
+/// `n` apiservers, each POSTing 10 batches of 400 events a second (the
+/// webhook's defaults: `--audit-webhook-batch-max-size 400`,
+/// `--audit-webhook-batch-throttle-qps 10`) on one connection, one batch after
+/// the other as the apiserver's webhook does, stamped with the time it is
+/// sent, to kausal with its write-ahead log on this machine's disk.
+async fn apiserver_load(
+    certs: &Certs,
+    otlp: SocketAddr,
+    counting: &Arc<Counting>,
+    items: &[Value],
+    n: usize,
+    duration: Duration,
+    null: bool,
+) -> ApiserverRun {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (kausal, url) = match null {
+        false => {
+            let kausal = start_kausal(certs, otlp, Some(data_dir.path()), true).await;
+            let url = format!("https://127.0.0.1:{}/audit", kausal.port);
+            (Some(kausal), url)
+        }
+        true => (None, format!("https://127.0.0.1:{}/audit", start_null(certs).await)),
+    };
+    let templates: Arc<Vec<BodyTemplate>> = Arc::new((0..16).map(|n| BodyTemplate::new(items, n)).collect());
+    let next_id = Arc::new(AtomicU64::new(1));
+    counting.lags.lock().unwrap().clear();
+    counting.measure_lag.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    let mut apiservers = Vec::new();
+    for server in 0..n {
+        // One client per apiserver, with one connection (reqwest keeps it alive).
+        let (client, url, templates, next_id) = (certs.client(), url.clone(), templates.clone(), next_id.clone());
+        apiservers.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let (mut ok, mut rejected, mut latencies, mut sent) = (0u64, 0u64, Vec::new(), 0u64);
+            while start.elapsed() < duration {
+                tick.tick().await;
+                let id = next_id.fetch_add(1, Ordering::Relaxed) as u32;
+                let body = templates[(server + sent as usize) % templates.len()].body(id);
+                sent += 1;
+                let posted = Instant::now();
+                match client.post(&url).body(body).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        ok += 1;
+                        latencies.push(posted.elapsed().as_secs_f64());
+                    }
+                    _ => rejected += 1,
+                }
+            }
+            (ok, rejected, latencies)
+        }));
+    }
+    let mut run = ApiserverRun {
+        seconds: 0.0,
+        acknowledged: 0,
+        rejected: 0,
+        behind: false,
+        latencies: Vec::new(),
+        lags: Vec::new(),
+    };
+    for apiserver in apiservers {
+        let (ok, rejected, latencies) = apiserver.await.unwrap();
+        run.acknowledged += ok;
+        run.rejected += rejected;
+        run.latencies.extend(latencies);
+    }
+    run.seconds = start.elapsed().as_secs_f64();
+    // The apiservers' schedule asks 10 batches a second each; answers slower
+    // than that hold the next batch back, as they would an apiserver's.
+    run.behind = (run.acknowledged as f64) < 0.95 * (n as f64 * 10.0 * duration.as_secs_f64());
+    // The last records wait out the settle delay before their spans go.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    counting.measure_lag.store(false, Ordering::Relaxed);
+    run.lags = std::mem::take(&mut *counting.lags.lock().unwrap());
+    drop(kausal);
+    run
+}
+
 fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(((values.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN)
@@ -543,6 +693,39 @@ async fn main() {
     // `-- export`: only the OTLP export rows.
     if std::env::args().any(|a| a == "export") {
         export_rows(quick, otlp, &counting).await;
+        return;
+    }
+    // `-- apiservers N SECONDS`: the apiservers' real load, with the write-ahead log.
+    if let Some(at) = std::env::args().position(|a| a == "apiservers") {
+        let arg = |i: usize, default: u64| std::env::args().nth(at + i).and_then(|a| a.parse().ok()).unwrap_or(default);
+        let (n, seconds) = (arg(1, 3) as usize, if quick { 2 } else { arg(2, 60) });
+        let null = std::env::args().any(|a| a == "null");
+        let run = apiserver_load(&certs, otlp, &counting, &items, n, Duration::from_secs(seconds), null).await;
+        run.print(if null { "null" } else { "kausal+wal" }, n);
+        return;
+    }
+    // `-- headroom SECONDS`: the most apiservers kausal keeps up with, with no
+    // 429: doubling from 3 until a run fails, then halving the gap.
+    if let Some(at) = std::env::args().position(|a| a == "headroom") {
+        let seconds = std::env::args().nth(at + 1).and_then(|a| a.parse().ok()).unwrap_or(60);
+        let sustains = |n: usize| {
+            let (certs, items, counting) = (&certs, &items, &counting);
+            async move {
+                let run = apiserver_load(certs, otlp, counting, items, n, Duration::from_secs(seconds), false).await;
+                run.print("kausal+wal", n);
+                run.rejected == 0 && !run.behind
+            }
+        };
+        let (mut good, mut bad) = (0, 3);
+        while sustains(bad).await {
+            good = bad;
+            bad *= 2;
+        }
+        while bad - good > 1 {
+            let middle = (good + bad) / 2;
+            if sustains(middle).await { good = middle } else { bad = middle }
+        }
+        println!("headroom: {good} apiservers sustained for {seconds} s with no 429 ({bad} were not)");
         return;
     }
     // `-- startup`: only the start-up with a full write-ahead log.

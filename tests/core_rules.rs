@@ -565,6 +565,74 @@ fn endpoints_follow_their_service_and_the_pod_writes_that_change_the_listing() {
     assert_eq!(parent_id(&spans, by_id(&spans, "slice-remove-a")), Some("alice-delete-a"));
 }
 
+/// The endpoint controllers act on a Service's commit, which they see by
+/// watch before the apiserver has answered the person who created it: a
+/// recorded run (the e2e service scenario) had `create endpoints e2e-svc/web`
+/// requested 3 ms before the Service create's `stageTimestamp`, and answered
+/// before it too. The create is still the cause: it was requested first, and
+/// the listing is named after it (CAUSALITY.md: an Endpoints create is under
+/// its Service's create).
+#[test]
+fn a_listing_created_before_its_services_create_was_answered_is_still_under_it() {
+    const SVC: &str = "00000000-0000-0000-0000-0000000000c1";
+    const EP: &str = "00000000-0000-0000-0000-0000000000e1";
+    const SLICE: &str = "00000000-0000-0000-0000-0000000000e2";
+    let at = |received: i64, completed: i64, mut w: WriteRecord| {
+        w.received = received;
+        w.completed = completed;
+        Record::Write(w)
+    };
+    let spans = run(vec![
+        // The Service create: requested at 0, answered at 18.4 ms.
+        at(0, 18_400, write("svc-create", "admin", Verb::Create, "services", "web", SVC, 0)),
+        // The Endpoints create: requested at 15.4 ms, answered at 16.9 ms, before the Service's answer.
+        at(15_400, 16_900, listing(write("ep-create", EP_CTRL, Verb::Create, "endpoints", "web", EP, 0), None, &[])),
+        // The slice names its Service by owner and label, answered after it.
+        at(
+            15_500,
+            20_000,
+            listing(
+                owned_by(
+                    write("slice-create", SLICE_CTRL, Verb::Create, "endpointslices", "web-x1", SLICE, 0),
+                    "Service",
+                    "web",
+                    SVC,
+                ),
+                Some("web"),
+                &[],
+            ),
+        ),
+        // A second Service, and an Endpoints create of its name requested
+        // before the Service was: not its effect.
+        at(
+            0,
+            18_400,
+            write("svc2-create", "admin", Verb::Create, "services", "web2", "00000000-0000-0000-0000-0000000000c2", 0),
+        ),
+        at(
+            -5_000,
+            17_000,
+            listing(
+                write(
+                    "early-ep",
+                    EP_CTRL,
+                    Verb::Create,
+                    "endpoints",
+                    "web2",
+                    "00000000-0000-0000-0000-0000000000e3",
+                    0,
+                ),
+                None,
+                &[],
+            ),
+        ),
+    ]);
+    assert_eq!(parent_id(&spans, by_id(&spans, "ep-create")), Some("svc-create"), "same namespace and name");
+    assert_eq!(parent_id(&spans, by_id(&spans, "slice-create")), Some("svc-create"));
+    assert_eq!(by_id(&spans, "ep-create").trace_id, by_id(&spans, "svc-create").trace_id);
+    assert_eq!(parent_id(&spans, by_id(&spans, "early-ep")), None, "requested before the Service");
+}
+
 #[test]
 fn a_daemonset_pod_for_a_new_node_belongs_to_the_node_and_pod_gc_to_its_removal() {
     const DS_UID: &str = "00000000-0000-0000-0000-0000000000d5";

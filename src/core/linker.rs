@@ -51,6 +51,10 @@ impl Window {
     }
 }
 
+/// How much later than its commit a write may be answered, at most, for a
+/// listing to count it as a cause although answered before it.
+const COMMIT_TO_ANSWER: Micros = 1_000_000;
+
 /// A write is a trigger when it can make a controller act: a successful create,
 /// a delete, a `scale` write, or a spec change (a new `metadata.generation`).
 /// Status writes, failed writes and dry runs never are.
@@ -297,7 +301,14 @@ fn cause_of_listing_write(
     }
     let service = related.service.and_then(|uid| graph.node(&uid));
     if let Some(service) = service {
-        top.offer_all(service.triggers(), window);
+        // The controllers act on the Service's commit, seen by watch, which
+        // comes before the apiserver answers its writer: a create can be
+        // answered after the listing it caused (still requested before it).
+        let answered_by = match write.verb {
+            Verb::Create => window.until.saturating_add(COMMIT_TO_ANSWER),
+            _ => window.until,
+        };
+        top.offer_all(service.triggers(), Window { until: answered_by, ..window });
         top.offer_deleting_before(service, window, deleting_ttl);
         top.offer_removed(service, window);
     }
