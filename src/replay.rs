@@ -156,14 +156,23 @@ fn parse_only(inputs: &[Input], progress: bool) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let (mut count, mut bytes) = (FloorCount::default(), 0u64);
     for (input, size) in inputs.iter().zip(sizes) {
-        let read = files::read_input(input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
-        bytes += read.len() as u64;
-        let parsed = decode::parse_floor(&read);
-        count.audit_events += parsed.audit_events;
-        count.kube_events += parsed.kube_events;
-        count.other += parsed.other;
+        let failed = |e: std::io::Error| anyhow::anyhow!("{}: {e}", input.display());
+        let mut credited = 0;
+        for piece in files::read_pieces(input).map_err(failed)? {
+            let piece = piece.map_err(failed)?;
+            bytes += piece.bytes.len() as u64;
+            let parsed = decode::parse_floor(&piece.bytes);
+            count.audit_events += parsed.audit_events;
+            count.kube_events += parsed.kube_events;
+            count.other += parsed.other;
+            let step = (piece.bytes.len() as u64).min(size - credited);
+            credited += step;
+            if let Some(bar) = &bar {
+                bar.inc(step);
+            }
+        }
         if let Some(bar) = &bar {
-            bar.inc(size);
+            bar.inc(size - credited);
         }
     }
     if let Some(bar) = bar {
@@ -339,31 +348,54 @@ pub fn run_into(
     let mut traces = TraceCount::default();
     let (mut objects_after_events, mut ingested) = (0, 0);
     for (input, size) in inputs.iter().zip(sizes) {
-        let decoded = files::decode_input(input, &decode);
-        stats.merge(&decoded.stats);
-        bad.extend(decoded.bad.into_iter().map(|record| LocatedBadRecord { input: input.display(), record }));
-        // An object dump's owners take effect at once: given before the
-        // Events (the inputs are read in order), every Event can use them.
-        if ingested > 0 {
-            objects_after_events += decoded.observed.len();
-        }
-        ingested += decoded.records.len();
-        for object in decoded.observed {
-            engine.observe(object);
-        }
-        for record in decoded.records {
-            engine.ingest(record);
-        }
-        if let Some(done) = sniff.take_if(|s| s.is_finished()) {
-            streaming = done.join().unwrap_or(false);
-        }
-        if streaming {
-            engine.advance(None);
-            traces.hand_over(engine.drain_spans(), sink);
+        // A long log is read and decoded a piece at a time (files::read_pieces).
+        let pieces: Box<dyn Iterator<Item = std::io::Result<files::Piece>>> = match files::read_pieces(input) {
+            Ok(pieces) => Box::new(pieces),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        };
+        let mut credited = 0;
+        for piece in pieces {
+            let (decoded, length) = match piece {
+                Ok(piece) => {
+                    let mut decoded = decode::decode(&piece.bytes, &decode);
+                    for record in &mut decoded.bad {
+                        record.line += piece.lines_before;
+                    }
+                    (decoded, piece.bytes.len() as u64)
+                }
+                Err(e) => (decode::Decoded::unreadable(e.to_string()), 0),
+            };
+            stats.merge(&decoded.stats);
+            bad.extend(decoded.bad.into_iter().map(|record| LocatedBadRecord { input: input.display(), record }));
+            // An object dump's owners take effect at once: given before the
+            // Events (the inputs are read in order), every Event can use them.
+            if ingested > 0 {
+                objects_after_events += decoded.observed.len();
+            }
+            ingested += decoded.records.len();
+            for object in decoded.observed {
+                engine.observe(object);
+            }
+            for record in decoded.records {
+                engine.ingest(record);
+            }
+            if let Some(done) = sniff.take_if(|s| s.is_finished()) {
+                streaming = done.join().unwrap_or(false);
+            }
+            if streaming {
+                engine.advance(None);
+                traces.hand_over(engine.drain_spans(), sink);
+            }
+            // The bar counts file bytes; a gzip input's pieces are larger.
+            let step = length.min(size - credited);
+            credited += step;
+            if let Some(bar) = &bar {
+                bar.inc(step);
+            }
         }
         bytes += size;
         if let Some(bar) = &bar {
-            bar.inc(size);
+            bar.inc(size - credited);
         }
     }
     if let Some(bar) = bar {

@@ -115,7 +115,9 @@ impl SettleBuffer {
             return None;
         }
         let mut waiting = std::mem::take(&mut self.pending).into_vec();
-        let at = (0..waiting.len()).filter(|&i| wanted(&waiting[i].0.record)).min_by(|&a, &b| waiting[a].0.cmp(&waiting[b].0))?;
+        let at = (0..waiting.len())
+            .filter(|&i| wanted(&waiting[i].0.record))
+            .min_by(|&a, &b| waiting[a].0.cmp(&waiting[b].0))?;
         let Reverse(p) = waiting.swap_remove(at);
         self.pending = BinaryHeap::from(waiting);
         Some(Due { time: p.time, record: p.record, replayed: p.replayed })

@@ -96,9 +96,110 @@ pub fn decode_input(input: &Input, options: &DecodeOptions) -> Decoded {
     }
 }
 
+/// How much of an input is read and decoded at once, about: a long audit
+/// log is decoded piece by piece, so that memory does not grow with it.
+pub const PIECE_BYTES: usize = 32 << 20;
+
+/// Reads an input (gunzipped when it is gzip) in pieces of about
+/// [`PIECE_BYTES`], each cut just before a line that starts a top-level JSON
+/// value (`{` or `[` in column 0), as every line of an audit log or an Event
+/// dump in JSON lines does. A document with no such line (one pretty-printed
+/// value) stays one piece, however large. Each piece comes with the number
+/// of lines before it, so that bad records keep their line in the file.
+pub fn read_pieces(input: &Input) -> io::Result<Pieces> {
+    let raw: Box<dyn Read> = match input {
+        Input::File(path) => Box::new(fs::File::open(path)?),
+        Input::Stdin => Box::new(io::stdin()),
+    };
+    let mut reader = io::BufReader::with_capacity(1 << 20, raw);
+    let gzip = io::BufRead::fill_buf(&mut reader)?.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read> = if gzip { Box::new(MultiGzDecoder::new(reader)) } else { Box::new(reader) };
+    Ok(Pieces { reader, carry: Vec::new(), lines_before: 0, done: false })
+}
+
+/// The pieces of one input: see [`read_pieces`].
+pub struct Pieces {
+    reader: Box<dyn Read>,
+    carry: Vec<u8>,
+    lines_before: usize,
+    done: bool,
+}
+
+/// One piece of an input and how many lines of the input come before it.
+pub struct Piece {
+    pub bytes: Vec<u8>,
+    pub lines_before: usize,
+}
+
+impl Iterator for Pieces {
+    type Item = io::Result<Piece>;
+
+    fn next(&mut self) -> Option<io::Result<Piece>> {
+        if self.done {
+            return None;
+        }
+        let mut buffer = std::mem::take(&mut self.carry);
+        let mut searched = 0;
+        loop {
+            if buffer.len() >= PIECE_BYTES {
+                if let Some(cut) = last_value_start(&buffer[searched..]).map(|at| searched + at) {
+                    self.carry = buffer.split_off(cut);
+                    break;
+                }
+                // Only what comes next needs looking at (from the last newline's place).
+                searched = buffer.len().saturating_sub(1);
+            }
+            match (&mut self.reader).take(PIECE_BYTES as u64).read_to_end(&mut buffer) {
+                Ok(0) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        let lines_before = self.lines_before;
+        self.lines_before += memchr::memchr_iter(b'\n', &buffer).count();
+        Some(Ok(Piece { bytes: buffer, lines_before }))
+    }
+}
+
+/// Where the last line that starts with `{` or `[` begins, if not at 0.
+fn last_value_start(bytes: &[u8]) -> Option<usize> {
+    memchr::memrchr_iter(b'\n', bytes)
+        .map(|nl| nl + 1)
+        .find(|&start| start < bytes.len() && matches!(bytes[start], b'{' | b'['))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_log_is_cut_only_before_lines_that_start_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let line = format!("{{\"a\": \"{}\"}}\n", "x".repeat(1000));
+        let lines = 2 * PIECE_BYTES / line.len() + 7;
+        std::fs::write(&path, line.repeat(lines)).unwrap();
+        let pieces: Vec<Piece> = read_pieces(&Input::File(path)).unwrap().map(Result::unwrap).collect();
+        assert!(pieces.len() >= 2, "{} pieces", pieces.len());
+        let mut before = 0;
+        for piece in &pieces {
+            assert_eq!(piece.lines_before, before);
+            assert!(piece.bytes.starts_with(b"{") && piece.bytes.ends_with(b"}\n"), "cut inside a line");
+            before += piece.bytes.iter().filter(|b| **b == b'\n').count();
+        }
+        assert_eq!(before, lines);
+        // One pretty-printed document has no line to cut before: one piece.
+        let pretty = dir.path().join("events.json");
+        let item = format!("  {{\"a\": \"{}\"}},\n", "x".repeat(1000));
+        std::fs::write(&pretty, format!("{{\"items\": [\n{}  {{}}\n]}}\n", item.repeat(lines))).unwrap();
+        assert_eq!(read_pieces(&Input::File(pretty)).unwrap().count(), 1);
+    }
 
     #[test]
     fn input_extensions() {
