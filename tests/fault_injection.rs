@@ -640,13 +640,14 @@ async fn a_full_disk_does_not_wait_for_the_event_linger() {
     println!(
         "fault-figures disk-full-linger: disk_bytes=2097152 event_linger=24h refused_write_failed={} \
          batches_acknowledged={} spans_expected={} spans_exported={} lost={lost} duplicates={duplicates} \
-         event_spans_closed_early={} repeat_spans_after_an_early_close={}",
+         event_spans_closed_early={} repeat_spans_after_an_early_close={} late_records={}",
         stats.refused("wal_write_failed"),
         stats.accepted.load(Ordering::Relaxed),
         expected.len(),
         got.len(),
         metric_sum(&metrics, "kausal_event_spans_closed_early_total", &[]),
         extra.len(),
+        metric_sum(&metrics, "kausal_late_records_total", &[]),
     );
     assert_eq!(stats.accepted.load(Ordering::Relaxed), bodies.len());
     assert!(stats.refused("wal_write_failed") > 0, "the disk never filled: the test proves nothing");

@@ -81,6 +81,37 @@ async fn the_export_loop_merges_waiting_batches_of_one_cluster() {
     assert!(resources.contains(&actors.len()), "one resource per actor in the request of \"a\": {resources:?}");
 }
 
+/// A receiver slow to answer does not hold a replay's export: `export`
+/// keeps several requests out at once (here: all four, waiting at the
+/// receiver's gate together), and once answered, every span is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replays_export_keeps_several_requests_in_flight_for_a_slow_receiver() {
+    use kausal::pipeline::otlp_exporter::{IN_FLIGHT, MAX_REQUEST_SPANS, OtlpExporter};
+    use kausal::sinks::otel::SharedResource;
+    use std::sync::atomic::Ordering;
+
+    let one = rollout_audit().spans;
+    // Enough spans for more requests than may be in flight.
+    let spans: Vec<_> = one.iter().cycle().take((IN_FLIGHT + 1) * MAX_REQUEST_SPANS).cloned().collect();
+    let receiver = Receiver::start(false).await;
+    let exporter =
+        OtlpExporter::new(Some(&receiver.endpoint()), OtlpProtocol::Grpc, SharedResource::new(None, [])).unwrap();
+    let export = tokio::spawn(async move { exporter.export(&spans).await.map(|()| spans.len()) });
+    // Not a timing assertion: waits (up to a minute) for the state to be reached.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while receiver.waiting.load(Ordering::SeqCst) < IN_FLIGHT {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} requests in flight",
+            receiver.waiting.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(receiver.received.lock().unwrap().is_empty(), "none answered yet");
+    receiver.open();
+    let sent = export.await.unwrap().unwrap();
+    assert_eq!(otlp_receiver::span_count(&receiver.received), sent, "every span, once");
+}
 /// A receiver slow to answer does not hold every later batch: the export
 /// loop has several batches' requests out at once (here: all four, waiting
 /// at the receiver's gate together), and once answered, every span is there.

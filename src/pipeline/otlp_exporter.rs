@@ -155,7 +155,8 @@ impl ExportError {
 /// the OpenTelemetry Collector among them, accept by default.
 pub const MAX_REQUEST_SPANS: usize = 2048;
 
-/// How many requests [`OtlpExporter::export`] keeps in flight at once.
+/// How many requests are in flight at once, at most: [`OtlpExporter::export`]
+/// (a replay's export) and the server's export loop (batches) alike.
 pub const IN_FLIGHT: usize = 4;
 
 /// The wire: a tonic client (one HTTP/2 connection, requests multiplexed on
