@@ -117,9 +117,11 @@ impl SettleBuffer {
         let mut waiting = std::mem::take(&mut self.pending).into_vec();
         let at = (0..waiting.len())
             .filter(|&i| wanted(&waiting[i].0.record))
-            .min_by(|&a, &b| waiting[a].0.cmp(&waiting[b].0))?;
-        let Reverse(p) = waiting.swap_remove(at);
+            .min_by(|&a, &b| waiting[a].0.cmp(&waiting[b].0));
+        let taken = at.map(|i| waiting.swap_remove(i));
+        // Every other record goes back, whatever was found.
         self.pending = BinaryHeap::from(waiting);
+        let Reverse(p) = taken?;
         Some(Due { time: p.time, record: p.record, replayed: p.replayed })
     }
 
