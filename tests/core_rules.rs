@@ -565,6 +565,13 @@ fn endpoints_follow_their_service_and_the_pod_writes_that_change_the_listing() {
     assert_eq!(parent_id(&spans, by_id(&spans, "slice-remove-a")), Some("alice-delete-a"));
 }
 
+/// A write requested at `received` and answered at `completed`.
+fn requested_and_answered(received: i64, completed: i64, mut w: WriteRecord) -> Record {
+    w.received = received;
+    w.completed = completed;
+    Record::Write(w)
+}
+
 /// The endpoint controllers act on a Service's commit, which they see by
 /// watch before the apiserver has answered the person who created it: a
 /// recorded run (the e2e service scenario) had `create endpoints e2e-svc/web`
@@ -577,18 +584,17 @@ fn a_listing_created_before_its_services_create_was_answered_is_still_under_it()
     const SVC: &str = "00000000-0000-0000-0000-0000000000c1";
     const EP: &str = "00000000-0000-0000-0000-0000000000e1";
     const SLICE: &str = "00000000-0000-0000-0000-0000000000e2";
-    let at = |received: i64, completed: i64, mut w: WriteRecord| {
-        w.received = received;
-        w.completed = completed;
-        Record::Write(w)
-    };
     let spans = run(vec![
         // The Service create: requested at 0, answered at 18.4 ms.
-        at(0, 18_400, write("svc-create", "admin", Verb::Create, "services", "web", SVC, 0)),
+        requested_and_answered(0, 18_400, write("svc-create", "admin", Verb::Create, "services", "web", SVC, 0)),
         // The Endpoints create: requested at 15.4 ms, answered at 16.9 ms, before the Service's answer.
-        at(15_400, 16_900, listing(write("ep-create", EP_CTRL, Verb::Create, "endpoints", "web", EP, 0), None, &[])),
+        requested_and_answered(
+            15_400,
+            16_900,
+            listing(write("ep-create", EP_CTRL, Verb::Create, "endpoints", "web", EP, 0), None, &[]),
+        ),
         // The slice names its Service by owner and label, answered after it.
-        at(
+        requested_and_answered(
             15_500,
             20_000,
             listing(
@@ -604,12 +610,12 @@ fn a_listing_created_before_its_services_create_was_answered_is_still_under_it()
         ),
         // A second Service, and an Endpoints create of its name requested
         // before the Service was: not its effect.
-        at(
+        requested_and_answered(
             0,
             18_400,
             write("svc2-create", "admin", Verb::Create, "services", "web2", "00000000-0000-0000-0000-0000000000c2", 0),
         ),
-        at(
+        requested_and_answered(
             -5_000,
             17_000,
             listing(
@@ -631,6 +637,43 @@ fn a_listing_created_before_its_services_create_was_answered_is_still_under_it()
     assert_eq!(parent_id(&spans, by_id(&spans, "slice-create")), Some("svc-create"));
     assert_eq!(by_id(&spans, "ep-create").trace_id, by_id(&spans, "svc-create").trace_id);
     assert_eq!(parent_id(&spans, by_id(&spans, "early-ep")), None, "requested before the Service");
+}
+
+/// The same with a scale, as the e2e watch scenario saw it once after a
+/// restart: the deployment controller read the new `spec.replicas` from its
+/// watch, updated the ReplicaSet (its `desired-replicas` annotation says 3)
+/// and was answered before the apiserver answered the person's
+/// `patch deployments/scale` to 3. The scale is still the cause: it was
+/// requested first and the update carries its count (CAUSALITY.md: a
+/// ReplicaSet's scaling follows the Deployment's spec write). A write
+/// requested after the update cannot be its cause however it was answered,
+/// and a pod's binding answered after it is not a trigger of the update.
+#[test]
+fn a_replicaset_update_answered_before_the_scale_that_caused_it_is_still_under_it() {
+    const DEPLOY: &str = "00000000-0000-0000-0000-0000000000d1";
+    const DEPLOY_CTRL: &str = "system:serviceaccount:kube-system:deployment-controller";
+    let desired = |n: i64| Relations { desired_replicas: Some(n), ..Relations::default() };
+    let mut scale = write("scale", "admin", Verb::Patch, "deployments", "web", DEPLOY, 0);
+    scale.subresource = Some("scale".into());
+    let mut rs_update = owned_by(
+        write("rs-update", DEPLOY_CTRL, Verb::Update, "replicasets", "web-1", RS_UID, 0),
+        "Deployment",
+        "web",
+        DEPLOY,
+    );
+    rs_update.relations = Some(Box::new(Relations { owner_desired_replicas: Some(3), ..Relations::default() }));
+    let mut later_scale = write("later-scale", "admin", Verb::Patch, "deployments", "web", DEPLOY, 0);
+    later_scale.subresource = Some("scale".into());
+    let spans = run(vec![
+        // The scale: requested at 0, committed, answered only at 40 ms.
+        requested_and_answered(0, 40_000, with_relations(scale, desired(3))),
+        // The update: requested at 10 ms, answered at 20 ms.
+        requested_and_answered(10_000, 20_000, rs_update),
+        // Another scale to 3, requested after the update: not its cause.
+        requested_and_answered(15_000, 30_000, with_relations(later_scale, desired(3))),
+    ]);
+    assert_eq!(parent_id(&spans, by_id(&spans, "rs-update")), Some("scale"));
+    assert_eq!(by_id(&spans, "rs-update").trace_id, by_id(&spans, "scale").trace_id);
 }
 
 #[test]
@@ -764,12 +807,15 @@ fn next_due_says_when_the_oldest_record_settles() {
         "00000000-0000-0000-0000-00000000000a",
         4 * S,
     )));
-    assert_eq!(engine.next_due(), Some(4 * S + settle));
-    engine.advance(Some(4 * S + settle - 1));
+    // A write is ordered by the earliest it can have been committed: its
+    // request, 1 ms before its answer here (see `write`).
+    let committed = |answered: i64| answered - 1000;
+    assert_eq!(engine.next_due(), Some(committed(4 * S) + settle));
+    engine.advance(Some(committed(4 * S) + settle - 1));
     assert!(engine.drain_spans().is_empty(), "one microsecond early");
-    engine.advance(Some(4 * S + settle));
+    engine.advance(Some(committed(4 * S) + settle));
     assert_eq!(engine.drain_spans().len(), 1);
-    assert_eq!(engine.next_due(), Some(5 * S + settle));
+    assert_eq!(engine.next_due(), Some(committed(5 * S) + settle));
 }
 
 /// A trace context counts only on the write that set or changed it: an

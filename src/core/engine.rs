@@ -18,7 +18,7 @@ use super::linker::{self, Link, Window};
 use super::record::{
     CarriedContext, Deletion, EndpointMember, EventRecord, ObservedObject, Record, UnknownObject, Verb, WriteRecord,
 };
-use super::settle::{Due, SettleBuffer};
+use super::settle::SettleBuffer;
 use super::span::{AttrValue, LinkReason, RootKind, Span, SpanLink};
 use super::span_builder::{Placement, build_event_span, build_write_span};
 use super::time::{MICROS_PER_SECOND, Micros};
@@ -276,38 +276,6 @@ impl Engine {
         std::mem::take(&mut self.out)
     }
 
-    /// The endpoint controllers act on a Service's commit, which they see by
-    /// watch, and can have their Endpoints or EndpointSlice created and
-    /// answered before the apiserver answers the Service's own create (seen
-    /// in the e2e service scenario: 3 ms before). Records go in order of
-    /// their answers, so that create may still wait in the settle buffer
-    /// when the listing's turn comes: it is taken first, provided it was
-    /// requested before the listing was.
-    fn process_waiting_service_create(&mut self, listing: &WriteRecord) {
-        let namespace = listing.namespace.as_deref().unwrap_or("");
-        let service = match listing.resource.as_ref() {
-            "endpoints" => listing.name.as_deref(),
-            _ => listing.relations.as_ref().and_then(|r| r.service_name.as_deref()),
-        };
-        let Some(service) = service else { return };
-        if self.graph.lookup_name("services", namespace, service).is_some() {
-            return;
-        }
-        let waiting = self.settle.take_waiting(|r| {
-            matches!(r, Record::Write(c) if c.verb == Verb::Create
-                && c.resource.as_ref() == "services"
-                && c.succeeded()
-                && c.namespace.as_deref().unwrap_or("") == namespace
-                && c.name.as_deref() == Some(service)
-                && c.received < listing.received)
-        });
-        if let Some(Due { record: Record::Write(create), replayed, .. }) = waiting {
-            let outer = std::mem::replace(&mut self.replaying, replayed);
-            self.process_write(create);
-            self.replaying = outer;
-        }
-    }
-
     fn process_until(&mut self, horizon: Micros) {
         while let Some(due) = self.settle.pop_due(horizon) {
             // Event spans whose linger ended before this record are closed
@@ -358,9 +326,6 @@ impl Engine {
     // ---- writes -------------------------------------------------------------
 
     fn process_write(&mut self, w: WriteRecord) {
-        if w.verb == Verb::Create && linker::is_endpoints_like(&w.resource) {
-            self.process_waiting_service_create(&w);
-        }
         if !self.writes.first_sight(&w.audit_id, w.completed) {
             self.stats.duplicate_writes += 1;
             return;

@@ -6,7 +6,7 @@
 use super::actors::ReporterUsers;
 use super::graph::{ActorId, Graph, GraphLimits, Mark, Node, TriggerMark, WriteMark, version_after};
 use super::ids::Uid;
-use super::record::{EventRecord, Verb, WriteRecord};
+use super::record::{COMMIT_TO_ANSWER, EventRecord, Verb, WriteRecord};
 use crate::core::time::Micros;
 
 /// The outcome of linking: the chosen cause and, when there was a choice, the
@@ -22,24 +22,40 @@ pub(crate) struct Link {
 pub(crate) struct Window {
     /// Candidates must be at or after this time...
     pub from: Micros,
-    /// ...and at or before this one.
+    /// ...and at or before this one (the effect's own time)...
     pub until: Micros,
     /// ...and their requests must have arrived before this: the effect's own
-    /// request. A cause is committed before its effect is requested; its
-    /// `stageTimestamp` may still come later (a watcher can act on a commit
-    /// before the apiserver answers the writer), but not its request.
+    /// request.
     pub requested_before: Micros,
+    /// A trigger (a spec change, a create) may be answered later than
+    /// `until`, up to this: it is committed before its effect is requested,
+    /// and watchers act on the commit before the apiserver answers the
+    /// writer, so its `stageTimestamp` may come after the effect's (a scale
+    /// answered a few ms after the ReplicaSet update it caused). Other writes
+    /// (a pod's status, its binding) count only once answered.
+    pub triggers_answered_by: Micros,
 }
 
 impl Window {
     /// For an Event or anything without a request of its own.
     pub(crate) fn before(until: Micros, length: Micros) -> Window {
-        Window { from: until.saturating_sub(length), until, requested_before: Micros::MAX }
+        Window { from: until.saturating_sub(length), until, requested_before: Micros::MAX, triggers_answered_by: until }
     }
 
     /// For a write requested at `received` and completed at `completed`.
     pub(crate) fn for_write(received: Micros, completed: Micros, length: Micros) -> Window {
-        Window { from: completed.saturating_sub(length), until: completed, requested_before: received.min(completed) }
+        let requested = received.min(completed);
+        Window {
+            from: completed.saturating_sub(length),
+            until: completed,
+            requested_before: requested,
+            triggers_answered_by: completed.max(requested.saturating_add(COMMIT_TO_ANSWER)),
+        }
+    }
+
+    /// The window for triggers (see `triggers_answered_by`).
+    fn for_triggers(self) -> Window {
+        Window { until: self.triggers_answered_by, ..self }
     }
 
     fn contains(&self, t: Micros) -> bool {
@@ -50,10 +66,6 @@ impl Window {
         self.contains(m.time) && m.received < self.requested_before
     }
 }
-
-/// How much later than its commit a write may be answered, at most, for a
-/// listing to count it as a cause although answered before it.
-const COMMIT_TO_ANSWER: Micros = 1_000_000;
 
 /// A write is a trigger when it can make a controller act: a successful create,
 /// a delete, a `scale` write, or a spec change (a new `metadata.generation`).
@@ -301,14 +313,7 @@ fn cause_of_listing_write(
     }
     let service = related.service.and_then(|uid| graph.node(&uid));
     if let Some(service) = service {
-        // The controllers act on the Service's commit, seen by watch, which
-        // comes before the apiserver answers its writer: a create can be
-        // answered after the listing it caused (still requested before it).
-        let answered_by = match write.verb {
-            Verb::Create => window.until.saturating_add(COMMIT_TO_ANSWER),
-            _ => window.until,
-        };
-        top.offer_all(service.triggers(), Window { until: answered_by, ..window });
+        top.offer_all(service.triggers(), window.for_triggers());
         top.offer_deleting_before(service, window, deleting_ttl);
         top.offer_removed(service, window);
     }
@@ -361,7 +366,8 @@ fn cause_of_object_write(
     // change of the pod's owner (a ReplicaSet rescaled while the pod waited).
     let binding = write.subresource.as_deref() == Some("binding");
     if let Some(node) = owner_node.filter(|_| !binding) {
-        top.offer_all(owner_triggers_acted_on(node, write, window), window);
+        let triggers = window.for_triggers();
+        top.offer_all(owner_triggers_acted_on(node, write, triggers), triggers);
         top.offer_deleting_before(node, window, deleting_ttl);
         if write.verb == Verb::Create {
             top.offer_all(node.child_deletes(), window);
@@ -386,7 +392,7 @@ fn cause_of_object_write(
                 // change of this object is not why it writes it again.
                 t.actor.is_none_or(|a| Some(a) != related.writer) && seen_by(t, observed)
             });
-            top.offer_all(candidates.map(|t| t.mark), window);
+            top.offer_all(candidates.map(|t| t.mark), window.for_triggers());
         }
         top.offer_deleting_before(node, window, deleting_ttl);
     }

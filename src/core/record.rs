@@ -190,7 +190,25 @@ pub struct EndpointMember {
     pub state: u64,
 }
 
+/// How much later than its commit the apiserver answers a write, at most,
+/// as kausal assumes: watchers see a commit before the writer's answer, so a
+/// controller's write can be answered before the write it acts on (3 ms
+/// before, seen in the e2e runs). Larger would order a slow request's record
+/// further before the records that arrive with it, and make it late for a
+/// short `--settle`; an answer later than this after the commit can cost
+/// that write its effects.
+pub(crate) const COMMIT_TO_ANSWER: Micros = 250_000;
+
 impl WriteRecord {
+    /// The earliest the write can have been committed: when it was requested,
+    /// or at most [`COMMIT_TO_ANSWER`] before its answer. A cause commits
+    /// before its effect is requested, so ordering by this puts every cause
+    /// before its effects, which ordering by the answer does not (a scale
+    /// answered a few ms after the ReplicaSet update it caused).
+    pub fn earliest_commit(&self) -> Micros {
+        self.received.clamp(self.completed.saturating_sub(COMMIT_TO_ANSWER), self.completed)
+    }
+
     pub fn succeeded(&self) -> bool {
         (200..300).contains(&self.status_code)
     }
@@ -297,11 +315,12 @@ pub enum Record {
 }
 
 impl Record {
-    /// The time the record is ordered by: when a write took effect
-    /// (`stageTimestamp`), or the latest instant an Event could have happened.
+    /// The time the record is ordered by: the earliest a write can have taken
+    /// effect (see [`WriteRecord::earliest_commit`]), or the latest instant an
+    /// Event could have happened.
     pub fn order_time(&self) -> Micros {
         match self {
-            Record::Write(w) => w.completed,
+            Record::Write(w) => w.earliest_commit(),
             Record::Event(e) => e.time_upper_bound(),
         }
     }

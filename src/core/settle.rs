@@ -107,24 +107,6 @@ impl SettleBuffer {
         self.pending.len()
     }
 
-    /// Takes the oldest waiting record `wanted` accepts, ahead of its turn
-    /// (see `Engine::process_waiting_service_create`). The time processing
-    /// has reached does not move: the records after it keep their places.
-    pub(super) fn take_waiting(&mut self, wanted: impl Fn(&Record) -> bool) -> Option<Due> {
-        if !self.pending.iter().any(|Reverse(p)| wanted(&p.record)) {
-            return None;
-        }
-        let mut waiting = std::mem::take(&mut self.pending).into_vec();
-        let at = (0..waiting.len())
-            .filter(|&i| wanted(&waiting[i].0.record))
-            .min_by(|&a, &b| waiting[a].0.cmp(&waiting[b].0));
-        let taken = at.map(|i| waiting.swap_remove(i));
-        // Every other record goes back, whatever was found.
-        self.pending = BinaryHeap::from(waiting);
-        let Reverse(p) = taken?;
-        Some(Due { time: p.time, record: p.record, replayed: p.replayed })
-    }
-
     /// Takes the oldest record if it is at or before `horizon`.
     pub(super) fn pop_due(&mut self, horizon: Micros) -> Option<Due> {
         if self.oldest()? > horizon {
