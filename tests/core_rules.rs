@@ -275,6 +275,31 @@ fn event(count: i64, at: i64, coarse: bool) -> EventRecord {
     }
 }
 
+/// A kubelet's Event names its node as its source host: the span says where
+/// it happened as `k8s.node.name`; for an Event about the node itself, once.
+#[test]
+fn a_kubelet_event_names_its_node() {
+    let on = |kind: &str, name: &str, reason: &str| {
+        let mut e = event(1, 3 * S, false);
+        e.name = format!("{name}.{reason}").into();
+        e.uid = Some(format!("00000000-0000-0000-0000-0000000000{}", if kind == "Node" { "e1" } else { "e2" }).into());
+        e.reason = Some(reason.into());
+        e.reporter = Some("kubelet".into());
+        e.reporter_host = Some("node-a".into());
+        e.regarding = Regarding { kind: Some(kind.into()), name: Some(name.into()), ..Regarding::default() };
+        Record::Event(e)
+    };
+    let spans = run(vec![on("Pod", "web-1", "Started"), on("Node", "node-a", "NodeReady")]);
+    let node_names = |reason: &str| {
+        let span = spans.iter().find(|s| s.attr_str("k8s.event.reason") == Some(reason)).unwrap();
+        span.attributes.iter().filter(|(k, _)| *k == "k8s.node.name").count()
+    };
+    let started = spans.iter().find(|s| s.attr_str("k8s.event.reason") == Some("Started")).unwrap();
+    assert_eq!(started.attr_str("k8s.node.name"), Some("node-a"));
+    assert_eq!(node_names("Started"), 1);
+    assert_eq!(node_names("NodeReady"), 1);
+}
+
 #[test]
 fn a_whole_second_event_matches_a_write_later_in_the_same_second() {
     let spans = run(vec![

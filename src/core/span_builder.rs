@@ -157,6 +157,11 @@ pub(super) fn build_event_span(
     push_opt(&mut attrs, "k8s.object.uid", e.regarding.uid.as_deref());
     push_opt(&mut attrs, "k8s.object.field_path", e.regarding.field_path.as_deref());
     push_opt(&mut attrs, "k8s.namespace.name", e.regarding.namespace.as_deref().or(Some(&e.namespace)));
+    // A kubelet names its node as the Event's source host: where it happened.
+    // (An Event about the node itself gets the key from its object, below.)
+    if e.reporter.as_deref() == Some("kubelet") && e.regarding.kind.as_deref() != Some("Node") {
+        push_opt(&mut attrs, "k8s.node.name", e.reporter_host.as_deref());
+    }
     if let Some((name_key, uid_key)) = e.regarding.kind.as_deref().and_then(kinds::semconv_keys) {
         push_opt(&mut attrs, name_key, e.regarding.name.as_deref());
         push_opt(&mut attrs, uid_key, e.regarding.uid.as_deref());
