@@ -8,8 +8,9 @@
 //! waits until the exported spans have the expected causal shape. A failure
 //! prints what was expected beside the trace trees that arrived.
 //!
-//! There is no kubelet: pods are bound by the scheduler to fake Ready nodes but
-//! never run, so there are no kubelet Events and pods never become Ready.
+//! Most scenarios have no kubelet: pods are bound by the scheduler to fake
+//! Ready nodes but never run. The `kubelet_` scenarios run real pods on a real
+//! node (`run.sh --node`), tainted so that no other scenario's pod lands there.
 
 mod common;
 
@@ -35,7 +36,9 @@ struct Env {
 }
 
 /// The cluster run.sh started. Each test's name starts with its phase
-/// (`audit_`, `watch_`) and run.sh runs only that phase's tests, so the
+/// (`bootstrap_`, `audit_`, `kubelet_`, `watch_`), and no other part of a
+/// name holds a phase's prefix, since run.sh skips the other phases' tests by
+/// substring. It runs only that phase's tests, so the
 /// others are reported as filtered out, never as passed; a test run outside
 /// run.sh, or in the other phase, fails instead of passing without a cluster.
 fn env(phase: &str) -> Option<Env> {
@@ -1181,7 +1184,7 @@ async fn client_as(dir: &str, user: &str) -> kube::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane from tests/e2e/run.sh"]
-async fn audit_a_node_registering_as_its_kubelet_would() {
+async fn audit_a_node_registering_with_a_kubelets_credentials() {
     let ns = "e2e-node";
     let Some((receiver, mut kausal, admin)) = start_audit_scenario("node-registering", ns).await else { return };
     let node_name = "e2e-node-reg";
@@ -1485,6 +1488,156 @@ async fn bootstrap_a_fresh_cluster_first_minute() {
             s.expect_parent(rs, deployment)?;
             let pod = s.one("its pod", |x| is_write(x, "create", "pods", ns, "web-"))?;
             s.expect_parent(pod, rs)
+        },
+    )
+    .await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+// ---- scenarios: a real node (run.sh --node: containerd and a kubelet) ------
+
+/// The real node's name (run.sh exports it in the kubelet phase).
+fn real_node() -> String {
+    std::env::var("KAUSAL_E2E_NODE").expect("the kubelet phase names its node")
+}
+
+/// A pod template for the real node: the busybox image imported there,
+/// never pulled (no registry), on the host's network (no pod network), with
+/// the toleration of the node's taint that keeps the other scenarios' pods off it.
+fn real_pod_template(app: &str, command: &str, readiness: Value) -> Value {
+    json!({
+        "metadata": {"labels": {"app": app}},
+        "spec": {
+            "hostNetwork": true,
+            "nodeSelector": {"kubernetes.io/hostname": real_node()},
+            "tolerations": [{"key": "kausal.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}],
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": "main",
+                "image": "localhost/kausal-e2e/busybox:1.35",
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", command],
+                "readinessProbe": readiness,
+            }]
+        }
+    })
+}
+
+/// Sleeps until told to stop, and stops at once when it is.
+const SLEEPER: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+
+fn is_kubelet_event(s: &Got, reason: &str, ns: &str, pod: &str) -> bool {
+    s.attr("kausal.span.kind") == Some("event")
+        && s.attr("k8s.event.reason") == Some(reason)
+        && s.in_namespace(ns)
+        && s.attr("k8s.object.name") == Some(pod)
+}
+
+/// Real pods start on the real node, become Ready, and join their Service.
+/// CAUSALITY.md: the kubelet acts on a pod once it is bound to its node, so
+/// its start-up Events (`Pulled`, `Created`, `Started`) and its first
+/// `pods/status` write hang under the binding; an Endpoints or EndpointSlice
+/// update that lists a pod hangs under the kubelet's status write that
+/// changed how it is listed (its IP, its readiness).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane and the real node from tests/e2e/run.sh --node"]
+async fn kubelet_pods_start_become_ready_and_join_their_service() {
+    let Some(env) = env("kubelet") else { return };
+    let receiver = Receiver::start(true).await;
+    let mut kausal = start_kausal(&env, &receiver, "ready", false).await;
+    let client = client().await;
+    let ns = "e2e-kubelet";
+    namespace(&client, ns).await;
+    create(
+        &client,
+        Some(ns),
+        &resource("", "v1", "Service", "services"),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+               "spec": {"selector": {"app": "web"}, "ports": [{"port": 8080}]}}),
+    )
+    .await;
+    let readiness = json!({"exec": {"command": ["true"]}, "periodSeconds": 2});
+    create(
+        &client,
+        Some(ns),
+        &deployments(),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                     "template": real_pod_template("web", SLEEPER, readiness)}
+        }),
+    )
+    .await;
+    eventually(
+        &receiver,
+        ns,
+        "each pod's binding → the kubelet's Pulled, Created, Started and first status write",
+        |s| {
+            let pods = s.all(|x| is_write(x, "create", "pods", ns, "web-"));
+            if pods.len() != 2 {
+                return Err(format!("{} pods", pods.len()));
+            }
+            for pod in pods {
+                let name = pod.attr("k8s.object.name").unwrap();
+                let binding = s.named("the binding", &format!("create pods/binding {ns}/{name}"))?;
+                s.expect_parent(binding, pod)?;
+                for reason in ["Pulled", "Created", "Started"] {
+                    let event = s.one(reason, |x| is_kubelet_event(x, reason, ns, name))?;
+                    s.expect_parent(event, binding)?;
+                    if event.attr("k8s.node.name") != Some(real_node().as_str()) {
+                        return Err(format!("{reason} has k8s.node.name {:?}", event.attr("k8s.node.name")));
+                    }
+                }
+                let mut statuses = s.all(|x| is_write(x, "patch", "pods/status", ns, name) && x.service == "kubelet");
+                statuses.sort_by_key(|x| x.start);
+                let first = statuses.first().ok_or("no status write by the kubelet")?;
+                s.expect_parent(first, binding)?;
+            }
+            Ok(())
+        },
+    )
+    .await;
+    // Each pod changes the listings twice, both times by a kubelet status
+    // write: its first reports the pod's IP (listed not ready), a later one
+    // its readiness (listed ready). The controllers coalesce what they see
+    // (one update can list both pods' changes, under the newer write), so
+    // only the parents are asserted here; the recording's ground truth
+    // (tests/fixtures/e2e/kubelet-ready) names each one. The EndpointSlice
+    // controller also writes on a pod's other changes (its create, its
+    // binding), under those.
+    eventually(
+        &receiver,
+        ns,
+        "the kubelet's status writes (IP, then Ready) → update endpoints + update endpointslices",
+        |s| {
+            let pods = s.all(|x| is_write(x, "create", "pods", ns, "web-"));
+            let by_kubelet = |x: &Got| is_write(x, "patch", "pods/status", ns, "web-") && x.service == "kubelet";
+            for (resource, listing) in [("endpoints", "web"), ("endpointslices", "web-")] {
+                let under_status =
+                    s.all(|x| is_write(x, "update", resource, ns, listing) && s.parent(x).is_some_and(&by_kubelet));
+                if under_status.is_empty() {
+                    return Err(format!("no {resource} update under a kubelet status write"));
+                }
+            }
+            let selected = |x: &Got| {
+                pods.iter().any(|p| x.attr("k8s.object.name") == p.attr("k8s.object.name"))
+                    && (is_write(x, "create", "pods", ns, "web-")
+                        || is_write(x, "create", "pods/binding", ns, "web-")
+                        || (is_write(x, "patch", "pods/status", ns, "web-") && x.service == "kubelet"))
+            };
+            for update in s.all(|x| is_write(x, "update", "endpoints", ns, "web")) {
+                let parent = s.parent(update).ok_or("an Endpoints update is a root")?;
+                if !(parent.service == "kubelet" && selected(parent)) {
+                    return Err(format!("an Endpoints update hangs under `{}` by {}", parent.name, parent.service));
+                }
+            }
+            for update in s.all(|x| is_write(x, "update", "endpointslices", ns, "web-")) {
+                let parent = s.parent(update).ok_or("an EndpointSlice update is a root")?;
+                if !selected(parent) {
+                    return Err(format!("an EndpointSlice update hangs under `{}` by {}", parent.name, parent.service));
+                }
+            }
+            Ok(())
         },
     )
     .await;

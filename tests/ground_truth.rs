@@ -231,6 +231,7 @@ const RECORDINGS: &[&str] = &[
     "e2e/node-registering",
     "e2e/service-no-ip",
     "e2e/two-writers",
+    "e2e/kubelet-ready",
 ];
 
 #[test]

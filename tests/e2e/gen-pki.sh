@@ -26,5 +26,6 @@ issue admin "/O=system:masters/CN=e2e-admin"
 issue controller-manager "/CN=system:kube-controller-manager"
 issue scheduler "/CN=system:kube-scheduler"
 issue node-e2e-node-reg "/O=system:nodes/CN=system:node:e2e-node-reg"
+issue node-e2e-kubelet "/O=system:nodes/CN=system:node:e2e-kubelet"
 openssl genrsa -out sa.key 2048 2>/dev/null
 openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
