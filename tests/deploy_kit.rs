@@ -101,6 +101,8 @@ struct Request<'a> {
     group: &'a str,
     resource: &'a str,
     url: Option<&'a str>,
+    /// The requester's groups (`system:nodes` for a kubelet).
+    groups: &'a [&'a str],
 }
 
 fn matches_pattern(pattern: &str, value: &str) -> bool {
@@ -115,6 +117,11 @@ fn level(policy: &Value, r: &Request) -> String {
     for rule in policy["rules"].as_sequence().unwrap() {
         if let Some(verbs) = rule["verbs"].as_sequence()
             && !verbs.iter().any(|v| v == r.verb)
+        {
+            continue;
+        }
+        if let Some(groups) = rule["userGroups"].as_sequence()
+            && !groups.iter().any(|g| r.groups.iter().any(|mine| g == *mine))
         {
             continue;
         }
@@ -181,10 +188,20 @@ fn the_audit_policy_gives_each_request_the_level_kausal_needs() {
         ("get", "operators.example.com", "heads", None, "None"),
         ("create", "other.example.org", "things", None, "Metadata"),
     ];
+    let person: &[&str] = &["system:authenticated"];
     for (verb, group, resource, url, want) in cases {
-        let got = level(&policy, &Request { verb, group, resource, url });
+        let got = level(&policy, &Request { verb, group, resource, url, groups: person });
         assert_eq!(got, want, "{verb} {group}/{resource}{}", url.unwrap_or(""));
     }
+    // A kubelet's pod status writes at Request (measured in tests/ground_truth.rs);
+    // anyone else's, and a kubelet's other writes, with their objects.
+    let kubelet: &[&str] = &["system:nodes", "system:authenticated"];
+    let at = |verb, resource, groups| level(&policy, &Request { verb, group: "", resource, url: None, groups });
+    assert_eq!(at("patch", "pods/status", kubelet), "Request");
+    assert_eq!(at("update", "pods/status", kubelet), "Request");
+    assert_eq!(at("patch", "pods/status", person), "RequestResponse");
+    assert_eq!(at("delete", "pods", kubelet), "RequestResponse");
+    assert_eq!(at("patch", "nodes/status", kubelet), "RequestResponse");
 }
 
 #[test]
