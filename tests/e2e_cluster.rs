@@ -1644,6 +1644,87 @@ async fn kubelet_pods_start_become_ready_and_join_their_service() {
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
 
+/// Waits until `n` pods named `prefix…` in `ns` report Ready (the real kubelet's readiness).
+async fn wait_pods_ready(client: &kube::Client, ns: &str, prefix: &str, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ready = pods_named(client, ns, prefix)
+            .await
+            .iter()
+            .filter(|p| {
+                p.data["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+            .count();
+        if ready >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{ready} of {n} pods {ns}/{prefix}… Ready after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A scale-down on the real node. CAUSALITY.md: the ReplicaSet's delete of a
+/// pod starts its termination; the kubelet's `Killing`, its status write
+/// reporting the container terminated, and its own final delete of the pod
+/// (grace period 0, once the container is gone) hang under that delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane and the real node from tests/e2e/run.sh --node"]
+async fn kubelet_a_scale_down_ends_in_the_kubelets_killing_and_final_delete() {
+    let Some(env) = env("kubelet") else { return };
+    let receiver = Receiver::start(true).await;
+    let mut kausal = start_kausal(&env, &receiver, "scale-down", false).await;
+    let client = client().await;
+    let ns = "e2e-kubelet-down";
+    namespace(&client, ns).await;
+    let readiness = json!({"exec": {"command": ["true"]}, "periodSeconds": 2});
+    let ar = deployments();
+    create(
+        &client,
+        Some(ns),
+        &ar,
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                     "template": real_pod_template("web", SLEEPER, readiness)}
+        }),
+    )
+    .await;
+    wait_pods_ready(&client, ns, "web-", 2).await;
+    scale(&client, ns, &ar, "web", 1).await;
+    eventually(
+        &receiver,
+        ns,
+        "patch deployments/scale → update replicasets → delete pods → the kubelet's Killing, terminated status and final delete",
+        |s| {
+            let patch = s.named("the scale-down", &format!("patch deployments/scale {ns}/web"))?;
+            s.expect_intent(patch, ADMIN)?;
+            let update = s.one("the ReplicaSet update", |x| {
+                is_write(x, "update", "replicasets", ns, "web-") && s.parent(x).is_some_and(|p| p.span == patch.span)
+            })?;
+            let delete = s.one("the ReplicaSet's pod delete", |x| {
+                is_write(x, "delete", "pods", ns, "web-") && x.service == "replicaset-controller"
+            })?;
+            s.expect_parent(delete, update)?;
+            let name = delete.attr("k8s.object.name").unwrap();
+            let killing = s.one("Killing", |x| is_kubelet_event(x, "Killing", ns, name))?;
+            s.expect_parent(killing, delete)?;
+            let last_status = s
+                .all(|x| is_write(x, "patch", "pods/status", ns, name) && x.service == "kubelet")
+                .into_iter()
+                .max_by_key(|x| x.start)
+                .ok_or("no kubelet status write")?;
+            s.expect_parent(last_status, delete)?;
+            let final_delete =
+                s.one("the kubelet's final delete", |x| is_write(x, "delete", "pods", ns, name) && x.service == "kubelet")?;
+            s.expect_parent(final_delete, delete)
+        },
+    )
+    .await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
 // ---- scenarios: Event watch (Events excluded from the audit policy) ---------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

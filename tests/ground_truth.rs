@@ -237,6 +237,7 @@ const RECORDINGS: &[&str] = &[
     "e2e/service-no-ip",
     "e2e/two-writers",
     "e2e/kubelet-ready",
+    "e2e/kubelet-scale-down",
 ];
 
 #[test]

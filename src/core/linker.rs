@@ -53,6 +53,12 @@ impl Window {
         }
     }
 
+    /// The window for what counts only once answered before the effect was
+    /// requested (what a controller read from its cache before it wrote).
+    fn answered_before_request(self) -> Window {
+        Window { until: self.until.min(self.requested_before.saturating_sub(1)), ..self }
+    }
+
     /// The window for triggers (see `triggers_answered_by`).
     fn for_triggers(self) -> Window {
         Window { until: self.triggers_answered_by, ..self }
@@ -294,7 +300,11 @@ fn cause_of_status_write(node: &Node, write: &WriteRecord, window: Window, limit
     top.offer_deleting_before(node, window, limits.deleting_ttl);
     top.offer_all(node.child_creates(), window);
     top.offer_all(node.child_deletes(), window);
-    top.offer_all(node.child_statuses(), window);
+    // A child's status write is read from the writer's cache: it counts
+    // only if it was answered before this write was requested (a
+    // ReplicaSet status answered 2 ms after the Deployment status write a
+    // sync had already sent is not what that sync read).
+    top.offer_all(node.child_statuses(), window.answered_before_request());
     top.into_link()
 }
 
@@ -514,14 +524,18 @@ fn status_by_content(
     if let Some(d) = node.deleting().filter(|d| d.time >= window.until.saturating_sub(deleting_ttl)) {
         candidates.push((d, live_at(d.time)));
     }
-    candidates.extend(changes.iter().copied());
-    if sums {
-        candidates.extend(node.child_changes().map(|(m, _)| (m, live_at(m.time))));
-    } else {
-        candidates.extend(node.child_statuses().map(|m| (m, live_at(m.time))));
-    }
     candidates
         .retain(|(m, _)| window.admits(m) || (node.deleting() == Some(*m) && m.received < window.requested_before));
+    // What the children wrote counts once answered before this write was
+    // requested: the writer read it from its cache.
+    let read = window.answered_before_request();
+    let mut from_children: Vec<(Mark, u16)> = changes.to_vec();
+    if sums {
+        from_children.extend(node.child_changes().map(|(m, _)| (m, live_at(m.time))));
+    } else {
+        from_children.extend(node.child_statuses().map(|m| (m, live_at(m.time))));
+    }
+    candidates.extend(from_children.into_iter().filter(|(m, _)| read.admits(m)));
     candidates.sort_by_key(|(m, _)| std::cmp::Reverse((m.time, m.span.span_id)));
     let parent = candidates.iter().find(|(_, live)| i64::from(*live) == count).map(|(m, _)| *m)?;
     let runner_up = candidates.first().map(|(m, _)| *m).filter(|m| *m != parent);
