@@ -116,11 +116,27 @@ async fn start_kausal_at(
 /// receiver (and recording with --record), the fake nodes, and the namespace.
 /// `None` outside run.sh's audit phase.
 async fn start_audit_scenario(scenario: &str, ns: &str) -> Option<(Receiver, Kausal, kube::Client)> {
-    let env = env("audit")?;
+    start_scenario("audit", scenario, ns, true).await
+}
+
+/// The same for the real node's scenarios, which need no fake nodes.
+async fn start_kubelet_scenario(scenario: &str, ns: &str) -> Option<(Receiver, Kausal, kube::Client)> {
+    start_scenario("kubelet", scenario, ns, false).await
+}
+
+async fn start_scenario(
+    phase: &str,
+    scenario: &str,
+    ns: &str,
+    fake_nodes: bool,
+) -> Option<(Receiver, Kausal, kube::Client)> {
+    let env = env(phase)?;
     let receiver = Receiver::start(true).await;
     let kausal = start_kausal(&env, &receiver, scenario, false).await;
     let client = client().await;
-    ensure_nodes(&client).await;
+    if fake_nodes {
+        ensure_nodes(&client).await;
+    }
     namespace(&client, ns).await;
     Some((receiver, kausal, client))
 }
@@ -1526,6 +1542,22 @@ fn real_pod_template(app: &str, command: &str, readiness: Value) -> Value {
 /// Sleeps until told to stop, and stops at once when it is.
 const SLEEPER: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 
+/// Deployment `web` of `replicas` sleepers on the real node, Ready at their
+/// first probe.
+fn real_deployment(replicas: i64) -> Value {
+    let readiness = json!({"exec": {"command": ["true"]}, "periodSeconds": 2});
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "template": real_pod_template("web", SLEEPER, readiness)}
+    })
+}
+
+/// A `pods/status` write by the kubelet on a pod named `name_prefix…`.
+fn is_kubelet_status(s: &Got, ns: &str, name_prefix: &str) -> bool {
+    is_write(s, "patch", "pods/status", ns, name_prefix) && s.service == "kubelet"
+}
+
 fn is_kubelet_event(s: &Got, reason: &str, ns: &str, pod: &str) -> bool {
     s.attr("kausal.span.kind") == Some("event")
         && s.attr("k8s.event.reason") == Some(reason)
@@ -1542,12 +1574,8 @@ fn is_kubelet_event(s: &Got, reason: &str, ns: &str, pod: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane and the real node from tests/e2e/run.sh --node"]
 async fn kubelet_pods_start_become_ready_and_join_their_service() {
-    let Some(env) = env("kubelet") else { return };
-    let receiver = Receiver::start(true).await;
-    let mut kausal = start_kausal(&env, &receiver, "ready", false).await;
-    let client = client().await;
     let ns = "e2e-kubelet";
-    namespace(&client, ns).await;
+    let Some((receiver, mut kausal, client)) = start_kubelet_scenario("ready", ns).await else { return };
     create(
         &client,
         Some(ns),
@@ -1556,18 +1584,7 @@ async fn kubelet_pods_start_become_ready_and_join_their_service() {
                "spec": {"selector": {"app": "web"}, "ports": [{"port": 8080}]}}),
     )
     .await;
-    let readiness = json!({"exec": {"command": ["true"]}, "periodSeconds": 2});
-    create(
-        &client,
-        Some(ns),
-        &deployments(),
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                     "template": real_pod_template("web", SLEEPER, readiness)}
-        }),
-    )
-    .await;
+    create(&client, Some(ns), &deployments(), real_deployment(2)).await;
     eventually(
         &receiver,
         ns,
@@ -1588,9 +1605,11 @@ async fn kubelet_pods_start_become_ready_and_join_their_service() {
                         return Err(format!("{reason} has k8s.node.name {:?}", event.attr("k8s.node.name")));
                     }
                 }
-                let mut statuses = s.all(|x| is_write(x, "patch", "pods/status", ns, name) && x.service == "kubelet");
-                statuses.sort_by_key(|x| x.start);
-                let first = statuses.first().ok_or("no status write by the kubelet")?;
+                let first = s
+                    .all(|x| is_kubelet_status(x, ns, name))
+                    .into_iter()
+                    .min_by_key(|x| x.start)
+                    .ok_or("no status write by the kubelet")?;
                 s.expect_parent(first, binding)?;
             }
             Ok(())
@@ -1611,10 +1630,11 @@ async fn kubelet_pods_start_become_ready_and_join_their_service() {
         "the kubelet's status writes (IP, then Ready) → update endpoints + update endpointslices",
         |s| {
             let pods = s.all(|x| is_write(x, "create", "pods", ns, "web-"));
-            let by_kubelet = |x: &Got| is_write(x, "patch", "pods/status", ns, "web-") && x.service == "kubelet";
             for (resource, listing) in [("endpoints", "web"), ("endpointslices", "web-")] {
-                let under_status =
-                    s.all(|x| is_write(x, "update", resource, ns, listing) && s.parent(x).is_some_and(&by_kubelet));
+                let under_status = s.all(|x| {
+                    is_write(x, "update", resource, ns, listing)
+                        && s.parent(x).is_some_and(|p| is_kubelet_status(p, ns, "web-"))
+                });
                 if under_status.is_empty() {
                     return Err(format!("no {resource} update under a kubelet status write"));
                 }
@@ -1623,7 +1643,7 @@ async fn kubelet_pods_start_become_ready_and_join_their_service() {
                 pods.iter().any(|p| x.attr("k8s.object.name") == p.attr("k8s.object.name"))
                     && (is_write(x, "create", "pods", ns, "web-")
                         || is_write(x, "create", "pods/binding", ns, "web-")
-                        || (is_write(x, "patch", "pods/status", ns, "web-") && x.service == "kubelet"))
+                        || is_kubelet_status(x, ns, "web-"))
             };
             for update in s.all(|x| is_write(x, "update", "endpoints", ns, "web")) {
                 let parent = s.parent(update).ok_or("an Endpoints update is a root")?;
@@ -1672,25 +1692,10 @@ async fn wait_pods_ready(client: &kube::Client, ns: &str, prefix: &str, n: usize
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the control plane and the real node from tests/e2e/run.sh --node"]
 async fn kubelet_a_scale_down_ends_in_the_kubelets_killing_and_final_delete() {
-    let Some(env) = env("kubelet") else { return };
-    let receiver = Receiver::start(true).await;
-    let mut kausal = start_kausal(&env, &receiver, "scale-down", false).await;
-    let client = client().await;
     let ns = "e2e-kubelet-down";
-    namespace(&client, ns).await;
-    let readiness = json!({"exec": {"command": ["true"]}, "periodSeconds": 2});
+    let Some((receiver, mut kausal, client)) = start_kubelet_scenario("scale-down", ns).await else { return };
     let ar = deployments();
-    create(
-        &client,
-        Some(ns),
-        &ar,
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                     "template": real_pod_template("web", SLEEPER, readiness)}
-        }),
-    )
-    .await;
+    create(&client, Some(ns), &ar, real_deployment(2)).await;
     wait_pods_ready(&client, ns, "web-", 2).await;
     scale(&client, ns, &ar, "web", 1).await;
     eventually(
@@ -1711,7 +1716,7 @@ async fn kubelet_a_scale_down_ends_in_the_kubelets_killing_and_final_delete() {
             let killing = s.one("Killing", |x| is_kubelet_event(x, "Killing", ns, name))?;
             s.expect_parent(killing, delete)?;
             let last_status = s
-                .all(|x| is_write(x, "patch", "pods/status", ns, name) && x.service == "kubelet")
+                .all(|x| is_kubelet_status(x, ns, name))
                 .into_iter()
                 .max_by_key(|x| x.start)
                 .ok_or("no kubelet status write")?;

@@ -134,13 +134,12 @@ fn score(recording: &str) -> Option<Score> {
 
 /// Scores the recording in `dir` against its `expected-parents.tsv`.
 fn score_dir(recording: &str, dir: &Path) -> Option<Score> {
-    let dir = dir.to_path_buf();
     let file = dir.join("expected-parents.tsv");
     if !file.exists() {
         return None;
     }
     let expectations = parse(&file);
-    let result = replay_paths(&[dir]);
+    let result = replay_paths(&[dir.to_path_buf()]);
     let replayed = Replayed::new(&result.spans);
     // The first alternative decides the trace of the records below a record.
     let first_parent: HashMap<&str, &Parent> =

@@ -529,13 +529,12 @@ fn status_by_content(
     // What the children wrote counts once answered before this write was
     // requested: the writer read it from its cache.
     let read = window.answered_before_request();
-    let mut from_children: Vec<(Mark, u16)> = changes.to_vec();
+    candidates.extend(changes.iter().copied().filter(|(m, _)| read.admits(m)));
     if sums {
-        from_children.extend(node.child_changes().map(|(m, _)| (m, live_at(m.time))));
+        candidates.extend(node.child_changes().filter(|(m, _)| read.admits(m)).map(|(m, _)| (m, live_at(m.time))));
     } else {
-        from_children.extend(node.child_statuses().map(|m| (m, live_at(m.time))));
+        candidates.extend(node.child_statuses().filter(|m| read.admits(m)).map(|m| (m, live_at(m.time))));
     }
-    candidates.extend(from_children.into_iter().filter(|(m, _)| read.admits(m)));
     candidates.sort_by_key(|(m, _)| std::cmp::Reverse((m.time, m.span.span_id)));
     let parent = candidates.iter().find(|(_, live)| i64::from(*live) == count).map(|(m, _)| *m)?;
     let runner_up = candidates.first().map(|(m, _)| *m).filter(|m| *m != parent);

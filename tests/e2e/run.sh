@@ -68,16 +68,17 @@ kausal="${CARGO_TARGET_DIR:-$root/target}/debug/kausal"
 
 run="$(mktemp -d "${TMPDIR:-/tmp}/kausal-e2e.XXXXXX")"
 pids=()
+wait_or_kill() { # pid: ten seconds to exit after a TERM, then KILL
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.2; done
+  kill -KILL "$1" 2>/dev/null || true
+}
 stop_all() {
   local status=$?
   [ -z "$with_node" ] || node_down
   for (( i=${#pids[@]}-1; i>=0; i-- )); do
     kill -TERM "${pids[$i]}" 2>/dev/null || true
   done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  for pid in "${pids[@]}"; do wait_or_kill "$pid"; done
   if [ "$status" -ne 0 ]; then
     echo "e2e failed; logs in $run/logs:" >&2
     for f in "$run"/logs/*.log; do echo "--- $f (last 15 lines)" >&2; tail -15 "$f" >&2 || true; done
@@ -132,8 +133,7 @@ stop_named() { # name: stops what start() started under that name
   local pid
   pid=$(cat "$run/$1.pid" 2>/dev/null) || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
-  kill -KILL "$pid" 2>/dev/null || true
+  wait_or_kill "$pid"
 }
 
 wait_for() { # what url-or-command...
@@ -239,10 +239,8 @@ log "restarting kube-apiserver with Events excluded from the policy, for the wat
   sed -n '/^rules:/,$p' "$root/audit-policy/policy.yaml" | tail -n +2
 } >"$run/policy-without-events.yaml"
 apiserver_pid=$(cat "$run/kube-apiserver.pid")
-kill -TERM "$apiserver_pid"
 # It would spend a minute retrying audit batches to the stopped kausal.
-for _ in $(seq 50); do kill -0 "$apiserver_pid" 2>/dev/null || break; sleep 0.2; done
-kill -KILL "$apiserver_pid" 2>/dev/null || true
+stop_named kube-apiserver
 while kill -0 "$apiserver_pid" 2>/dev/null; do sleep 0.2; done
 start_apiserver "$run/policy-without-events.yaml"
 # A controller manager still starting when its apiserver went away exits (as
