@@ -3,7 +3,8 @@
 
 use kausal::core::ids::Uid;
 use kausal::core::record::{
-    Deletion, EndpointMember, EventOrigin, EventRecord, Owner, Record, Regarding, Relations, Verb, WriteRecord,
+    ContainersReport, Deletion, EndpointMember, EventOrigin, EventRecord, Owner, Record, Regarding, Relations, Verb,
+    WriteRecord,
 };
 use kausal::core::span::{RootKind, Span};
 use kausal::core::time::MICROS_PER_SECOND as S;
@@ -967,4 +968,199 @@ fn with_context(mut w: WriteRecord, n: u8) -> Record {
         fingerprint: u64::from(n),
     }));
     Record::Write(w)
+}
+
+// ---- the kubelet ------------------------------------------------------------
+
+const POD: &str = "00000000-0000-0000-0000-0000000000b1";
+const KUBELET: &str = "system:node:node-a";
+
+/// The scheduler's binding of pod `p` at `at`.
+fn binding(at: i64) -> Record {
+    let mut w = write("bind", "system:kube-scheduler", Verb::Create, "pods", "p", POD, at);
+    w.subresource = Some("binding".into());
+    Record::Write(w)
+}
+
+/// A kubelet status write on pod `p` reporting its containers.
+fn kubelet_status(id: &str, at: i64, restarts: i64, terminated: bool) -> Record {
+    let mut w = write(id, KUBELET, Verb::Patch, "pods", "p", POD, at);
+    w.subresource = Some("status".into());
+    w.relations = Some(Box::new(Relations {
+        containers: Some(ContainersReport { restarts, terminated }),
+        ..Relations::default()
+    }));
+    Record::Write(w)
+}
+
+fn pod_create() -> Record {
+    Record::Write(write("create", "alice", Verb::Create, "pods", "p", POD, 0))
+}
+
+/// CAUSALITY.md: a restart hangs under the kubelet's status write that
+/// reported the failure it restarts from (the container terminated); the
+/// failure itself, the back-off and the rest of the run under the binding.
+#[test]
+fn a_restart_hangs_under_the_status_write_that_reported_the_failure() {
+    let spans = run(vec![
+        pod_create(),
+        binding(S / 10),
+        kubelet_status("running", S, 0, false),
+        kubelet_status("crashed", 2 * S, 0, true),
+        kubelet_status("restarted", 3 * S, 1, false),
+        kubelet_status("crashed-again", 4 * S, 1, true),
+        kubelet_status("backing-off", 5 * S, 1, false),
+        // After a back-off of 15 s, beyond nothing but the back-off's bound.
+        kubelet_status("restarted-again", 20 * S, 2, false),
+        kubelet_status("still-running", 21 * S, 2, false),
+    ]);
+    let parent = |id: &str| parent_id(&spans, by_id(&spans, id));
+    for under_binding in ["running", "crashed", "crashed-again", "backing-off", "still-running"] {
+        assert_eq!(parent(under_binding), Some("bind"), "{under_binding}");
+    }
+    assert_eq!(parent("restarted"), Some("crashed"));
+    assert_eq!(parent("restarted-again"), Some("crashed-again"), "the last report of the failure, not the back-off's");
+}
+
+/// A liveness kill and its restart are reported in one write: no status
+/// write reported the failure first, and an old failure (before an earlier
+/// restart) is not this restart's cause.
+#[test]
+fn a_restart_no_write_reported_the_failure_of_stays_under_the_binding() {
+    let spans = run(vec![
+        pod_create(),
+        binding(S / 10),
+        kubelet_status("crashed", S, 0, true),
+        kubelet_status("restarted", 2 * S, 1, false),
+        kubelet_status("liveness-restart", 10 * S, 2, false),
+    ]);
+    assert_eq!(parent_id(&spans, by_id(&spans, "restarted")), Some("crashed"));
+    assert_eq!(parent_id(&spans, by_id(&spans, "liveness-restart")), Some("bind"));
+}
+
+/// A kubelet Event about its node, which it names with the node's name as
+/// the UID (`UID: nodeName`); `reason` at `at`.
+fn node_event(reason: &str, at: i64) -> Record {
+    let mut e = event(1, at, false);
+    e.uid = Some(format!("node-event-{reason}").into());
+    e.name = format!("node-a.{reason}").into();
+    e.reason = Some(reason.into());
+    e.message = Some(format!("Node node-a status is now: {reason}").into());
+    e.reporter = Some("kubelet".into());
+    e.reporter_host = Some("node-a".into());
+    e.regarding = Regarding {
+        kind: Some("Node".into()),
+        name: Some("node-a".into()),
+        uid: Some("node-a".into()),
+        ..Regarding::default()
+    };
+    Record::Event(e)
+}
+
+/// CAUSALITY.md and issue 21: node-condition Events are observations of the
+/// node, under its registration when they follow it, else roots; the
+/// kubelet's own start (`Starting`, `NodeAllocatableEnforced`) is caused by
+/// no write, even right after the registration.
+#[test]
+fn a_kubelets_node_events_follow_its_registration_or_start_their_own_traces() {
+    let mut register = write("register", KUBELET, Verb::Create, "nodes", "node-a", "node-uid-a", 2 * S);
+    register.namespace = None;
+    let spans = run(vec![
+        node_event("NodeHasSufficientMemory", S),
+        Record::Write(register),
+        node_event("NodeAllocatableEnforced", 2 * S + 10),
+        node_event("Starting", 2 * S + 20),
+        node_event("NodeReady", 10 * S),
+    ]);
+    let event = |reason: &str| spans.iter().find(|s| s.attr_str("k8s.event.reason") == Some(reason)).unwrap();
+    let register = by_id(&spans, "register");
+    assert_eq!(event("NodeReady").parent_span_id, Some(register.span_id), "the UID is the node's name");
+    assert_eq!(event("NodeReady").trace_id, register.trace_id);
+    for root in ["NodeHasSufficientMemory", "NodeAllocatableEnforced", "Starting"] {
+        assert_eq!(event(root).parent_span_id, None, "{root}");
+        assert_eq!(event(root).root, Some(RootKind::OrphanEvent), "{root}");
+    }
+}
+
+/// A repeat logged as a `patch events` carries only its count and time: once
+/// the original span is out, the repeat span still names the Event's reason
+/// and reporter.
+#[test]
+fn a_repeat_span_from_a_patch_keeps_what_the_event_said() {
+    let mut e = Engine::new(CoreConfig::default());
+    e.ingest(rs_create());
+    e.ingest(Record::Event(event(1, S, false)));
+    e.advance(Some(200 * S));
+    let mut patch = event(2, 150 * S, false);
+    (patch.reason, patch.message, patch.reporter, patch.event_type) = (None, None, None, None);
+    patch.regarding = Regarding::default();
+    e.ingest(Record::Event(patch));
+    e.advance(Some(400 * S));
+    e.flush();
+    let spans = e.drain_spans();
+    let repeat = spans.iter().find(|s| s.name.ends_with("(repeat)")).expect("a repeat span");
+    assert_eq!(repeat.attr_str("k8s.event.reason"), Some("SuccessfulCreate"));
+    assert_eq!(repeat.actor, "replicaset-controller");
+    assert!(repeat.name.contains("SuccessfulCreate"), "{}", repeat.name);
+}
+
+/// The EndpointSlice controller syncs on a pod's removal as soon as its
+/// watch sees the commit, before the apiserver has answered the kubelet's
+/// final delete (recorded: a no-op slice update requested 4 ms after the
+/// delete's request and 2 ms before its answer, off the controller's other
+/// syncs). A pod's delete counts for the listings of the Services selecting
+/// it, like a trigger, from its request on; the pod's status write before
+/// it is the runner-up.
+#[test]
+fn a_listing_synced_on_a_pods_removal_before_the_delete_was_answered_is_under_it() {
+    const SVC: &str = "00000000-0000-0000-0000-0000000000c1";
+    const SLICE: &str = "00000000-0000-0000-0000-0000000000e2";
+    let app = kausal::core::record::label_pair("app", "web");
+    let mut svc = write("svc-create", "admin", Verb::Create, "services", "web", SVC, 0);
+    svc.relations = Some(Box::new(Relations { selector: Some(vec![app]), ..Relations::default() }));
+    let mut pod = write("pod-create", "admin", Verb::Create, "pods", "p", POD, S);
+    pod.relations = Some(Box::new(Relations { labels: Some(vec![app]), ..Relations::default() }));
+    let slice = |id: &str, received: i64, completed: i64| {
+        let w = owned_by(
+            write(id, SLICE_CTRL, Verb::Update, "endpointslices", "web-x1", SLICE, completed),
+            "Service",
+            "web",
+            SVC,
+        );
+        requested_and_answered(received, completed, listing(w, Some("web"), &[]))
+    };
+    let spans = run(vec![
+        Record::Write(svc),
+        Record::Write(pod),
+        Record::Write(status(write("terminated", KUBELET, Verb::Patch, "pods", "p", POD, 10 * S))),
+        slice("after-status", 10 * S + 2_000, 10 * S + 4_000),
+        requested_and_answered(
+            15 * S,
+            15 * S + 6_000,
+            write("final-delete", KUBELET, Verb::Delete, "pods", "p", POD, 0),
+        ),
+        slice("on-removal", 15 * S + 4_000, 15 * S + 5_900),
+        slice("unrelated-later", 15 * S + 9_000, 15 * S + 9_500),
+    ]);
+    assert_eq!(parent_id(&spans, by_id(&spans, "after-status")), Some("terminated"));
+    assert_eq!(parent_id(&spans, by_id(&spans, "on-removal")), Some("final-delete"));
+    assert_eq!(parent_id(&spans, by_id(&spans, "unrelated-later")), Some("final-delete"));
+}
+
+/// The kubelet's CSINode names its Node as its only owner, without
+/// `controller: true`: the sole owner reference is the owner it was made for.
+#[test]
+fn an_object_with_one_owner_reference_follows_that_owner() {
+    let mut register = write("register", KUBELET, Verb::Create, "nodes", "node-a", "node-uid-a", S);
+    register.namespace = None;
+    let mut csinode = write("csinode", KUBELET, Verb::Create, "csinodes", "node-a", "csinode-uid-a", S + S / 2);
+    csinode.namespace = None;
+    csinode.owners = vec![Owner {
+        kind: "Node".into(),
+        name: "node-a".into(),
+        uid: Uid::from_text("node-uid-a"),
+        controller: false,
+    }];
+    let spans = run(vec![Record::Write(register), Record::Write(csinode)]);
+    assert_eq!(parent_id(&spans, by_id(&spans, "csinode")), Some("register"));
 }

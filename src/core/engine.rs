@@ -506,7 +506,7 @@ impl Engine {
         };
         let object_node = object.and_then(|u| self.graph.node(&u));
         let owner = w
-            .controller_owner()
+            .acting_owner()
             .map(|o| o.uid)
             .or_else(|| object_node.and_then(|n| n.controller_owner()))
             .or_else(|| self.token_secret_account(w, actor));
@@ -634,6 +634,13 @@ impl Engine {
             if let Some(members) = &relations.endpoint_members {
                 node.extra_mut().endpoint_members = members.clone();
             }
+            if let Some(report) = relations.containers {
+                let extra = node.extra_mut();
+                extra.containers = Some(report);
+                if report.terminated {
+                    extra.failure_report = Some((mark, report.restarts));
+                }
+            }
         }
         // Counting children needs the count from the start: the workload's create.
         let created = w.succeeded() && w.verb == Verb::Create && w.subresource.is_none();
@@ -662,7 +669,7 @@ impl Engine {
             let labels = self.graph.node(&uid).map_or(&[][..], |n| n.labels());
             for service in self.graph.services_selecting(namespace, labels) {
                 if let Some(service) = self.graph.node_mut(&service) {
-                    service.push_selected_pod_write(mark);
+                    service.push_selected_pod_write(mark, w.verb.is_delete());
                 }
             }
         }
@@ -821,7 +828,12 @@ impl Engine {
     }
 
     fn regarding_uid(&self, e: &EventRecord) -> Option<Uid> {
-        if let Some(uid) = e.regarding.uid.as_deref().filter(|u| !u.is_empty()) {
+        // The kubelet refers to its node with the node's name as the UID
+        // (`UID: nodeName` in 1.20): that is no object's UID, so such a
+        // reference is resolved by name, as one without a UID is.
+        if let Some(uid) =
+            e.regarding.uid.as_deref().filter(|u| !u.is_empty() && Some(*u) != e.regarding.name.as_deref())
+        {
             return Some(Uid::from_text(uid));
         }
         let kind = e.regarding.kind.as_deref()?;

@@ -16,7 +16,7 @@ use super::actors;
 use super::graph::SpanRef;
 use super::ids;
 use super::linker::Link;
-use super::record::{EventOrigin, EventRecord};
+use super::record::{EventOrigin, EventRecord, Regarding};
 use super::span::{AttrValue, LinkReason, Span, SpanEvent, SpanLink};
 use super::span_builder::{self, Placement, set_attr};
 use super::time::Micros;
@@ -30,6 +30,57 @@ struct EventState {
     /// The span is still held open (not yet emitted).
     open: bool,
     seen_at: Micros,
+    /// What the first report said: a repeat's record may lack it.
+    described: Box<Described>,
+}
+
+/// What an Event says besides its count and time. A repeat logged as a
+/// `patch events` carries only what changed (the count, the last time), so
+/// its span takes the rest from the first report: without it, a repeat after
+/// the original span closed would be an Event of no reason by no one.
+#[derive(Debug, Clone)]
+struct Described {
+    reason: Option<Box<str>>,
+    message: Option<Box<str>>,
+    event_type: Option<Box<str>>,
+    action: Option<Box<str>>,
+    reporter: Option<Box<str>>,
+    reporter_host: Option<Box<str>>,
+    regarding: Regarding,
+}
+
+impl Described {
+    fn of(e: &EventRecord) -> Described {
+        Described {
+            reason: e.reason.clone(),
+            message: e.message.clone(),
+            event_type: e.event_type.clone(),
+            action: e.action.clone(),
+            reporter: e.reporter.clone(),
+            reporter_host: e.reporter_host.clone(),
+            regarding: e.regarding.clone(),
+        }
+    }
+
+    /// `e` with what it lacks taken from the first report.
+    fn fill(&self, e: &EventRecord) -> EventRecord {
+        let mut filled = e.clone();
+        let take = |field: &mut Option<Box<str>>, first: &Option<Box<str>>| {
+            if field.is_none() {
+                field.clone_from(first);
+            }
+        };
+        take(&mut filled.reason, &self.reason);
+        take(&mut filled.message, &self.message);
+        take(&mut filled.event_type, &self.event_type);
+        take(&mut filled.action, &self.action);
+        take(&mut filled.reporter, &self.reporter);
+        take(&mut filled.reporter_host, &self.reporter_host);
+        if filled.regarding == Regarding::default() {
+            filled.regarding = self.regarding.clone();
+        }
+        filled
+    }
 }
 
 /// What a second report of a known Event amounted to.
@@ -86,6 +137,7 @@ impl EventTracker {
             count: e.count,
             open,
             seen_at: e.time,
+            described: Box::new(Described::of(e)),
         };
         self.events.insert(key.clone(), state);
         if let Some(uid) = &e.uid {
@@ -122,6 +174,7 @@ impl EventTracker {
         }
         state.count = e.count;
         let (original, parent, open) = (state.span, state.parent, state.open);
+        let e = &state.described.fill(e);
         let repeat = SpanEvent {
             time: e.time,
             name: "repeat".to_owned(),

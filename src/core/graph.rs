@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use foldhash::HashMap;
 
 use super::ids::{SpanId, TraceId, Uid};
-use super::record::EndpointMember;
+use super::record::{ContainersReport, EndpointMember};
 use crate::core::time::Micros;
 
 /// Where a span lives, so a later span can name it as parent or link.
@@ -195,6 +195,11 @@ pub(crate) struct NodeExtra {
     pub labels: Vec<u64>,
     /// A Service's selector (sorted pair fingerprints; empty selects nothing).
     pub selector: Vec<u64>,
+    /// A pod's containers as its last status write that reported them said.
+    pub containers: Option<ContainersReport>,
+    /// A pod's last status write that reported a container terminated, with
+    /// the restarts it reported: the failure a restart after it follows.
+    pub failure_report: Option<(Mark, i64)>,
 }
 
 impl Default for Node {
@@ -371,8 +376,18 @@ impl Node {
         self.marks.iter().filter(|m| m.flags & CHILD_STATUS != 0).map(|m| (m.as_mark(), m.children))
     }
 
-    pub(crate) fn push_selected_pod_write(&mut self, mark: Mark) {
+    /// `removal`: the write deleted the pod (`children` marks it: a selected
+    /// pod's write has no children to count).
+    pub(crate) fn push_selected_pod_write(&mut self, mark: Mark, removal: bool) {
         self.mark(mark.time, mark.received, mark.span, None, SELECTED_POD);
+        if removal && let Some(m) = self.marks.iter_mut().find(|m| m.span == mark.span) {
+            m.children = 1;
+        }
+    }
+
+    /// On a Service: the deletes of pods it selects, oldest first.
+    pub(crate) fn selected_pod_deletes(&self) -> impl DoubleEndedIterator<Item = Mark> + '_ {
+        self.marks.iter().filter(|m| m.flags & SELECTED_POD != 0 && m.children == 1).map(NodeMark::as_mark)
     }
 
     /// Moves the live-children count by one; the count after, or 0 when unknown.

@@ -244,7 +244,9 @@ pub(crate) fn schedule_for_write(graph: &Graph, owner: Option<Uid>, until: Micro
 /// The cause of a controller's write on object Y: the most recent candidate
 /// in the window. Which writes are candidates depends on the write:
 ///
-/// - a **status write** reports on Y: triggers on Y, creates and deletes of
+/// - a **status write** reports on Y: a pod's container restart follows the
+///   report of the failure it restarts from (see `failure_before_restart`);
+///   else triggers on Y, creates and deletes of
 ///   Y's children (a person's pod delete, then the ReplicaSet's status), and
 ///   its children's status writes (a Deployment's counts are read from its
 ///   ReplicaSets' status); where the status counts Y's pods, the newest
@@ -290,6 +292,9 @@ fn cause_of_status_write(node: &Node, write: &WriteRecord, window: Window, limit
         top.offer_all(node.child_deletes(), window);
         return top.into_link();
     }
+    if let Some(failure) = failure_before_restart(node, write, window) {
+        return Link { parent: Some(failure), runner_up: None };
+    }
     let counted = write.relations.as_ref().and_then(|r| r.child_count);
     let observed = observed_version(write);
     if let Some(link) = counted.and_then(|count| status_by_content(node, count, observed, window, limits.deleting_ttl))
@@ -306,6 +311,26 @@ fn cause_of_status_write(node: &Node, write: &WriteRecord, window: Window, limit
     // sync had already sent is not what that sync read).
     top.offer_all(node.child_statuses(), window.answered_before_request());
     top.into_link()
+}
+
+/// The longest the kubelet waits before it restarts a failed container (its
+/// back-off doubles from 10 s up to 5 min), and a little more.
+const MAX_RESTART_BACK_OFF: Micros = 310 * crate::core::time::MICROS_PER_SECOND;
+
+/// A pod status write that reports a container restarted (the restarts
+/// grew) follows the status write that reported the failure it restarts
+/// from (CAUSALITY.md, the kubelet): the last one that reported a container
+/// terminated, at the restarts reported just before, within the back-off.
+/// None when no status write reported the failure first: a liveness kill and
+/// its restart are reported in one write, which stays under what started
+/// the pod.
+fn failure_before_restart(node: &Node, write: &WriteRecord, window: Window) -> Option<Mark> {
+    let now = write.relations.as_ref()?.containers?;
+    let extra = node.extra.as_ref()?;
+    let (before, (failure, failed_at)) = (extra.containers?, extra.failure_report?);
+    let restarted = now.restarts > before.restarts && failed_at == before.restarts;
+    let recent = failure.time <= window.until && failure.time >= window.until.saturating_sub(MAX_RESTART_BACK_OFF);
+    (restarted && recent && failure.received < window.requested_before).then_some(failure)
 }
 
 /// An Endpoints or EndpointSlice write: see [`trigger_for_write`].
@@ -335,6 +360,9 @@ fn cause_of_listing_write(
     // for a Service whose selector kausal never saw, on a pod it lists).
     if let Some(service) = service {
         top.offer_all(service.selected_pod_writes(), window);
+        // A pod's delete is seen, like a trigger, at its commit: the sync it
+        // starts may be requested before the delete is answered.
+        top.offer_all(service.selected_pod_deletes(), window.for_triggers());
     }
     for pod in related.changed_members.iter().filter_map(|uid| graph.node(uid)) {
         if let Some(w) =
@@ -343,7 +371,7 @@ fn cause_of_listing_write(
             top.offer(Mark { time: w.time, span: w.span, received: w.received });
         }
         top.offer_deleting_before(pod, window, deleting_ttl);
-        top.offer_removed(pod, window);
+        top.offer_removed(pod, window.for_triggers());
     }
     top.into_link()
 }
@@ -604,9 +632,27 @@ const OBSERVATION_REASONS: &[&str] = &[
     "NodeNotSchedulable",
     "NodeSchedulable",
     "FailedScheduling",
+    // The kubelet's node conditions, read off the machine, and the kernel's
+    // OOM kills it saw there: under the node's registration when they follow
+    // it, never under an unrelated write of the kubelet's on the node.
+    "NodeHasSufficientMemory",
+    "NodeHasInsufficientMemory",
+    "NodeHasNoDiskPressure",
+    "NodeHasDiskPressure",
+    "NodeHasSufficientPID",
+    "NodeHasInsufficientPID",
+    "SystemOOM",
 ];
 
-/// The cause of an Event reported by C about object Y, first that exists:
+/// Event reasons that report a component's own start (`Starting kubelet.`,
+/// the kubelet's `NodeAllocatableEnforced` on its cgroups): nothing written
+/// through the API caused them, whatever the reporter wrote just before
+/// (the kubelet registers its node in the same instant). They start traces
+/// of their own.
+const START_REASONS: &[&str] = &["Starting", "NodeAllocatableEnforced"];
+
+/// The cause of an Event reported by C about object Y, first that exists
+/// (none for a component's own start, [`START_REASONS`]):
 /// 1. C's most recent write on the object the message names;
 /// 2. C's most recent non-status write on Y, unless the reason is an
 ///    observation ([`OBSERVATION_REASONS`]);
@@ -634,6 +680,9 @@ pub(crate) fn parent_for_event(
         }
     }
     let Some(uid) = regarding else { return Link::default() };
+    if event.reason.as_deref().is_some_and(|r| START_REASONS.contains(&r)) {
+        return Link::default();
+    }
     if event.reason.as_deref().is_some_and(|r| OBSERVATION_REASONS.contains(&r)) {
         return Link { parent: latest_trigger(graph, uid, window), runner_up: None };
     }

@@ -167,6 +167,17 @@ pub struct Relations {
     /// `spec.replicas` as that sync read it (the annotation
     /// `deployment.kubernetes.io/desired-replicas`).
     pub owner_desired_replicas: Option<i64>,
+    /// A pod status write that reports the pod's containers: their restarts,
+    /// summed, and whether one is reported terminated. A restart is caused
+    /// by the failure reported before it (CAUSALITY.md, the kubelet).
+    pub containers: Option<ContainersReport>,
+}
+
+/// What a pod status write says of the pod's containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainersReport {
+    pub restarts: i64,
+    pub terminated: bool,
 }
 
 /// The fingerprint of one label or selector pair (no allocation: pods'
@@ -219,6 +230,16 @@ impl WriteRecord {
 
     pub fn controller_owner(&self) -> Option<&Owner> {
         self.owners.iter().find(|o| o.controller)
+    }
+
+    /// The owner whose changes the writer acts on: the controller owner, or
+    /// else the only owner reference (the kubelet's CSINode names its Node
+    /// as owner without `controller: true`).
+    pub fn acting_owner(&self) -> Option<&Owner> {
+        self.controller_owner().or(match self.owners.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        })
     }
 }
 

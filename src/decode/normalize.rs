@@ -6,10 +6,14 @@ use serde_json::value::RawValue;
 
 use super::shape::Decoder;
 use super::trace_context;
-use super::views::object::{ObjectHead, ObjectMeta, RelationView, WorkloadCounts, pair_fingerprints};
+use super::views::object::{
+    ObjectHead, ObjectMeta, PodContainersView, RelationView, WorkloadCounts, pair_fingerprints,
+};
 use crate::core::ids::{self, Uid};
 use crate::core::kinds;
-use crate::core::record::{CarriedContext, Deletion, EndpointMember, Owner, Record, Relations, Verb, WriteRecord};
+use crate::core::record::{
+    CarriedContext, ContainersReport, Deletion, EndpointMember, Owner, Record, Relations, Verb, WriteRecord,
+};
 use crate::core::time::Micros;
 
 impl Decoder<'_, '_> {
@@ -192,11 +196,12 @@ fn relations(
             w.resource,
             "replicasets" | "statefulsets" | "replicationcontrollers" | "daemonsets" | "deployments"
         );
+    let pod_status = w.resource == "pods" && w.subresource == Some("status");
     let scalable = matches!(w.resource, "replicasets" | "statefulsets" | "replicationcontrollers" | "deployments");
     // The desired count a spec change or scale leaves: a later write shows
     // which of several near-simultaneous scales it acted on.
     let desiring = scalable && !w.verb.is_delete() && matches!(w.subresource, None | Some("scale"));
-    if !endpoints_like && !placed && !labelled && !selecting && !counted && !desiring {
+    if !endpoints_like && !placed && !labelled && !selecting && !counted && !desiring && !pod_status {
         return None;
     }
     let mut relations = Relations::default();
@@ -211,6 +216,15 @@ fn relations(
                 "daemonsets" => c.status.current_number_scheduled.unwrap_or(0),
                 _ => c.status.replicas.unwrap_or(0),
             });
+    }
+    // What the kubelet reports is in its request (at `Request` level, the
+    // shipped policy's for kubelets, there is nothing else).
+    if pod_status {
+        relations.containers = w
+            .request_object
+            .or(w.response_object)
+            .and_then(PodContainersView::parse)
+            .map(|(restarts, terminated)| ContainersReport { restarts, terminated });
     }
     if desiring {
         relations.desired_replicas =

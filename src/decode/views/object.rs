@@ -182,6 +182,48 @@ pub(crate) struct WorkloadStatusView {
     pub current_number_scheduled: Option<i64>,
 }
 
+/// A pod's containers as a status write reports them: parsed only for pod
+/// status writes (a kubelet's patch carries `containerStatuses` whenever a
+/// container changed).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PodContainersView {
+    #[serde(default)]
+    status: PodContainersStatus,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodContainersStatus {
+    #[serde(default)]
+    container_statuses: Option<Vec<ContainerStatusView>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerStatusView {
+    #[serde(default)]
+    restart_count: i64,
+    #[serde(default)]
+    state: ContainerStateView,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ContainerStateView {
+    #[serde(default)]
+    terminated: Option<serde::de::IgnoredAny>,
+}
+
+impl PodContainersView {
+    /// `(restarts of all containers, whether one is reported terminated)`,
+    /// when the write reports the containers at all.
+    pub(crate) fn parse(raw: &RawValue) -> Option<(i64, bool)> {
+        let view: PodContainersView = serde_json::from_str(raw.get()).ok()?;
+        let containers = view.status.container_statuses?;
+        let restarts = containers.iter().map(|c| c.restart_count.max(0)).sum();
+        Some((restarts, containers.iter().any(|c| c.state.terminated.is_some())))
+    }
+}
+
 /// A flat string map (`metadata.labels`, a Service's `spec.selector`) as
 /// sorted fingerprints of its pairs; `None` when it is not such a map.
 pub(crate) fn pair_fingerprints(raw: &RawValue) -> Option<Vec<u64>> {
