@@ -202,6 +202,12 @@ fn the_audit_policy_gives_each_request_the_level_kausal_needs() {
     assert_eq!(at("patch", "pods/status", person), "RequestResponse");
     assert_eq!(at("delete", "pods", kubelet), "RequestResponse");
     assert_eq!(at("patch", "nodes/status", kubelet), "RequestResponse");
+    // The node's CSINode: its owner reference puts it under the node's registration.
+    let csinode = level(
+        &policy,
+        &Request { verb: "create", group: "storage.k8s.io", resource: "csinodes", url: None, groups: kubelet },
+    );
+    assert_eq!(csinode, "RequestResponse");
 }
 
 #[test]

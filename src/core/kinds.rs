@@ -28,6 +28,7 @@ const KINDS: &[(&str, &str, SemconvKeys)] = &[
     ("poddisruptionbudgets", "PodDisruptionBudget", None),
     ("ingresses", "Ingress", None),
     ("networkpolicies", "NetworkPolicy", None),
+    ("csinodes", "CSINode", None),
     ("replicationcontrollers", "ReplicationController", None),
     ("events", "Event", None),
     ("leases", "Lease", None),
