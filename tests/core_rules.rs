@@ -1164,3 +1164,31 @@ fn an_object_with_one_owner_reference_follows_that_owner() {
     let spans = run(vec![Record::Write(register), Record::Write(csinode)]);
     assert_eq!(parent_id(&spans, by_id(&spans, "csinode")), Some("register"));
 }
+
+/// A kubelet status write on its node that reports a condition's transition
+/// (Ready turning True) is what the node lifecycle controller untaints the
+/// node by; a heartbeat (no transition) is not, and its own earlier taint is
+/// not either.
+#[test]
+fn the_node_lifecycle_controller_follows_the_condition_its_kubelet_reported() {
+    const NODE_CTRL: &str = "system:serviceaccount:kube-system:node-controller";
+    let node_write = |id: &str, user: &str, verb: Verb, status: bool, transition: bool, at: i64| {
+        let mut w = write(id, user, verb, "nodes", "node-a", "node-uid-a", at);
+        w.namespace = None;
+        if status {
+            w.subresource = Some("status".into());
+            w.relations = Some(Box::new(Relations { condition_transition: transition, ..Relations::default() }));
+        }
+        Record::Write(w)
+    };
+    let spans = run(vec![
+        node_write("register", KUBELET, Verb::Create, false, false, S),
+        node_write("heartbeat", KUBELET, Verb::Patch, true, false, S + S / 10),
+        node_write("taint", NODE_CTRL, Verb::Patch, false, false, 2 * S),
+        node_write("ready", KUBELET, Verb::Patch, true, true, 10 * S),
+        node_write("untaint", NODE_CTRL, Verb::Patch, false, false, 10 * S + S / 100),
+    ]);
+    assert_eq!(parent_id(&spans, by_id(&spans, "taint")), Some("register"), "a heartbeat changes nothing");
+    assert_eq!(parent_id(&spans, by_id(&spans, "untaint")), Some("ready"));
+    assert_eq!(by_id(&spans, "ready").parent_span_id, None, "the kubelet's own node status: infrastructure");
+}

@@ -97,6 +97,10 @@ pub const POD_GC_SERVICE_ACCOUNT: &str = "pod-garbage-collector";
 /// The garbage collector, which deletes the dependents of deleted owners.
 pub const GC_SERVICE_ACCOUNT: &str = "generic-garbage-collector";
 
+/// The node lifecycle controller, which taints and untaints nodes by the
+/// conditions their kubelets report.
+pub const NODE_LIFECYCLE_SERVICE_ACCOUNT: &str = "node-controller";
+
 /// Controllers that act on a namespace's arrival: each new namespace gets a
 /// `default` ServiceAccount and a `kube-root-ca.crt` ConfigMap from them.
 /// (kube-controller-manager's own client, which creates its controllers'
@@ -117,7 +121,7 @@ pub const CONTROLLER_IDENTITIES: &[ControllerIdentity] = &[
     id("endpointslice", &["endpoint-slice-controller"], "endpointslice-controller"),
     id("endpointslicemirroring", &["endpoint-slice-mirroring-controller"], "endpointslicemirroring-controller"),
     // The taint manager runs inside the node lifecycle controller and shares its credentials.
-    id("nodelifecycle", &["node-controller", "taint-controller"], "node-controller"),
+    id("nodelifecycle", &["node-controller", "taint-controller"], NODE_LIFECYCLE_SERVICE_ACCOUNT),
     id("garbagecollector", &["garbage-collector-controller"], GC_SERVICE_ACCOUNT),
     // The pod garbage collector records no Events; it is here for its writes.
     id("podgc", &[], POD_GC_SERVICE_ACCOUNT),

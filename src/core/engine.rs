@@ -529,6 +529,7 @@ impl Engine {
             // (the tokens controller, start-up): it names no one writer.
             writer: (acting != actors::SHARED_CONTROLLER_MANAGER_USER).then(|| self.graph.actor_id(acting)).flatten(),
             by_pod_gc: actor == actors::POD_GC_SERVICE_ACCOUNT,
+            by_node_lifecycle: actor == actors::NODE_LIFECYCLE_SERVICE_ACCOUNT,
             by_garbage_collector: actor == actors::GC_SERVICE_ACCOUNT,
             ..Default::default()
         };
@@ -633,6 +634,11 @@ impl Engine {
             }
             if let Some(members) = &relations.endpoint_members {
                 node.extra_mut().endpoint_members = members.clone();
+            }
+            // What the node's kubelet reported (the node lifecycle controller
+            // also writes node status, and acts on what others change).
+            if relations.condition_transition && w.user.starts_with("system:node:") {
+                node.extra_mut().condition_transition = Some(mark);
             }
             if let Some(report) = relations.containers {
                 let extra = node.extra_mut();

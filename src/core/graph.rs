@@ -200,6 +200,8 @@ pub(crate) struct NodeExtra {
     /// A pod's last status write that reported a container terminated, with
     /// the restarts it reported: the failure a restart after it follows.
     pub failure_report: Option<(Mark, i64)>,
+    /// A node's last status write that reported a condition's transition.
+    pub condition_transition: Option<Mark>,
 }
 
 impl Default for Node {

@@ -183,6 +183,9 @@ pub(crate) struct Related {
     pub writer: Option<ActorId>,
     /// The writer is the pod garbage collector, which deletes pods whose node is gone.
     pub by_pod_gc: bool,
+    /// The writer is the node lifecycle controller, which taints and
+    /// untaints a node by the conditions its kubelet reports.
+    pub by_node_lifecycle: bool,
     /// The writer is the garbage collector, which deletes dependents because
     /// of their owner's delete (and retries: a second delete of a terminating
     /// pod is still the owner's doing, not the first delete's).
@@ -433,6 +436,15 @@ fn cause_of_object_write(
             top.offer_all(candidates.map(|t| t.mark), window.for_triggers());
         }
         top.offer_deleting_before(node, window, deleting_ttl);
+        // The node lifecycle controller acts on the conditions a kubelet
+        // reports (Ready turning True lifts the not-ready taints): a status
+        // write that reported a transition is its trigger, heartbeats are not.
+        if related.by_node_lifecycle
+            && let Some(transition) = node.extra.as_ref().and_then(|e| e.condition_transition)
+            && window.admits(&transition)
+        {
+            top.offer(transition);
+        }
     }
     if write.verb == Verb::Create
         && let Some(node) = related.node.and_then(|uid| graph.node(&uid))

@@ -171,6 +171,10 @@ pub struct Relations {
     /// summed, and whether one is reported terminated. A restart is caused
     /// by the failure reported before it (CAUSALITY.md, the kubelet).
     pub containers: Option<ContainersReport>,
+    /// A node status write that reports a condition's transition (a
+    /// `lastTransitionTime` in what it sent: Ready turning True), not only a
+    /// heartbeat: what the node lifecycle controller taints and untaints by.
+    pub condition_transition: bool,
 }
 
 /// What a pod status write says of the pod's containers.

@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use super::shape::Decoder;
 use super::trace_context;
 use super::views::object::{
-    ObjectHead, ObjectMeta, PodContainersView, RelationView, WorkloadCounts, pair_fingerprints,
+    NodeConditionsView, ObjectHead, ObjectMeta, PodContainersView, RelationView, WorkloadCounts, pair_fingerprints,
 };
 use crate::core::ids::{self, Uid};
 use crate::core::kinds;
@@ -197,11 +197,12 @@ fn relations(
             "replicasets" | "statefulsets" | "replicationcontrollers" | "daemonsets" | "deployments"
         );
     let pod_status = w.resource == "pods" && w.subresource == Some("status");
+    let node_status = w.resource == "nodes" && w.subresource == Some("status");
     let scalable = matches!(w.resource, "replicasets" | "statefulsets" | "replicationcontrollers" | "deployments");
     // The desired count a spec change or scale leaves: a later write shows
     // which of several near-simultaneous scales it acted on.
     let desiring = scalable && !w.verb.is_delete() && matches!(w.subresource, None | Some("scale"));
-    if !endpoints_like && !placed && !labelled && !selecting && !counted && !desiring && !pod_status {
+    if !endpoints_like && !placed && !labelled && !selecting && !counted && !desiring && !pod_status && !node_status {
         return None;
     }
     let mut relations = Relations::default();
@@ -225,6 +226,12 @@ fn relations(
             .or(w.response_object)
             .and_then(PodContainersView::parse)
             .map(|(restarts, terminated)| ContainersReport { restarts, terminated });
+    }
+    // A node's status write: a create carries the whole status, so only the
+    // request (the kubelet's patch) says what changed.
+    if node_status {
+        relations.condition_transition =
+            w.request_object.is_some_and(NodeConditionsView::reports_transition) && w.verb != Verb::Create;
     }
     if desiring {
         relations.desired_replicas =

@@ -224,6 +224,38 @@ impl PodContainersView {
     }
 }
 
+/// A node status write's conditions: parsed only for node status writes.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct NodeConditionsView {
+    #[serde(default)]
+    status: NodeConditionsStatus,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NodeConditionsStatus {
+    #[serde(default)]
+    conditions: Option<Vec<NodeConditionView>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeConditionView {
+    #[serde(default)]
+    last_transition_time: Option<serde::de::IgnoredAny>,
+}
+
+impl NodeConditionsView {
+    /// Whether the write reports a condition's transition: the kubelet sends
+    /// `lastTransitionTime` only for a condition whose status changed (a
+    /// heartbeat sends `lastHeartbeatTime` alone).
+    pub(crate) fn reports_transition(raw: &RawValue) -> bool {
+        serde_json::from_str::<NodeConditionsView>(raw.get())
+            .ok()
+            .and_then(|v| v.status.conditions)
+            .is_some_and(|c| c.iter().any(|c| c.last_transition_time.is_some()))
+    }
+}
+
 /// A flat string map (`metadata.labels`, a Service's `spec.selector`) as
 /// sorted fingerprints of its pairs; `None` when it is not such a map.
 pub(crate) fn pair_fingerprints(raw: &RawValue) -> Option<Vec<u64>> {
@@ -405,6 +437,29 @@ mod tests {
         assert_eq!(meta.owner_references.as_ref().unwrap()[0].kind, "ReplicaSet");
         assert!(meta.has_annotation("x"));
         assert!(!meta.has_annotation("z"));
+    }
+
+    /// The kubelet's patches, as recorded (tests/fixtures/e2e/kubelet-crash-loop, kubelet-node).
+    #[test]
+    fn reads_what_the_kubelet_reports_of_containers_and_conditions() {
+        let raw = |s: &'static str| -> &'static RawValue { serde_json::from_str(s).unwrap() };
+        let crashed = raw(
+            r#"{"metadata":{"uid":"u"},"status":{"containerStatuses":[{"name":"main","ready":false,"restartCount":1,"lastState":{"terminated":{"exitCode":3}},"state":{"terminated":{"exitCode":3,"reason":"Error"}}},{"name":"side","restartCount":2,"state":{"running":{}}}]}}"#,
+        );
+        assert_eq!(PodContainersView::parse(crashed), Some((3, true)));
+        let waiting = raw(
+            r#"{"status":{"containerStatuses":[{"restartCount":1,"lastState":{"terminated":{}},"state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}}"#,
+        );
+        assert_eq!(PodContainersView::parse(waiting), Some((1, false)), "a past termination is not a new failure");
+        assert_eq!(PodContainersView::parse(raw(r#"{"status":{"phase":"Running"}}"#)), None, "no containers reported");
+        let ready = raw(
+            r#"{"status":{"conditions":[{"lastHeartbeatTime":"2026-12-07T18:23:45Z","type":"MemoryPressure"},{"lastHeartbeatTime":"2026-12-07T18:23:45Z","lastTransitionTime":"2026-12-07T18:23:45Z","status":"True","type":"Ready"}]}}"#,
+        );
+        assert!(NodeConditionsView::reports_transition(ready));
+        let heartbeat =
+            raw(r#"{"status":{"conditions":[{"lastHeartbeatTime":"2026-12-07T18:23:55Z","type":"Ready"}]}}"#);
+        assert!(!NodeConditionsView::reports_transition(heartbeat));
+        assert!(!NodeConditionsView::reports_transition(raw("{}")));
     }
 
     #[test]
