@@ -119,9 +119,43 @@ async fn start_audit_scenario(scenario: &str, ns: &str) -> Option<(Receiver, Kau
     start_scenario("audit", scenario, ns, true).await
 }
 
-/// The same for the real node's scenarios, which need no fake nodes.
+/// The same for the real node's scenarios, which need no fake nodes but the
+/// real one: the first scenario to ask has run.sh start it.
 async fn start_kubelet_scenario(scenario: &str, ns: &str) -> Option<(Receiver, Kausal, kube::Client)> {
-    start_scenario("kubelet", scenario, ns, false).await
+    let started = start_scenario("kubelet", scenario, ns, false).await?;
+    real_node_ready(&env("kubelet")?.dir).await;
+    default_account_ready(&started.2, ns).await;
+    Some(started)
+}
+
+/// Waits until the new namespace's `default` ServiceAccount has its token:
+/// the apiserver refuses a pod before that ("No API token found for service
+/// account"). A controller retries; a person's bare pod would fail.
+async fn default_account_ready(client: &kube::Client, ns: &str) {
+    let accounts = api(client, Some(ns), &resource("", "v1", "ServiceAccount", "serviceaccounts"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let account =
+            accounts.get_opt("default").await.unwrap_or_else(|e| panic!("get serviceaccount {ns}/default: {e}"));
+        if account.is_some_and(|a| a.data["secrets"].as_array().is_some_and(|s| !s.is_empty())) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{ns}/default has no token after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Asks run.sh for the real node (`start-node`) and waits until it says the
+/// node is Ready (`node-ready`); at once when it already is.
+async fn real_node_ready(dir: &str) {
+    let (ask, ready) = (format!("{dir}/start-node"), format!("{dir}/node-ready"));
+    std::fs::write(&ask, b"").expect("ask run.sh for the node");
+    // containerd, the images and the kubelet: about 20 s here, a minute at most.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !std::path::Path::new(&ready).exists() {
+        assert!(Instant::now() < deadline, "run.sh did not report the real node Ready (see its kubelet log)");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn start_scenario(
@@ -332,6 +366,8 @@ struct Got {
     service: String,
     start: u64,
     attrs: BTreeMap<String, String>,
+    /// Span events named `repeat`: an Event's later reports while its span was open.
+    repeats: usize,
 }
 
 impl Got {
@@ -376,6 +412,7 @@ fn received(receiver: &Receiver) -> Vec<Got> {
                         service: service.clone(),
                         start: s.start_time_unix_nano,
                         attrs,
+                        repeats: s.events.iter().filter(|e| e.name == "repeat").count(),
                     };
                     by_id.insert((got.trace.clone(), got.span.clone()), got);
                 }
@@ -449,9 +486,15 @@ impl Spans {
         Ok(())
     }
 
-    /// The trees of every trace that has a span in `namespace`, as text.
+    /// The trees of every trace that has a span in `namespace`, or about the
+    /// cluster-scoped object of that name, as text.
     fn render(&self, namespace: &str) -> String {
-        let mut traces: Vec<&str> = self.all(|s| s.in_namespace(namespace)).iter().map(|s| s.trace.as_str()).collect();
+        // A cluster-scoped object (a node) is named instead of a namespace.
+        let mut traces: Vec<&str> = self
+            .all(|s| s.in_namespace(namespace) || s.attr("k8s.object.name") == Some(namespace))
+            .iter()
+            .map(|s| s.trace.as_str())
+            .collect();
         traces.sort();
         traces.dedup();
         let mut out = String::new();
@@ -1727,6 +1770,378 @@ async fn kubelet_a_scale_down_ends_in_the_kubelets_killing_and_final_delete() {
         },
     )
     .await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+/// The real node joins the cluster while kausal records: the kubelet
+/// registers it (`create nodes` as `system:node:<name>`, a root: nothing in
+/// the cluster asked for it), and its node-condition Events are
+/// observations of the node. CAUSALITY.md: `NodeReady` goes under the node's
+/// registration; the conditions the kubelet reports before the node exists
+/// (`NodeHasSufficientMemory`, ...) have nothing that caused them and start
+/// traces of their own. Its name sorts first among the kubelet scenarios
+/// (libtest runs them in name order), so the node starts inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane and the real node from tests/e2e/run.sh --node"]
+async fn kubelet_0_the_real_node_registers_and_reports_ready() {
+    let Some(env) = env("kubelet") else { return };
+    let node = real_node();
+    let ns = "e2e-kubelet-node";
+    let (receiver, mut kausal, client) = start_scenario("kubelet", "node", ns, false).await.unwrap();
+    let nodes = resource("", "v1", "Node", "nodes");
+    assert!(
+        api(&client, None, &nodes).get_opt(&node).await.unwrap().is_none(),
+        "node {node} registered before this scenario: it must run first among the kubelet scenarios"
+    );
+    real_node_ready(&env.dir).await;
+    eventually(
+        &receiver,
+        &node,
+        "create nodes (the kubelet, a root) → NodeReady, RegisteredNode, create csinodes",
+        |s| {
+            let register = s.named("the registration", &format!("create nodes {node}"))?;
+            if register.parent.is_some() || register.service != "kubelet" {
+                return Err(format!("the registration should be a root of the kubelet, is by {}", register.service));
+            }
+            let on_node = |reason: &str| {
+                s.all(|x| {
+                    x.attr("kausal.span.kind") == Some("event")
+                        && x.attr("k8s.event.reason") == Some(reason)
+                        && x.attr("k8s.object.name") == Some(node.as_str())
+                        && !x.name.ends_with("(repeat)")
+                })
+            };
+            for reason in ["NodeReady", "RegisteredNode"] {
+                let [event] = on_node(reason)[..] else {
+                    return Err(format!("{} {reason} spans", on_node(reason).len()));
+                };
+                s.expect_parent(event, register)?;
+            }
+            // Read off the machine as the kubelet builds the node it registers:
+            // a root when it reached the apiserver before the create was answered.
+            for reason in ["NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID"] {
+                for event in on_node(reason) {
+                    if event.parent.is_some() {
+                        s.expect_parent(event, register)?;
+                    }
+                }
+            }
+            // The kubelet's own start: nothing written caused it.
+            for reason in ["Starting", "NodeAllocatableEnforced"] {
+                if let Some(event) = on_node(reason).into_iter().find(|e| e.parent.is_some()) {
+                    return Err(format!("{reason} hangs under a write: {:?}", s.parent(event).map(|p| &p.name)));
+                }
+            }
+            // Its CSINode, owned by the node (the policy logs it with its object).
+            let csinode = s.named("the CSINode", &format!("create csinodes {node}"))?;
+            s.expect_parent(csinode, register)
+        },
+    )
+    .await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+/// A bare pod `name` (labels `app: name`) on the real node, of one container
+/// `main` running `command` from the local busybox image, with `extra`
+/// merged into the container (probes, limits) and `pod_extra` into the pod's spec.
+fn real_pod(name: &str, command: &str, extra: Value, pod_extra: Value) -> Value {
+    let mut template = real_pod_template(name, command, Value::Null);
+    let spec = template["spec"].as_object_mut().unwrap();
+    let container = spec["containers"][0].as_object_mut().unwrap();
+    container.remove("readinessProbe");
+    container.extend(extra.as_object().cloned().unwrap_or_default());
+    spec.extend(pod_extra.as_object().cloned().unwrap_or_default());
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": template["metadata"]["labels"]},
+           "spec": template["spec"]})
+}
+
+fn pods() -> ApiResource {
+    resource("", "v1", "Pod", "pods")
+}
+
+/// Polls pod `ns/name` until `check` holds for it; fails after [`WAIT`] with `what`.
+async fn wait_pod(client: &kube::Client, ns: &str, name: &str, what: &str, check: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let pod = api(client, Some(ns), &pods()).get_opt(name).await.unwrap_or_else(|e| panic!("get pod {name}: {e}"));
+        let last = pod.as_ref().map(|p| p.data["status"].clone()).unwrap_or(Value::Null);
+        if check(&last) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pod {ns}/{name}: not {what} after {WAIT:?}; status: {last}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn pod_ready(status: &Value) -> bool {
+    status["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+fn first_container(status: &Value) -> &Value {
+    &status["containerStatuses"][0]
+}
+
+/// A person deletes the pod and it goes. Each scenario ends so: a pod that
+/// keeps restarting would write into the next scenario's recording.
+/// CAUSALITY.md: a running pod's termination ends in the kubelet's own final
+/// delete, under the person's delete. A pod in a terminal phase (Failed,
+/// Succeeded) has nothing left to stop: the apiserver removes it at once
+/// (grace period 0), and the kubelet writes no delete.
+async fn delete_pod_and_wait_gone(receiver: &Receiver, client: &kube::Client, ns: &str, name: &str) {
+    let pod = api(client, Some(ns), &pods()).get(name).await.unwrap();
+    let terminal = matches!(pod.data["status"]["phase"].as_str(), Some("Failed" | "Succeeded"));
+    api(client, Some(ns), &pods()).delete(name, &DeleteParams::default()).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while api(client, Some(ns), &pods()).get_opt(name).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "pod {ns}/{name} still there {WAIT:?} after its delete");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eventually(receiver, ns, "delete pods (a person) → the kubelet's final delete, unless the pod had ended", |s| {
+        let delete =
+            s.one("the person's delete", |x| x.name == format!("delete pods {ns}/{name}") && x.service == ADMIN)?;
+        s.expect_intent(delete, ADMIN)?;
+        let by_kubelet = s.all(|x| is_write(x, "delete", "pods", ns, name) && x.service == "kubelet");
+        match (terminal, by_kubelet.as_slice()) {
+            (true, []) => Ok(()),
+            (false, [last]) => s.expect_parent(last, delete),
+            (_, found) => Err(format!("{} deletes by the kubelet (the pod was terminal: {terminal})", found.len())),
+        }
+    })
+    .await;
+}
+
+/// A kubelet Event on pod `pod` whose message contains `text`: its first
+/// span (with the Event linger of 3 s here, later reports are repeat spans).
+fn kubelet_event_saying<'a>(s: &'a Spans, reason: &str, ns: &str, pod: &str, text: &str) -> Result<&'a Got, String> {
+    s.one(&format!("{reason} ({text})"), |x| {
+        is_kubelet_event(x, reason, ns, pod)
+            && !x.name.ends_with("(repeat)")
+            && x.attr("k8s.event.message").is_some_and(|m| m.contains(text))
+    })
+}
+
+/// The creating person's pod and its binding, the start of every bare-pod scenario.
+fn pod_and_binding<'a>(s: &'a Spans, ns: &str, name: &str) -> Result<(&'a Got, &'a Got), String> {
+    let create = s.named("the pod's create", &format!("create pods {ns}/{name}"))?;
+    s.expect_intent(create, ADMIN)?;
+    let binding = s.named("the binding", &format!("create pods/binding {ns}/{name}"))?;
+    s.expect_parent(binding, create)?;
+    Ok((create, binding))
+}
+
+/// A readiness probe that fails for a while and passes again. CAUSALITY.md:
+/// a readiness change is the cause of the Endpoints and EndpointSlice
+/// updates that follow it: each update that moves the pod between ready and
+/// not ready hangs under the kubelet's status write that reported the change.
+/// The probe's failures are one `Unhealthy` Event, its repeats on its span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane and the real node from tests/e2e/run.sh --node"]
+async fn kubelet_a_readiness_probe_flips_off_and_on() {
+    let ns = "e2e-kubelet-flip";
+    let Some((receiver, mut kausal, client)) = start_kubelet_scenario("readiness-flip", ns).await else { return };
+    create(
+        &client,
+        Some(ns),
+        &resource("", "v1", "Service", "services"),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "flip"},
+               "spec": {"selector": {"app": "flip"}, "ports": [{"port": 8080}]}}),
+    )
+    .await;
+    // Ready at once; the probe fails from 12 s on, and passes again 6 s later.
+    let command = "trap 'exit 0' TERM; touch /tmp/ready; (sleep 12; rm /tmp/ready; sleep 6; touch /tmp/ready) & \
+                   sleep 3600 & wait";
+    let probe = json!({"readinessProbe": {"exec": {"command": ["test", "-e", "/tmp/ready"]},
+                                          "periodSeconds": 1, "failureThreshold": 1, "successThreshold": 1}});
+    create(&client, Some(ns), &pods(), real_pod("flip", command, probe, json!({}))).await;
+    wait_pod(&client, ns, "flip", "Ready", pod_ready).await;
+    wait_pod(&client, ns, "flip", "not Ready after the probe fails", |st| !pod_ready(st)).await;
+    wait_pod(&client, ns, "flip", "Ready again", pod_ready).await;
+    eventually(
+        &receiver,
+        ns,
+        "the kubelet's status writes (Ready, not Ready, Ready again) → update endpoints + endpointslices under each",
+        |s| {
+            let (_, binding) = pod_and_binding(s, ns, "flip")?;
+            let mut statuses = s.all(|x| is_kubelet_status(x, ns, "flip"));
+            statuses.sort_by_key(|x| x.start);
+            if statuses.len() < 4 {
+                return Err(format!(
+                    "{} kubelet status writes, expected start-up, Ready, not Ready, Ready",
+                    statuses.len()
+                ));
+            }
+            // Start-up and both flips: the probe on the pod the binding gave the kubelet.
+            statuses.iter().try_for_each(|x| s.expect_parent(x, binding))?;
+            // The flip: Endpoints updated at least three times after the create
+            // (listed not ready with the IP, ready, not ready, ready again), each
+            // under a kubelet status write of the pod.
+            for resource in ["endpoints", "endpointslices"] {
+                let updates = s.all(|x| is_write(x, "update", resource, ns, "flip"));
+                let under_status =
+                    updates.iter().filter(|u| s.parent(u).is_some_and(|p| is_kubelet_status(p, ns, "flip"))).count();
+                if under_status < 3 {
+                    return Err(format!(
+                        "{under_status} {resource} updates under a kubelet status write, expected ≥ 3"
+                    ));
+                }
+            }
+            // The probe's failure: an observation of the pod the binding gave the kubelet.
+            s.expect_parent(kubelet_event_saying(s, "Unhealthy", ns, "flip", "Readiness probe failed")?, binding)
+        },
+    )
+    .await;
+    delete_pod_and_wait_gone(&receiver, &client, ns, "flip").await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+/// A container that exits at once, again and again. CAUSALITY.md: the
+/// kubelet's `BackOff` is one span however often it is reported, its repeats
+/// span events on it (or, after its span closed, repeat spans linked to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane and the real node from tests/e2e/run.sh --node"]
+async fn kubelet_a_crash_looping_container_backs_off() {
+    let ns = "e2e-kubelet-crash";
+    let Some((receiver, mut kausal, client)) = start_kubelet_scenario("crash-loop", ns).await else { return };
+    create(&client, Some(ns), &pods(), real_pod("crash", "echo boom; sleep 1; exit 3", json!({}), json!({}))).await;
+    // Two restarts: the second comes after a back-off, which the kubelet reports.
+    wait_pod(&client, ns, "crash", "restarted twice", |st| first_container(st)["restartCount"].as_i64() >= Some(2))
+        .await;
+    eventually(&receiver, ns, "one BackOff span with its repeats, under the pod's start", |s| {
+        let (create, binding) = pod_and_binding(s, ns, "crash")?;
+        let backoff = s.all(|x| is_kubelet_event(x, "BackOff", ns, "crash") && !x.name.ends_with("(repeat)"));
+        let [backoff] = backoff.as_slice() else {
+            return Err(format!("{} BackOff spans, expected one", backoff.len()));
+        };
+        s.expect_below(backoff, create)?;
+        // Reported again while its span was open: span events; after (the
+        // Event linger here is 3 s): repeat spans beside it.
+        let later = s.all(|x| is_kubelet_event(x, "BackOff", ns, "crash") && x.name.ends_with("(repeat)")).len();
+        if backoff.repeats + later == 0 {
+            return Err("BackOff was reported once: no repeat yet".into());
+        }
+        for reason in ["Created", "Started"] {
+            let first = s.all(|x| is_kubelet_event(x, reason, ns, "crash") && !x.name.ends_with("(repeat)"));
+            let [first] = first.as_slice() else { return Err(format!("{} {reason} spans, expected one", first.len())) };
+            s.expect_parent(first, binding)?;
+        }
+        // Each restart hangs under the status write that reported the crash
+        // it restarts from; the rest of the pod's run under its binding.
+        let statuses = s.all(|x| is_kubelet_status(x, ns, "crash"));
+        let restarts =
+            statuses.iter().filter(|x| s.parent(x).is_some_and(|p| is_kubelet_status(p, ns, "crash"))).count();
+        if restarts < 2 {
+            return Err(format!("{restarts} status writes under another status write, expected the two restarts"));
+        }
+        for status in statuses.iter().filter(|x| !s.parent(x).is_some_and(|p| is_kubelet_status(p, ns, "crash"))) {
+            s.expect_parent(status, binding)?;
+        }
+        Ok(())
+    })
+    .await;
+    delete_pod_and_wait_gone(&receiver, &client, ns, "crash").await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+/// A liveness probe that fails once: the kubelet kills the container and
+/// starts it again. The container keeps a mark in an emptyDir (which
+/// outlives the container) so that it fails only once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane and the real node from tests/e2e/run.sh --node"]
+async fn kubelet_a_liveness_failure_restarts_the_container() {
+    let ns = "e2e-kubelet-live";
+    let Some((receiver, mut kausal, client)) = start_kubelet_scenario("liveness", ns).await else { return };
+    let command = "trap 'exit 0' TERM; touch /tmp/alive; \
+                   if [ ! -e /data/restarted ]; then touch /data/restarted; sleep 6; rm /tmp/alive; fi; sleep 3600 & wait";
+    let container = json!({
+        "livenessProbe": {"exec": {"command": ["test", "-e", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 2},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    });
+    let pod = json!({"volumes": [{"name": "data", "emptyDir": {}}], "terminationGracePeriodSeconds": 2});
+    create(&client, Some(ns), &pods(), real_pod("live", command, container, pod)).await;
+    wait_pod(&client, ns, "live", "restarted and running", |st| {
+        first_container(st)["restartCount"].as_i64() >= Some(1) && first_container(st)["state"]["running"].is_object()
+    })
+    .await;
+    // The kill and the restart are reported in one status write: no earlier
+    // one reported the failure, so the pod's whole run stays under its binding.
+    eventually(
+        &receiver,
+        ns,
+        "Unhealthy (liveness), Killing (will be restarted), the restart: under the binding",
+        |s| {
+            let (_, binding) = pod_and_binding(s, ns, "live")?;
+            s.expect_parent(kubelet_event_saying(s, "Unhealthy", ns, "live", "Liveness probe failed")?, binding)?;
+            s.expect_parent(kubelet_event_saying(s, "Killing", ns, "live", "failed liveness probe")?, binding)?;
+            let statuses = s.all(|x| is_kubelet_status(x, ns, "live"));
+            if statuses.len() < 3 {
+                return Err(format!(
+                    "{} kubelet status writes, expected the start, Running and the restart",
+                    statuses.len()
+                ));
+            }
+            statuses.iter().try_for_each(|x| s.expect_parent(x, binding))
+        },
+    )
+    .await;
+    delete_pod_and_wait_gone(&receiver, &client, ns, "live").await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+/// A container over its memory limit: the kernel kills it, and the kubelet
+/// reports it terminated as `OOMKilled` (restartPolicy Never: the pod fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane and the real node from tests/e2e/run.sh --node"]
+async fn kubelet_a_container_over_its_memory_limit_is_oom_killed() {
+    let ns = "e2e-kubelet-oom";
+    let Some((receiver, mut kausal, client)) = start_kubelet_scenario("oom", ns).await else { return };
+    let limits = json!({"resources": {"limits": {"memory": "32Mi", "cpu": "200m"}}});
+    create(&client, Some(ns), &pods(), real_pod("oom", "tail /dev/zero", limits, json!({"restartPolicy": "Never"})))
+        .await;
+    wait_pod(&client, ns, "oom", "OOMKilled", |st| first_container(st)["state"]["terminated"]["reason"] == "OOMKilled")
+        .await;
+    eventually(&receiver, ns, "the kubelet's status writes for the pod, from its start under the binding", |s| {
+        let (_, binding) = pod_and_binding(s, ns, "oom")?;
+        let statuses = s.all(|x| is_kubelet_status(x, ns, "oom"));
+        if statuses.len() < 2 {
+            return Err(format!("{} kubelet status writes, expected the start and the OOM kill", statuses.len()));
+        }
+        // The OOM kill is no write's doing: the whole run under the binding.
+        statuses.iter().try_for_each(|x| s.expect_parent(x, binding))
+    })
+    .await;
+    delete_pod_and_wait_gone(&receiver, &client, ns, "oom").await;
+    assert!(kausal.terminate().success(), "{}", kausal.log());
+}
+
+/// An image the node does not have, with pull policy Never: the kubelet
+/// reports `ErrImageNeverPull` (and `Failed`) again and again, and the
+/// container never starts. They hang under the binding that made the
+/// kubelet try, their repeats on their spans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the control plane and the real node from tests/e2e/run.sh --node"]
+async fn kubelet_a_missing_image_never_starts() {
+    let ns = "e2e-kubelet-noimage";
+    let Some((receiver, mut kausal, client)) = start_kubelet_scenario("missing-image", ns).await else { return };
+    let image = json!({"image": "localhost/kausal-e2e/missing:1", "imagePullPolicy": "Never"});
+    create(&client, Some(ns), &pods(), real_pod("noimage", "true", image, json!({}))).await;
+    wait_pod(&client, ns, "noimage", "waiting with ErrImageNeverPull", |st| {
+        first_container(st)["state"]["waiting"]["reason"] == "ErrImageNeverPull"
+    })
+    .await;
+    eventually(&receiver, ns, "ErrImageNeverPull and the first status write under the binding", |s| {
+        let (_, binding) = pod_and_binding(s, ns, "noimage")?;
+        let never = s.all(|x| is_kubelet_event(x, "ErrImageNeverPull", ns, "noimage") && !x.name.ends_with("(repeat)"));
+        let [never] = never.as_slice() else { return Err(format!("{} ErrImageNeverPull spans", never.len())) };
+        s.expect_parent(never, binding)?;
+        let first = s
+            .all(|x| is_kubelet_status(x, ns, "noimage"))
+            .into_iter()
+            .min_by_key(|x| x.start)
+            .ok_or("no kubelet status write")?;
+        s.expect_parent(first, binding)
+    })
+    .await;
+    delete_pod_and_wait_gone(&receiver, &client, ns, "noimage").await;
     assert!(kausal.terminate().success(), "{}", kausal.log());
 }
 
