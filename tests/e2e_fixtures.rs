@@ -378,3 +378,37 @@ fn the_readme_shows_the_operator_chain_inside_the_carried_trace_as_the_replay_pr
     assert_eq!(shown, printed, "README.md's adopted-trace picture differs from the replay's output");
     assert!(printed.contains("span 00f067aa0ba902b7 (outside kausal, from uber-trace-id)"));
 }
+
+/// CAUSALITY.md: repeats of an Event (the kubelet's `BackOff`, probe
+/// failures, the `Pulled`/`Created`/`Started` of each restart) are span
+/// events on its first span, not new spans, while it is open (60 s in a
+/// replay, longer than any of these recordings' repeats come after their
+/// first report). What is expected is counted from the records: each
+/// `patch events` by a kubelet that raised an Event's count is one repeat.
+#[test]
+fn the_kubelets_repeated_events_are_span_events_on_their_first_span() {
+    for scenario in ["kubelet-crash-loop", "kubelet-liveness", "kubelet-readiness-flip", "kubelet-missing-image"] {
+        let dir = fixture(&format!("e2e/{scenario}/audit-batches"));
+        let mut patches: std::collections::BTreeMap<String, usize> = Default::default();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let list: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+            for item in list["items"].as_array().unwrap() {
+                let by_kubelet = item["user"]["username"].as_str().is_some_and(|u| u.starts_with("system:node:"));
+                let counted = item["requestObject"]["count"].as_i64().is_some_and(|c| c > 1);
+                if item["stage"] == "ResponseComplete" && item["verb"] == "patch" && by_kubelet && counted {
+                    *patches.entry(item["objectRef"]["name"].as_str().unwrap().to_owned()).or_default() += 1;
+                }
+            }
+        }
+        assert!(!patches.is_empty(), "{scenario}: no repeated Event in the recording: the test proves nothing");
+        let all = replay(scenario);
+        for (name, repeats) in &patches {
+            let spans: Vec<&Span> =
+                all.iter().filter(|s| s.attr_str("k8s.event.name") == Some(name.as_str())).collect();
+            let [span] = spans.as_slice() else { panic!("{scenario}: {name}: {} spans, expected one", spans.len()) };
+            let events = span.events.iter().filter(|e| e.name == "repeat").count();
+            assert_eq!(events, *repeats, "{scenario}: {name} ({}): repeats as span events", span.name);
+        }
+    }
+}
