@@ -58,6 +58,17 @@ fn capture(c: &mut Criterion) {
     by_bytes.finish();
 }
 
+/// The same on the real kubelet's recordings: what reading the kubelet's
+/// container and condition reports costs (tests/fixtures/e2e/kubelet-*).
+fn kubelet(c: &mut Criterion) {
+    let batches = support::kubelet_batches();
+    let mut group = c.benchmark_group("kubelet_events");
+    group.throughput(Throughput::Elements(support::audit_event_count(&batches)));
+    group.bench_function("parse", |b| b.iter(|| parse(black_box(&batches))));
+    group.bench_function("pipeline", |b| b.iter(|| pipeline(black_box(&batches))));
+    group.finish();
+}
+
 fn export_encoding(c: &mut Criterion) {
     let records = support::capture_records();
     let mut engine = Engine::new(CoreConfig::default());
@@ -100,5 +111,5 @@ fn scaling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, capture, export_encoding, scaling);
+criterion_group!(benches, capture, kubelet, export_encoding, scaling);
 criterion_main!(benches);

@@ -19,6 +19,27 @@ pub fn capture_batches() -> Vec<String> {
     paths.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
 }
 
+/// The real kubelet's recordings (tests/fixtures/e2e/kubelet-*), batch by
+/// batch, one recording after another: a stream where the kubelet's pod and
+/// node status writes and Events are most of what arrives.
+pub fn kubelet_batches() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e");
+    let mut recordings: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("kubelet-")))
+        .collect();
+    recordings.sort();
+    let mut batches = Vec::new();
+    for recording in recordings {
+        let mut paths: Vec<_> =
+            std::fs::read_dir(recording.join("audit-batches")).unwrap().map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        batches.extend(paths.iter().map(|p| std::fs::read_to_string(p).unwrap()));
+    }
+    batches
+}
+
 /// How many audit events the batches hold (reads included: the apiserver sends them all).
 pub fn audit_event_count(batches: &[String]) -> u64 {
     batches.iter().map(|b| decode(b.as_bytes(), &DecodeOptions::default()).stats.audit_events).sum()

@@ -217,6 +217,10 @@ impl PodContainersView {
     /// `(restarts of all containers, whether one is reported terminated)`,
     /// when the write reports the containers at all.
     pub(crate) fn parse(raw: &RawValue) -> Option<(i64, bool)> {
+        // Most kubelet patches report conditions or the phase alone: a byte
+        // search skips the parse for them (it cost 5 % of decoding a
+        // kubelet's stream when every patch was parsed).
+        memchr::memmem::find(raw.get().as_bytes(), b"\"containerStatuses\"")?;
         let view: PodContainersView = serde_json::from_str(raw.get()).ok()?;
         let containers = view.status.container_statuses?;
         let restarts = containers.iter().map(|c| c.restart_count.max(0)).sum();
@@ -249,10 +253,12 @@ impl NodeConditionsView {
     /// `lastTransitionTime` only for a condition whose status changed (a
     /// heartbeat sends `lastHeartbeatTime` alone).
     pub(crate) fn reports_transition(raw: &RawValue) -> bool {
-        serde_json::from_str::<NodeConditionsView>(raw.get())
-            .ok()
-            .and_then(|v| v.status.conditions)
-            .is_some_and(|c| c.iter().any(|c| c.last_transition_time.is_some()))
+        // A heartbeat carries no `lastTransitionTime` at all: no parse for it.
+        memchr::memmem::find(raw.get().as_bytes(), b"\"lastTransitionTime\"").is_some()
+            && serde_json::from_str::<NodeConditionsView>(raw.get())
+                .ok()
+                .and_then(|v| v.status.conditions)
+                .is_some_and(|c| c.iter().any(|c| c.last_transition_time.is_some()))
     }
 }
 
