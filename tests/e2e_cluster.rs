@@ -1797,7 +1797,7 @@ async fn kubelet_0_the_real_node_registers_and_reports_ready() {
     eventually(
         &receiver,
         &node,
-        "create nodes (the kubelet, a root) → NodeReady, RegisteredNode, create csinodes",
+        "create nodes (the kubelet, a root) → NodeReady, RegisteredNode, create csinodes, the taints",
         |s| {
             let register = s.named("the registration", &format!("create nodes {node}"))?;
             if register.parent.is_some() || register.service != "kubelet" {
@@ -1834,7 +1834,19 @@ async fn kubelet_0_the_real_node_registers_and_reports_ready() {
             }
             // Its CSINode, owned by the node (the policy logs it with its object).
             let csinode = s.named("the CSINode", &format!("create csinodes {node}"))?;
-            s.expect_parent(csinode, register)
+            s.expect_parent(csinode, register)?;
+            // The node lifecycle controller taints the new node not-ready (its
+            // create) and lifts the taints on the kubelet's report of Ready.
+            let kubelet_status = |x: &Got| x.name == format!("patch nodes/status {node}") && x.service == "kubelet";
+            let taints = s.all(|x| x.name == format!("patch nodes {node}") && x.service == "node-controller");
+            let lifted = taints.iter().filter(|t| s.parent(t).is_some_and(kubelet_status)).count();
+            if lifted == 0 {
+                return Err(format!("none of {} taint writes hangs under the kubelet's Ready report", taints.len()));
+            }
+            taints
+                .iter()
+                .filter(|t| !s.parent(t).is_some_and(kubelet_status))
+                .try_for_each(|t| s.expect_parent(t, register))
         },
     )
     .await;
