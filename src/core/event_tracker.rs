@@ -34,14 +34,15 @@ struct EventState {
     described: Box<Described>,
 }
 
-/// What an Event says besides its count and time. A repeat logged as a
-/// `patch events` carries only what changed (the count, the last time), so
-/// its span takes the rest from the first report: without it, a repeat after
-/// the original span closed would be an Event of no reason by no one.
+/// What an Event says besides its count, time and message. A repeat logged
+/// as a `patch events` carries only what changed (the count, the last time,
+/// the message), so its span takes the rest from the first report: without
+/// it, a repeat after the original span closed would be an Event of no reason
+/// by no one. Kept for every remembered Event (`dedup_ttl`), so the message,
+/// the longest field, which every repeat carries, is not.
 #[derive(Debug, Clone)]
 struct Described {
     reason: Option<Box<str>>,
-    message: Option<Box<str>>,
     event_type: Option<Box<str>>,
     action: Option<Box<str>>,
     reporter: Option<Box<str>>,
@@ -53,7 +54,6 @@ impl Described {
     fn of(e: &EventRecord) -> Described {
         Described {
             reason: e.reason.clone(),
-            message: e.message.clone(),
             event_type: e.event_type.clone(),
             action: e.action.clone(),
             reporter: e.reporter.clone(),
@@ -71,7 +71,6 @@ impl Described {
             }
         };
         take(&mut filled.reason, &self.reason);
-        take(&mut filled.message, &self.message);
         take(&mut filled.event_type, &self.event_type);
         take(&mut filled.action, &self.action);
         take(&mut filled.reporter, &self.reporter);
