@@ -1932,6 +1932,23 @@ fn kubelet_event_saying<'a>(s: &'a Spans, reason: &str, ns: &str, pod: &str, tex
     })
 }
 
+/// At least `at_least` kubelet status writes on pod `pod` (`what` they are),
+/// every one under `parent`.
+fn all_kubelet_statuses_under(
+    s: &Spans,
+    ns: &str,
+    pod: &str,
+    parent: &Got,
+    at_least: usize,
+    what: &str,
+) -> Result<(), String> {
+    let statuses = s.all(|x| is_kubelet_status(x, ns, pod));
+    if statuses.len() < at_least {
+        return Err(format!("{} kubelet status writes, expected {what}", statuses.len()));
+    }
+    statuses.iter().try_for_each(|x| s.expect_parent(x, parent))
+}
+
 /// The creating person's pod and its binding, the start of every bare-pod scenario.
 fn pod_and_binding<'a>(s: &'a Spans, ns: &str, name: &str) -> Result<(&'a Got, &'a Got), String> {
     let create = s.named("the pod's create", &format!("create pods {ns}/{name}"))?;
@@ -2084,14 +2101,7 @@ async fn kubelet_a_liveness_failure_restarts_the_container() {
             let (_, binding) = pod_and_binding(s, ns, "live")?;
             s.expect_parent(kubelet_event_saying(s, "Unhealthy", ns, "live", "Liveness probe failed")?, binding)?;
             s.expect_parent(kubelet_event_saying(s, "Killing", ns, "live", "failed liveness probe")?, binding)?;
-            let statuses = s.all(|x| is_kubelet_status(x, ns, "live"));
-            if statuses.len() < 3 {
-                return Err(format!(
-                    "{} kubelet status writes, expected the start, Running and the restart",
-                    statuses.len()
-                ));
-            }
-            statuses.iter().try_for_each(|x| s.expect_parent(x, binding))
+            all_kubelet_statuses_under(s, ns, "live", binding, 3, "the start, Running and the restart")
         },
     )
     .await;
@@ -2113,12 +2123,8 @@ async fn kubelet_a_container_over_its_memory_limit_is_oom_killed() {
         .await;
     eventually(&receiver, ns, "the kubelet's status writes for the pod, from its start under the binding", |s| {
         let (_, binding) = pod_and_binding(s, ns, "oom")?;
-        let statuses = s.all(|x| is_kubelet_status(x, ns, "oom"));
-        if statuses.len() < 2 {
-            return Err(format!("{} kubelet status writes, expected the start and the OOM kill", statuses.len()));
-        }
         // The OOM kill is no write's doing: the whole run under the binding.
-        statuses.iter().try_for_each(|x| s.expect_parent(x, binding))
+        all_kubelet_statuses_under(s, ns, "oom", binding, 2, "the start and the OOM kill")
     })
     .await;
     delete_pod_and_wait_gone(&receiver, &client, ns, "oom").await;
