@@ -225,7 +225,7 @@ if [ -n "$with_node" ]; then
   log "scenarios with real pods on a real node (containerd and a kubelet), started when the first asks"
   t=$(date +%s)
   (cd "$root" && KAUSAL_E2E_PHASE=kubelet KAUSAL_E2E_NODE="$node_name" cargo test --test e2e_cluster -- --ignored \
-    --test-threads=1 --nocapture --skip audit_ --skip watch_ --skip bootstrap_ kubelet_ "${only[@]}") &
+    --test-threads=1 --nocapture --skip audit_ --skip watch_ --skip bootstrap_ "${only[@]}") &
   kubelet_tests=$!
   pids+=("$kubelet_tests")  # stopped with the rest if the node fails to start
   while [ ! -e "$run/start-node" ] && kill -0 "$kubelet_tests" 2>/dev/null; do sleep 0.2; done
