@@ -984,13 +984,16 @@ fn binding(at: i64) -> Record {
 
 /// A kubelet status write on pod `p` reporting its containers.
 fn kubelet_status(id: &str, at: i64, restarts: i64, terminated: bool) -> Record {
-    let mut w = write(id, KUBELET, Verb::Patch, "pods", "p", POD, at);
-    w.subresource = Some("status".into());
-    w.relations = Some(Box::new(Relations {
-        containers: Some(ContainersReport { restarts, terminated }),
-        ..Relations::default()
-    }));
-    Record::Write(w)
+    let containers = Some(ContainersReport { restarts, terminated });
+    Record::Write(with_relations(
+        status(write(id, KUBELET, Verb::Patch, "pods", "p", POD, at)),
+        Relations { containers, ..Relations::default() },
+    ))
+}
+
+/// The kubelet's registration of its node `node-a` at `at`.
+fn node_registration(at: i64) -> WriteRecord {
+    cluster_scoped(write("register", KUBELET, Verb::Create, "nodes", "node-a", "node-uid-a", at))
 }
 
 fn pod_create() -> Record {
@@ -1063,11 +1066,9 @@ fn node_event(reason: &str, at: i64) -> Record {
 /// no write, even right after the registration.
 #[test]
 fn a_kubelets_node_events_follow_its_registration_or_start_their_own_traces() {
-    let mut register = write("register", KUBELET, Verb::Create, "nodes", "node-a", "node-uid-a", 2 * S);
-    register.namespace = None;
     let spans = run(vec![
         node_event("NodeHasSufficientMemory", S),
-        Record::Write(register),
+        Record::Write(node_registration(2 * S)),
         node_event("NodeAllocatableEnforced", 2 * S + 10),
         node_event("Starting", 2 * S + 20),
         node_event("NodeReady", 10 * S),
@@ -1117,10 +1118,14 @@ fn a_listing_synced_on_a_pods_removal_before_the_delete_was_answered_is_under_it
     const SVC: &str = "00000000-0000-0000-0000-0000000000c1";
     const SLICE: &str = "00000000-0000-0000-0000-0000000000e2";
     let app = kausal::core::record::label_pair("app", "web");
-    let mut svc = write("svc-create", "admin", Verb::Create, "services", "web", SVC, 0);
-    svc.relations = Some(Box::new(Relations { selector: Some(vec![app]), ..Relations::default() }));
-    let mut pod = write("pod-create", "admin", Verb::Create, "pods", "p", POD, S);
-    pod.relations = Some(Box::new(Relations { labels: Some(vec![app]), ..Relations::default() }));
+    let svc = with_relations(
+        write("svc-create", "admin", Verb::Create, "services", "web", SVC, 0),
+        Relations { selector: Some(vec![app]), ..Relations::default() },
+    );
+    let pod = with_relations(
+        write("pod-create", "admin", Verb::Create, "pods", "p", POD, S),
+        Relations { labels: Some(vec![app]), ..Relations::default() },
+    );
     let slice = |id: &str, received: i64, completed: i64| {
         let w = owned_by(
             write(id, SLICE_CTRL, Verb::Update, "endpointslices", "web-x1", SLICE, completed),
@@ -1152,17 +1157,15 @@ fn a_listing_synced_on_a_pods_removal_before_the_delete_was_answered_is_under_it
 /// `controller: true`: the sole owner reference is the owner it was made for.
 #[test]
 fn an_object_with_one_owner_reference_follows_that_owner() {
-    let mut register = write("register", KUBELET, Verb::Create, "nodes", "node-a", "node-uid-a", S);
-    register.namespace = None;
-    let mut csinode = write("csinode", KUBELET, Verb::Create, "csinodes", "node-a", "csinode-uid-a", S + S / 2);
-    csinode.namespace = None;
+    let mut csinode =
+        cluster_scoped(write("csinode", KUBELET, Verb::Create, "csinodes", "node-a", "csinode-uid-a", S + S / 2));
     csinode.owners = vec![Owner {
         kind: "Node".into(),
         name: "node-a".into(),
         uid: Uid::from_text("node-uid-a"),
         controller: false,
     }];
-    let spans = run(vec![Record::Write(register), Record::Write(csinode)]);
+    let spans = run(vec![Record::Write(node_registration(S)), Record::Write(csinode)]);
     assert_eq!(parent_id(&spans, by_id(&spans, "csinode")), Some("register"));
 }
 
@@ -1173,21 +1176,21 @@ fn an_object_with_one_owner_reference_follows_that_owner() {
 #[test]
 fn the_node_lifecycle_controller_follows_the_condition_its_kubelet_reported() {
     const NODE_CTRL: &str = "system:serviceaccount:kube-system:node-controller";
-    let node_write = |id: &str, user: &str, verb: Verb, status: bool, transition: bool, at: i64| {
-        let mut w = write(id, user, verb, "nodes", "node-a", "node-uid-a", at);
-        w.namespace = None;
-        if status {
-            w.subresource = Some("status".into());
-            w.relations = Some(Box::new(Relations { condition_transition: transition, ..Relations::default() }));
-        }
-        Record::Write(w)
+    let patch = |id: &str, user: &str, at: i64| {
+        cluster_scoped(write(id, user, Verb::Patch, "nodes", "node-a", "node-uid-a", at))
+    };
+    let kubelet_status = |id: &str, condition_transition: bool, at: i64| {
+        Record::Write(with_relations(
+            status(patch(id, KUBELET, at)),
+            Relations { condition_transition, ..Relations::default() },
+        ))
     };
     let spans = run(vec![
-        node_write("register", KUBELET, Verb::Create, false, false, S),
-        node_write("heartbeat", KUBELET, Verb::Patch, true, false, S + S / 10),
-        node_write("taint", NODE_CTRL, Verb::Patch, false, false, 2 * S),
-        node_write("ready", KUBELET, Verb::Patch, true, true, 10 * S),
-        node_write("untaint", NODE_CTRL, Verb::Patch, false, false, 10 * S + S / 100),
+        Record::Write(node_registration(S)),
+        kubelet_status("heartbeat", false, S + S / 10),
+        Record::Write(patch("taint", NODE_CTRL, 2 * S)),
+        kubelet_status("ready", true, 10 * S),
+        Record::Write(patch("untaint", NODE_CTRL, 10 * S + S / 100)),
     ]);
     assert_eq!(parent_id(&spans, by_id(&spans, "taint")), Some("register"), "a heartbeat changes nothing");
     assert_eq!(parent_id(&spans, by_id(&spans, "untaint")), Some("ready"));
