@@ -13,7 +13,11 @@ use kausal::decode::{DecodeOptions, decode};
 
 /// The capture's batches as the apiserver POSTed them, in order.
 pub fn capture_batches() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rollout-basic/audit-batches");
+    batches_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rollout-basic/audit-batches"))
+}
+
+/// The files of a recording's `audit-batches` directory, in name order.
+fn batches_in(dir: &Path) -> Vec<String> {
     let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     paths.sort();
     paths.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
@@ -30,14 +34,7 @@ pub fn kubelet_batches() -> Vec<String> {
         .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("kubelet-")))
         .collect();
     recordings.sort();
-    let mut batches = Vec::new();
-    for recording in recordings {
-        let mut paths: Vec<_> =
-            std::fs::read_dir(recording.join("audit-batches")).unwrap().map(|e| e.unwrap().path()).collect();
-        paths.sort();
-        batches.extend(paths.iter().map(|p| std::fs::read_to_string(p).unwrap()));
-    }
-    batches
+    recordings.iter().flat_map(|r| batches_in(&r.join("audit-batches"))).collect()
 }
 
 /// How many audit events the batches hold (reads included: the apiserver sends them all).
