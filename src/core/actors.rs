@@ -175,6 +175,11 @@ fn shared_credentials_controller(user_agent: &str) -> Option<&str> {
 
 /// The short name of an actor, used as `service.name` so that Jaeger's service
 /// list reads as "who acted".
+/// The node a kubelet's user names (`system:node:<node>`), for a kubelet.
+pub fn kubelet_node(user: &str) -> Option<&str> {
+    user.strip_prefix("system:node:")
+}
+
 pub fn actor_name(user: &str) -> String {
     if let Some(sa) = user.strip_prefix(SA_KUBE_SYSTEM) {
         return sa.to_owned();
@@ -185,7 +190,7 @@ pub fn actor_name(user: &str) -> String {
     if let Some(sa) = user.strip_prefix("system:kube-controller-manager/") {
         return sa.to_owned();
     }
-    if user.starts_with("system:node:") {
+    if kubelet_node(user).is_some() {
         return "kubelet".to_owned();
     }
     match user {
@@ -234,8 +239,8 @@ impl ReporterUsers {
     pub fn matches(&self, user: &str) -> bool {
         match self {
             ReporterUsers::Scheduler => user == "system:kube-scheduler",
-            ReporterUsers::Kubelet { node: Some(n) } => user.strip_prefix("system:node:") == Some(n.as_str()),
-            ReporterUsers::Kubelet { node: None } => user.starts_with("system:node:"),
+            ReporterUsers::Kubelet { node: Some(n) } => kubelet_node(user) == Some(n.as_str()),
+            ReporterUsers::Kubelet { node: None } => kubelet_node(user).is_some(),
             ReporterUsers::ControllerManager { service_account } => {
                 let sa = Some(service_account.as_ref());
                 user.strip_prefix(SA_KUBE_SYSTEM) == sa

@@ -637,7 +637,7 @@ impl Engine {
             }
             // What the node's kubelet reported (the node lifecycle controller
             // also writes node status, and acts on what others change).
-            if relations.condition_transition && w.user.starts_with("system:node:") {
+            if relations.condition_transition && actors::kubelet_node(&w.user).is_some() {
                 node.extra_mut().condition_transition = Some(mark);
             }
             if let Some(report) = relations.containers {

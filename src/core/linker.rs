@@ -3,7 +3,7 @@
 //! Each rule is a small function over the [`Graph`]; none of them mutates it.
 //! The engine applies them in timestamp order and then records the write.
 
-use super::actors::ReporterUsers;
+use super::actors::{self, ReporterUsers};
 use super::graph::{ActorId, Graph, GraphLimits, Mark, Node, TriggerMark, WriteMark, version_after};
 use super::ids::Uid;
 use super::record::{COMMIT_TO_ANSWER, EventRecord, Verb, WriteRecord};
@@ -207,7 +207,7 @@ pub(crate) fn is_infrastructure(write: &WriteRecord) -> bool {
     let named = |n: &str| write.name.as_deref() == Some(n);
     let own_node_status = resource == "nodes"
         && write.subresource.as_deref() == Some("status")
-        && write.name.as_deref().is_some_and(|n| write.user.strip_prefix("system:node:") == Some(n));
+        && write.name.as_deref().is_some_and(|n| actors::kubelet_node(&write.user) == Some(n));
     (resource == "serviceaccounts" && write.subresource.as_deref() == Some("token"))
         || own_node_status
         || resource == "leases"
